@@ -1,0 +1,257 @@
+"""The results cache: one record per finished run, keyed by the spec's hash.
+
+Layout (readable by a person; `ls cache/ab/` shows runs):
+
+    cache/<first 2 hex of run id>/<run id>/record.json   spec + result + provenance
+    cache/<..>/<run id>/.lock                            per-run lock (fcntl: dies with its owner)
+    cache/<..>/<run id>/owner.json                       who holds/held the lock (pid, host, time)
+    cache/_quarantine/                                   corrupt records moved aside on request
+    cache/_data/                                         tokenised corpora and tokenizers
+
+Writes are atomic: a unique temp file in the same directory, flush + fsync, `os.replace`,
+fsync of the directory. A reader therefore sees either no record or a whole one; only a
+finished run (ok or diverged) is ever written. The lock is an OS file lock (filelock's
+fcntl backend), so a killed owner releases it: there is no stale lock to break on a
+local file system; `owner.json` says who held it, for people.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pandas as pd
+from filelock import FileLock, Timeout
+
+from engine.spec import RESULT_FORMAT_VERSION, RunSpec
+
+log = logging.getLogger(__name__)
+
+RECORD = "record.json"
+CACHE_ENV = "QAT_CACHE_DIR"
+
+
+class CorruptRecordError(RuntimeError):
+    """A record on disk cannot be trusted; the message names the file and the fix."""
+
+
+class MissingRunsError(RuntimeError):
+    """Runs are needed that are not in the cache and training was not allowed."""
+
+    def __init__(self, missing: list[RunSpec], hint: str):
+        self.missing = missing
+        super().__init__(f"{len(missing)} run(s) missing from the cache and training is off. {hint}")
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV, Path(__file__).resolve().parent.parent / "cache"))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            json.dump(payload, f, indent=1, sort_keys=True, allow_nan=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+class ResultsCache:
+    def __init__(self, root: Path | str | None = None, on_corrupt: str = "error"):
+        if on_corrupt not in ("error", "quarantine"):
+            raise ValueError(f"on_corrupt={on_corrupt!r}; allowed: 'error', 'quarantine'")
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self.on_corrupt = on_corrupt
+
+    # --- paths ----------------------------------------------------------------------
+    def run_dir(self, spec_or_id: RunSpec | str) -> Path:
+        rid = spec_or_id if isinstance(spec_or_id, str) else spec_or_id.run_id
+        return self.root / rid[:2] / rid
+
+    def record_path(self, spec: RunSpec | str) -> Path:
+        return self.run_dir(spec) / RECORD
+
+    # --- reading --------------------------------------------------------------------
+    def get(self, spec: RunSpec) -> dict | None:
+        path = self.record_path(spec)
+        if not path.exists():
+            return None
+        try:
+            record = self._read(path)
+            if record["spec"] != spec.to_dict() or record["run_id"] != spec.run_id:
+                raise CorruptRecordError(f"{path}: its spec does not match the run id it is stored under")
+            return record
+        except CorruptRecordError:
+            if self.on_corrupt == "quarantine":
+                self.quarantine(path)
+                return None
+            raise
+
+    def has(self, spec: RunSpec) -> bool:
+        return self.get(spec) is not None
+
+    def _read(self, path: Path) -> dict:
+        fix = (
+            f"Delete {path.parent} to retrain the run, or pass --on-corrupt quarantine "
+            "(QAT_ON_CORRUPT=quarantine) to move bad records aside and retrain them."
+        )
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CorruptRecordError(f"{path}: unreadable or truncated record ({e}). {fix}") from None
+        if not isinstance(record, dict) or "result" not in record or "spec" not in record:
+            raise CorruptRecordError(f"{path}: not a run record (no 'spec'/'result'). {fix}")
+        if record.get("result_format") != RESULT_FORMAT_VERSION:
+            raise CorruptRecordError(
+                f"{path}: result format {record.get('result_format')!r}, this engine reads "
+                f"{RESULT_FORMAT_VERSION}. {fix}"
+            )
+        return record
+
+    def quarantine(self, path: Path) -> Path:
+        dest = self.root / "_quarantine" / f"{path.parent.name}.{int(time.time())}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(path.parent), dest)
+        log.warning("quarantined corrupt record %s -> %s", path, dest)
+        return dest
+
+    def iter_records(self) -> Iterable[dict]:
+        for path in sorted(self.root.glob(f"[0-9a-f][0-9a-f]/*/{RECORD}")):
+            try:
+                yield self._read(path)
+            except CorruptRecordError:
+                if self.on_corrupt == "quarantine":
+                    self.quarantine(path)
+                    continue
+                raise
+
+    def find(self, prefix: str) -> dict:
+        if len(prefix) < 4:
+            raise ValueError(f"run id prefix {prefix!r} is too short: give at least 4 hex characters")
+        hits = [p for p in self.root.glob(f"{prefix[:2]}/{prefix}*/{RECORD}")]
+        if not hits:
+            raise KeyError(f"no run with id starting {prefix!r} in {self.root}")
+        if len(hits) > 1:
+            raise KeyError(f"run id prefix {prefix!r} is ambiguous: {[h.parent.name[:16] for h in hits]}")
+        return self._read(hits[0])
+
+    # --- writing --------------------------------------------------------------------
+    def put(self, spec: RunSpec, result: dict) -> dict:
+        if result.get("status") not in ("ok", "diverged"):
+            raise ValueError(f"only finished runs are cached; status={result.get('status')!r}")
+        record = {
+            "result_format": RESULT_FORMAT_VERSION,
+            "run_id": spec.run_id,
+            "spec": spec.to_dict(),
+            "result": result,
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        run_dir = self.run_dir(spec)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / RECORD, record)
+        return record
+
+    def lock(self, spec: RunSpec) -> FileLock:
+        run_dir = self.run_dir(spec)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return FileLock(run_dir / ".lock")
+
+    def _claim(self, spec: RunSpec, timeout: float) -> FileLock | None:
+        lock = self.lock(spec)
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout:
+            return None
+        atomic_write_json(
+            self.run_dir(spec) / "owner.json",
+            {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()},
+        )
+        return lock
+
+    # --- the run queue ----------------------------------------------------------------
+    def ensure(
+        self,
+        specs: list[RunSpec],
+        train_fn: Callable[[RunSpec], dict] | None,
+        *,
+        missing_hint: str = "",
+        poll_s: float = 0.5,
+        on_trained: Callable[[RunSpec, dict], None] | None = None,
+    ) -> list[dict]:
+        """Return the record of every spec, training the missing ones with `train_fn`.
+
+        Safe across processes (xdist workers, sweep workers): a run is trained by the
+        process that takes its lock; a process that finds a run locked works on its
+        other missing runs first, then waits for the lock's owner to finish. If the owner
+        dies, its OS lock goes with it and the next process trains the run.
+        `train_fn=None` means training is not allowed: missing runs raise MissingRunsError.
+        """
+        unique = list({s.run_id: s for s in specs}.values())
+        pending = [s for s in unique if not self.has(s)]
+        if pending and train_fn is None:
+            raise MissingRunsError(pending, missing_hint)
+        while pending:
+            progressed = False
+            for spec in list(pending):
+                lock = self._claim(spec, timeout=0)
+                if lock is None:
+                    continue
+                try:
+                    if not self.has(spec):
+                        result = train_fn(spec)
+                        self.put(spec, result)
+                        if on_trained:
+                            on_trained(spec, result)
+                finally:
+                    lock.release()
+                pending.remove(spec)
+                progressed = True
+            if pending and not progressed:
+                time.sleep(poll_s)
+        return [self.get(s) for s in specs]
+
+    def missing(self, specs: list[RunSpec]) -> list[RunSpec]:
+        return [s for s in {s.run_id: s for s in specs}.values() if not self.has(s)]
+
+    # --- tables -----------------------------------------------------------------------
+    def table(self, specs: list[RunSpec] | None = None) -> pd.DataFrame:
+        """One row per run: every spec field, then every scalar result field."""
+        records = self.iter_records() if specs is None else [r for r in (self.get(s) for s in specs) if r]
+        return records_to_table(records)
+
+
+def records_to_table(records: Iterable[dict]) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        row = {"run_id": r["run_id"], **r["spec"]}
+        row["probe_fracs"] = tuple(row["probe_fracs"])
+        for k, v in r["result"].items():
+            if k != "run_id" and (v is None or isinstance(v, (int, float, str, bool))):
+                row[k] = v
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        for col in ("diverged_step", "grid_dist_int6_prewd", "grid_dist_own_prewd"):
+            if col in df:
+                df[col] = pd.to_numeric(df[col], errors="coerce")
+    return df

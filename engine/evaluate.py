@@ -1,0 +1,86 @@
+"""Validation: loss and bits per byte, in training precision and after an export round trip.
+
+val_bpb = (summed token cross-entropy in nats / ln 2) / (UTF-8 bytes the targets cover),
+with the byte counts from the tokenizer's lookup tables (engine.bpb), so the figure is
+comparable across tokenizers. The round trip exports the weights exactly as a deployed
+model would be stored (engine.quant) and evaluates the dequantised copy with fake
+quantisation off: what counts is the model that ships.
+"""
+
+from __future__ import annotations
+
+import copy
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from engine.bpb import bits_per_byte, target_bytes
+from engine.data import Corpus, val_batches
+from engine.model import GPT
+from engine.quant import export_state_dict, grid_distance, import_state_dict
+
+EVAL_BATCH_SEQS = 32  # sequences per forward pass in evaluation; memory only, not the result
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    loss: float  # mean nats per token
+    bpb: float
+    tokens: int
+    bytes: int
+
+
+def autocast_for(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model: GPT, corpus: Corpus, seq_len: int, max_tokens: int, device: torch.device) -> EvalResult:
+    luts = [torch.as_tensor(t, device=device) for t in corpus.tokenizer.luts()]
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    n_bytes = torch.zeros((), dtype=torch.float64, device=device)
+    n_tokens = 0
+    for x, y in val_batches(corpus.val, seq_len, EVAL_BATCH_SEQS, max_tokens or None):
+        x, y = x.to(device), y.to(device)
+        with autocast_for(device):
+            loss_sum += model(x, y, reduction="sum").double()
+        n_bytes += target_bytes(x.flatten(), y.flatten(), *luts).double().sum()
+        n_tokens += y.numel()
+    model.train(was_training)
+    if n_tokens == 0:
+        raise ValueError(f"validation split has fewer than seq_len+1={seq_len + 1} tokens")
+    total_loss = float(loss_sum)
+    return EvalResult(total_loss / n_tokens, bits_per_byte(total_loss, float(n_bytes)), n_tokens, int(n_bytes))
+
+
+def round_trip(model: GPT, bits: int, clip_percentile: float) -> GPT:
+    """A copy of `model` whose weights went through export at `bits` and back; QAT off."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    exported = export_state_dict(state, bits, set(model.quantized_weight_names()), clip_percentile)
+    clone = copy.deepcopy(model)
+    clone.load_state_dict(import_state_dict(exported))
+    clone.set_qat(None)
+    return clone
+
+
+def grid_probe(model: GPT, own_bits: int) -> dict:
+    """Distance of every quantised matrix to the INT6 grid and to the run's own grid."""
+    per_matrix = {}
+    params = dict(model.named_parameters())
+    for name in model.quantized_weight_names():
+        w = params[name]
+        per_matrix[name] = {
+            "int6": grid_distance(w, 6),
+            "own": grid_distance(w, own_bits if own_bits != 16 else 6),
+        }
+    n = len(per_matrix)
+    return {
+        "int6_mean": sum(v["int6"] for v in per_matrix.values()) / n,
+        "own_mean": sum(v["own"] for v in per_matrix.values()) / n,
+        "per_matrix": per_matrix,
+    }

@@ -1,0 +1,58 @@
+"""Learning-rate schedules as pure functions of the step.
+
+`lr_factor` multiplies every base LR. WSD ("warmup-stable-decay", the parameter-golf
+shape): linear warm-up, constant, then a warmdown over the last `wd` fraction of the
+steps. As in parameter-golf the warmdown factor at its first step is 1 and at the last
+step 1/n_decay (never 0: an update with LR 0 is wasted compute).
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def warmdown_start(total_steps: int, wd: float) -> int:
+    """First step of the warmdown; `total_steps` when there is none."""
+    return total_steps - int(round(wd * total_steps))
+
+
+def decay_shape(progress: float, shape: str) -> float:
+    """Factor at `progress` in [0, 1] through the decay: 1 at 0, 0 at 1."""
+    if not 0.0 <= progress <= 1.0:
+        raise ValueError(f"decay progress {progress} outside [0, 1]")
+    if shape == "linear":
+        return 1.0 - progress
+    if shape == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if shape == "1-sqrt":  # between linear and abrupt (Hagele et al.; R3)
+        return 1.0 - math.sqrt(progress)
+    raise ValueError(f"unknown decay shape {shape!r}; allowed: linear, cosine, 1-sqrt")
+
+
+def lr_factor(
+    step: int, total_steps: int, *, warmup_steps: int, wd: float, shape: str = "linear", schedule: str = "wsd"
+) -> float:
+    if not 0 <= step < total_steps:
+        raise ValueError(f"step {step} outside [0, {total_steps})")
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "cosine_to_zero":
+        return decay_shape((step - warmup_steps) / max(1, total_steps - warmup_steps), "cosine")
+    if schedule != "wsd":
+        raise ValueError(f"unknown schedule {schedule!r}; allowed: wsd, cosine_to_zero")
+    start = warmdown_start(total_steps, wd)
+    if step < start:
+        return 1.0
+    return decay_shape((step - start) / (total_steps - start), shape)
+
+
+def in_warmdown(step: int, total_steps: int, wd: float, schedule: str = "wsd") -> bool:
+    return schedule == "cosine_to_zero" or step >= warmdown_start(total_steps, wd)
+
+
+def muon_momentum(step: int, start: float, end: float, warmup_steps: int) -> float:
+    """parameter-golf warms Muon's momentum linearly from `start` to `end`."""
+    if warmup_steps <= 0:
+        return end
+    frac = min(step / warmup_steps, 1.0)
+    return (1.0 - frac) * start + frac * end

@@ -1,0 +1,219 @@
+"""The run specification: one frozen, validated object per training run.
+
+A `RunSpec` holds every factor that can change a run's result. Its identity is the
+sha256 of its canonical JSON together with `RESULT_FORMAT_VERSION`, so a change of
+any factor, or of the engine's result format, is a different run in the cache.
+
+Defaults reproduce the OpenAI parameter-golf baseline recipe (`train_gpt.py`):
+the base learning rates, Adam betas and Muon momentum below are that script's
+values. Everything a profile wants to change comes in through `RunSpec(**fields)`
+or `RunSpec.replace(...)`, the one validated path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+# Bump when the meaning or layout of a stored result changes: every run id changes
+# with it, so old records are never read as new ones.
+RESULT_FORMAT_VERSION = 1
+
+ALLOWED_BITS = (16, 8, 6, 5, 4)
+ALLOWED_OPTIMIZERS = ("muon", "adamw")
+ALLOWED_SCHEDULES = ("wsd", "cosine_to_zero")
+ALLOWED_WD_SHAPES = ("linear", "cosine", "1-sqrt")
+
+
+class SpecError(ValueError):
+    """A spec field has a value that is not allowed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    # --- model and quantisation ---------------------------------------------------
+    size: str
+    bits: int = 16  # 16 = no fake quantisation ("FP16" in the paper)
+    qat_start: float = 0.0  # fraction of steps before fake quantisation switches on (paper: 0)
+    quantize_embeddings: bool = False  # tied embedding kept in fp16 (parameter-golf PR #61)
+    clip_percentile: float = 99.99984  # export clip percentile of parameter-golf's int8 export
+    # --- schedule -------------------------------------------------------------------
+    schedule: str = "wsd"  # warm-up, constant, warmdown; or plain cosine to zero
+    wd: float = 0.33  # warmdown fraction of all steps
+    wd_shape: str = "linear"
+    warmup_steps: int = 0  # parameter-golf has no LR warm-up (its WARMUP_STEPS only primes compile)
+    lr_mult: float = 1.0  # multiplies every base LR below
+    # --- optimiser (parameter-golf base values) ------------------------------------
+    optimizer: str = "muon"  # Muon for matrices + Adam for embeddings/scalars, or AdamW for all
+    matrix_lr: float = 0.04
+    scalar_lr: float = 0.04
+    embed_lr: float = 0.05  # parameter-golf TIED_EMBED_LR
+    adamw_matrix_lr: float = 0.004  # AdamW arm only: matrices need ~10x less than Muon's LR
+    adamw_weight_decay: float = 0.1  # AdamW arm only, on matrices
+    beta1: float = 0.9
+    beta2: float = 0.95
+    cooldown_beta2: float | None = None  # Adam beta2 during warmdown (R3); None = unchanged
+    muon_momentum: float = 0.95
+    muon_momentum_warmup_start: float = 0.85
+    muon_momentum_warmup_steps: int = 500
+    # --- length and data ------------------------------------------------------------
+    steps: int = 1000
+    batch_tokens: int = 8192
+    seq_len: int = 256
+    seed: int = 0
+    data: str = "kjv"
+    tokenizer: str = "byte"
+    val_tokens: int = 65536  # validation tokens evaluated (0 = whole validation split)
+    probe_fracs: tuple[float, ...] = ()  # extra grid-distance checkpoints (fractions of steps)
+
+    def __post_init__(self) -> None:
+        _normalise_numbers(self)
+        _validate(self)
+
+    # --- identity -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["probe_fracs"] = list(self.probe_fracs)
+        return d
+
+    def canonical_json(self) -> str:
+        payload = {"result_format": RESULT_FORMAT_VERSION, "spec": self.to_dict()}
+        return json.dumps(payload, sort_keys=True, separators=(",", ":"))
+
+    @property
+    def run_id(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+    @property
+    def short_id(self) -> str:
+        return self.run_id[:12]
+
+    # --- derived ------------------------------------------------------------------------
+    @property
+    def batch_seqs(self) -> int:
+        return self.batch_tokens // self.seq_len
+
+    @property
+    def warmdown_start(self) -> int:
+        """First step whose LR is below peak; the grid probe runs just before it."""
+        from engine.schedule import warmdown_start
+
+        return warmdown_start(self.steps, self.wd if self.schedule == "wsd" else 1.0)
+
+    @property
+    def qat_start_step(self) -> int:
+        return int(round(self.qat_start * self.steps)) if self.bits != 16 else self.steps
+
+    @property
+    def tokens(self) -> int:
+        return self.steps * self.batch_tokens
+
+    def replace(self, **changes: Any) -> "RunSpec":
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise SpecError(f"unknown RunSpec field(s) {sorted(unknown)}; known: {field_names()}")
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunSpec":
+        unknown = set(d) - set(field_names())
+        if unknown:
+            raise SpecError(f"unknown RunSpec field(s) {sorted(unknown)}; known: {field_names()}")
+        if "size" not in d:
+            raise SpecError("a RunSpec needs a 'size' (a ladder name, see `python -m engine plan --ladder`)")
+        d = dict(d)
+        if "probe_fracs" in d:
+            d["probe_fracs"] = tuple(d["probe_fracs"])
+        return cls(**d)
+
+
+def field_names() -> list[str]:
+    return [f.name for f in fields(RunSpec)]
+
+
+_FLOAT_FIELDS = {f.name for f in fields(RunSpec) if f.type in ("float", "float | None")}
+_INT_FIELDS = {f.name for f in fields(RunSpec) if f.type == "int"}
+
+
+def _normalise_numbers(spec: RunSpec) -> None:
+    # 1 and 1.0 must hash the same: coerce numeric fields to one JSON form.
+    for name in _FLOAT_FIELDS:
+        v = getattr(spec, name)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise SpecError(f"RunSpec.{name}={v!r} must be a number")
+        object.__setattr__(spec, name, float(v))
+    for name in _INT_FIELDS:
+        v = getattr(spec, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or float(v) != int(v):
+            raise SpecError(f"RunSpec.{name}={v!r} must be an integer")
+        object.__setattr__(spec, name, int(v))
+    try:
+        probes = tuple(float(p) for p in spec.probe_fracs)
+    except (TypeError, ValueError):
+        raise SpecError(f"RunSpec.probe_fracs={spec.probe_fracs!r} must be a list of fractions in [0, 1]") from None
+    object.__setattr__(spec, "probe_fracs", tuple(sorted(set(probes))))
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise SpecError(message)
+
+
+def _validate(s: RunSpec) -> None:
+    from engine.ladder import LADDER
+
+    _check(s.size in LADDER, f"RunSpec.size={s.size!r} is not a ladder name; allowed: {list(LADDER)}")
+    _check(s.bits in ALLOWED_BITS, f"RunSpec.bits={s.bits!r} is not allowed; choose one of {ALLOWED_BITS}")
+    _check(0.0 <= s.qat_start < 1.0, f"RunSpec.qat_start={s.qat_start} must be in [0, 1)")
+    _check(90.0 <= s.clip_percentile <= 100.0, f"RunSpec.clip_percentile={s.clip_percentile} must be in [90, 100]")
+    _check(s.schedule in ALLOWED_SCHEDULES, f"RunSpec.schedule={s.schedule!r}; allowed: {ALLOWED_SCHEDULES}")
+    _check(0.0 <= s.wd <= 1.0, f"RunSpec.wd={s.wd} (warmdown fraction) must be in [0, 1]")
+    _check(s.wd_shape in ALLOWED_WD_SHAPES, f"RunSpec.wd_shape={s.wd_shape!r}; allowed: {ALLOWED_WD_SHAPES}")
+    _check(s.steps > 0, f"RunSpec.steps={s.steps} must be a positive number of optimiser steps")
+    _check(0 <= s.warmup_steps < s.steps, f"RunSpec.warmup_steps={s.warmup_steps} must be in [0, steps={s.steps})")
+    _check(
+        s.schedule != "wsd" or s.warmup_steps + round(s.wd * s.steps) <= s.steps,
+        f"RunSpec warm-up ({s.warmup_steps} steps) and warmdown ({s.wd} x {s.steps} steps) overlap",
+    )
+    for name in ("lr_mult", "matrix_lr", "scalar_lr", "embed_lr", "adamw_matrix_lr"):
+        v = getattr(s, name)
+        _check(math.isfinite(v) and v > 0, f"RunSpec.{name}={v} must be a positive finite learning rate")
+    _check(s.adamw_weight_decay >= 0, f"RunSpec.adamw_weight_decay={s.adamw_weight_decay} must be >= 0")
+    _check(s.optimizer in ALLOWED_OPTIMIZERS, f"RunSpec.optimizer={s.optimizer!r}; allowed: {ALLOWED_OPTIMIZERS}")
+    for name in ("beta1", "beta2", "muon_momentum", "muon_momentum_warmup_start"):
+        v = getattr(s, name)
+        _check(0.0 <= v < 1.0, f"RunSpec.{name}={v} must be in [0, 1)")
+    _check(
+        s.cooldown_beta2 is None or 0.0 <= s.cooldown_beta2 < 1.0,
+        f"RunSpec.cooldown_beta2={s.cooldown_beta2} must be None or in [0, 1)",
+    )
+    _check(s.muon_momentum_warmup_steps >= 0, "RunSpec.muon_momentum_warmup_steps must be >= 0")
+    _check(s.seq_len > 0, f"RunSpec.seq_len={s.seq_len} must be positive")
+    _check(
+        s.batch_tokens > 0 and s.batch_tokens % s.seq_len == 0,
+        f"RunSpec.batch_tokens={s.batch_tokens} must be a positive multiple of seq_len={s.seq_len}",
+    )
+    _check(s.seed >= 0, f"RunSpec.seed={s.seed} must be >= 0")
+    _check(s.val_tokens >= 0, f"RunSpec.val_tokens={s.val_tokens} must be >= 0 (0 = whole split)")
+    _check(
+        all(0.0 <= p <= 1.0 for p in s.probe_fracs),
+        f"RunSpec.probe_fracs={s.probe_fracs} must be fractions in [0, 1]",
+    )
+    _check(
+        s.data == "kjv" or s.data.startswith(("text:", "fineweb:")),
+        f"RunSpec.data={s.data!r}; allowed: 'kjv', 'text:/dir/of/txt', 'fineweb:/dir/of/shards'",
+    )
+    _check(
+        s.tokenizer == "byte" or s.tokenizer.startswith("sp"),
+        f"RunSpec.tokenizer={s.tokenizer!r}; allowed: 'byte', 'spN' (N = vocab, trained on the corpus), 'sp:/path.model'",
+    )
+    _check(
+        not s.data.startswith("fineweb:") or s.tokenizer.startswith("sp:"),
+        "FineWeb shards are already tokenised: give their SentencePiece model as tokenizer='sp:/path/model.model'",
+    )

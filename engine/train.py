@@ -1,0 +1,216 @@
+"""One training run: spec in, result record out, through DeepSpeed on CPU or GPU.
+
+The same loop everywhere: `deepspeed.initialize` with our model and client optimiser,
+`engine(x, y)`, `engine.backward(loss)`, `engine.step()`. On CUDA the forward runs under
+bf16 autocast (fp32 master weights, as parameter-golf keeps its CastedLinear weights)
+and the model may be compiled; on CPU everything is fp32.
+
+A non-finite loss ends the run as `status="diverged"` with the step where it happened:
+it is a result (the schedule diverged), not a crash, and claim tests apply their rule to
+it. An exception is a crash: nothing is returned and nothing is cached.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from engine import __version__
+from engine.data import batch_at, load_corpus
+from engine.distributed import ensure_process_group, pick_device
+from engine.evaluate import autocast_for, evaluate, grid_probe, round_trip
+from engine.ladder import count_params, get_config
+from engine.model import GPT
+from engine.optim import apply_schedule, build_optimizer
+from engine.schedule import in_warmdown, lr_factor, muon_momentum
+from engine.spec import RunSpec
+
+log = logging.getLogger(__name__)
+
+CURVE_POINTS = 64  # points kept of the training-loss curve
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Test hook: called at named points ("step", "before_eval", ...) so fault tests can kill
+# the process exactly there. None in normal use.
+FaultHook = Callable[[str, int], None]
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("QAT_DATA_DIR", REPO_ROOT / "cache" / "_data"))
+
+
+def train(
+    spec: RunSpec,
+    *,
+    device: str | None = None,
+    data_dir: Path | None = None,
+    progress: bool = False,
+    compile_model: bool | None = None,
+    fault_hook: FaultHook | None = None,
+) -> dict:
+    """Train `spec` to completion (or divergence) and return its result record."""
+    t_start = time.time()
+    dev = pick_device(device)
+    ensure_process_group(dev)
+    import deepspeed
+
+    corpus = load_corpus(spec.data, spec.tokenizer, data_dir or default_data_dir())
+    torch.manual_seed(spec.seed)
+    cfg = get_config(spec.size)
+    model = GPT(cfg, corpus.vocab_size, quantize_embeddings=spec.quantize_embeddings).to(dev)
+    n_params = sum(p.numel() for p in model.parameters())
+    assert n_params == count_params(cfg, corpus.vocab_size), "ladder count and model disagree"
+
+    optimizer = build_optimizer(model, spec, ns_on_cuda=dev.type == "cuda")
+    ds_config = {
+        "train_micro_batch_size_per_gpu": spec.batch_seqs,
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": 0.0,  # parameter-golf GRAD_CLIP_NORM=0
+        "zero_optimization": {"stage": 0},
+        "steps_per_print": 2**31 - 1,
+        "wall_clock_breakdown": False,
+    }
+    ds_engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
+    forward = ds_engine
+    if compile_model if compile_model is not None else dev.type == "cuda":
+        forward = torch.compile(ds_engine.module)
+
+    probe_steps = _probe_steps(spec)
+    probes: list[dict] = []
+    losses: list[torch.Tensor] = []
+    curve: list[tuple[int, float]] = []
+    curve_every = max(1, spec.steps // CURVE_POINTS)
+    check_every = 1 if dev.type == "cpu" else 25  # a host sync per step is cheap on CPU only
+    diverged_step: int | None = None
+    t_train = time.time()
+    qat_on = False
+
+    steps = range(spec.steps)
+    if progress:
+        from tqdm import tqdm
+
+        steps = tqdm(steps, desc=f"train {spec.short_id} {spec.size} int{spec.bits}", unit="step", leave=False)
+    for step in steps:
+        if step in probe_steps:
+            probes.append({"step": step, "label": probe_steps[step], **grid_probe(model, spec.bits)})
+        if not qat_on and step >= spec.qat_start_step:
+            model.set_qat(spec.bits)
+            qat_on = True
+        cooling = in_warmdown(step, spec.steps, spec.wd, spec.schedule)
+        apply_schedule(
+            optimizer,
+            lr_factor(step, spec.steps, warmup_steps=spec.warmup_steps, wd=spec.wd, shape=spec.wd_shape, schedule=spec.schedule),
+            muon_momentum(step, spec.muon_momentum_warmup_start, spec.muon_momentum, spec.muon_momentum_warmup_steps),
+            spec.cooldown_beta2 if (cooling and spec.cooldown_beta2 is not None) else spec.beta2,
+        )
+        x, y = batch_at(corpus.train, step, spec.batch_seqs, spec.seq_len, spec.seed)
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        with autocast_for(dev):
+            loss = forward(x, y)
+        ds_engine.backward(loss)
+        ds_engine.step()
+        losses.append(loss.detach())
+        if fault_hook:
+            fault_hook("step", step)
+        if (step + 1) % check_every == 0 or step + 1 == spec.steps:
+            window = torch.stack(losses).float().cpu()
+            first = step + 1 - len(losses)
+            bad = (~torch.isfinite(window)).nonzero()
+            for i in range(len(losses)):
+                if (first + i) % curve_every == 0 or first + i == spec.steps - 1:
+                    curve.append((first + i, float(window[i])))
+            losses.clear()
+            if len(bad):
+                diverged_step = first + int(bad[0])
+                break
+    train_time = time.time() - t_train
+
+    base = _provenance(spec, dev, n_params, t_start)
+    if diverged_step is not None:
+        log.warning("run %s diverged at step %d", spec.short_id, diverged_step)
+        return {**base, "status": "diverged", "diverged_step": diverged_step, "loss_curve": curve,
+                "tokens_seen": (diverged_step + 1) * spec.batch_tokens, "train_time_s": train_time,
+                "wall_time_s": time.time() - t_start}
+
+    if spec.steps in probe_steps:
+        probes.append({"step": spec.steps, "label": probe_steps[spec.steps], **grid_probe(model, spec.bits)})
+    if fault_hook:
+        fault_hook("before_eval", spec.steps)
+    trained = evaluate(model, corpus, spec.seq_len, spec.val_tokens, dev)
+    rt_own = evaluate(round_trip(model, spec.bits, spec.clip_percentile).to(dev), corpus, spec.seq_len, spec.val_tokens, dev)
+    rt_int8 = evaluate(round_trip(model, 8, spec.clip_percentile).to(dev), corpus, spec.seq_len, spec.val_tokens, dev)
+    finite = all(math.isfinite(v) for v in (trained.bpb, rt_own.bpb, rt_int8.bpb))
+    pre = next((p for p in probes if p["label"] == "pre_warmdown"), None)
+    result = {
+        **base,
+        "status": "ok" if finite else "diverged",
+        "diverged_step": None if finite else spec.steps,
+        "final_train_loss": curve[-1][1] if curve else float("nan"),
+        "val_loss": trained.loss,
+        "val_bpb": trained.bpb,
+        "val_loss_q": rt_own.loss,
+        "val_bpb_q": rt_own.bpb,
+        "val_bpb_int8": rt_int8.bpb,
+        "quant_penalty": rt_own.bpb - trained.bpb,
+        "int8_penalty": rt_int8.bpb - trained.bpb,
+        "val_tokens_evaluated": trained.tokens,
+        "val_bytes_evaluated": trained.bytes,
+        "grid_dist_int6_prewd": pre["int6_mean"] if pre else None,
+        "grid_dist_own_prewd": pre["own_mean"] if pre else None,
+        "grid_probes": probes,
+        "loss_curve": curve,
+        "tokens_seen": spec.tokens,
+        "train_time_s": train_time,
+        "tokens_per_s": spec.tokens / max(train_time, 1e-9),
+        "wall_time_s": time.time() - t_start,
+    }
+    return result
+
+
+def _probe_steps(spec: RunSpec) -> dict[int, str]:
+    """Steps (counted in completed updates) at which weights are measured against the grids."""
+    steps = {min(max(round(f * spec.steps), 0), spec.steps): "probe" for f in spec.probe_fracs}
+    steps[spec.warmdown_start] = "pre_warmdown"  # C9: the last weights before any LR decay
+    return steps
+
+
+def _provenance(spec: RunSpec, dev: torch.device, n_params: int, t_start: float) -> dict:
+    import deepspeed
+
+    return {
+        "run_id": spec.run_id,
+        "n_params": n_params,
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
+        "threads": torch.get_num_threads(),
+        "versions": {
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "deepspeed": deepspeed.__version__,
+            "numpy": np.__version__,
+            "engine": __version__,
+        },
+        "git_commit": _git_commit(),
+        "host": socket.gethostname(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start)),
+    }
+
+
+@lru_cache(maxsize=1)
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

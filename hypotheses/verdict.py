@@ -1,0 +1,260 @@
+"""The verdict a decision function returns, and the table plumbing every decider shares.
+
+Owns:
+- ``Verdict``: the frozen record of one decision (outcome, what we saw, the statistics).
+- input validation of a results table (``require_table``): a malformed table is a
+  pipeline error (``ValueError``), never a verdict.
+- the shared diverged-run rule and the best-LR ranking (``rank_warmdowns``), used by
+  every schedule claim so that C1..C5 rank warmdowns the same way.
+
+Diverged-run rule (shared by all claims): a diverged run is excluded from every mean and
+test but counted in ``stats['n_diverged']``. An arm (one warmdown value at one LR) with
+diverged seeds is still ranked by its finite seeds if at least ``MIN_FINITE_SEEDS`` (2)
+remain, otherwise it ranks last (its score is +inf). A decision that would rest on an arm
+with fewer than 2 finite seeds is 'undecided'.
+
+Everything here is pure: no I/O, no globals beyond named constants.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+REPRODUCED = "reproduced"
+NOT_REPRODUCED = "not_reproduced"
+UNDECIDED = "undecided"
+OUTCOMES = (REPRODUCED, NOT_REPRODUCED, UNDECIDED)
+
+STATUS_OK = "ok"
+STATUS_DIVERGED = "diverged"
+
+# Fewest finite seeds an arm needs to be ranked on its mean (the shared diverged-run rule).
+MIN_FINITE_SEEDS = 2
+# Two warmdown fractions closer than this are the same value (0.33 vs 0.3300000001).
+WD_DECIMALS = 6
+
+# Every verdict, decided or not, reports these counts.
+REQUIRED_STATS = ("n_runs", "n_seeds", "n_diverged")
+# The factor columns that identify one run inside a design slice.
+RUN_KEY = ("size", "bits", "wd", "lr_mult", "seed")
+
+
+# ---------------------------------------------------------------------------------------
+# Verdict
+# ---------------------------------------------------------------------------------------
+
+StatValue = int | float | str
+
+
+def _plain(key: str, value: object) -> StatValue:
+    """One stats value as a plain Python int/float/str (numpy scalars are unwrapped)."""
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"stats[{key!r}] must be int, float or str, got {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one claim on one design cell.
+
+    ``stats`` is flat (str -> int/float/str) so a report can tabulate it without knowing
+    the claim; every verdict carries n_runs / n_seeds / n_diverged, decided ones also the
+    main statistic, its p-value or interval, an effect size and the paper's figure.
+    """
+
+    claim_id: str
+    outcome: str  # 'reproduced' | 'not_reproduced' | 'undecided'
+    statement: str
+    observed: str  # one human sentence of what we saw, with numbers
+    stats: dict = field(default_factory=dict)
+    reason: str = ""  # why undecided
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {OUTCOMES}, got {self.outcome!r}")
+        if self.outcome == UNDECIDED and not self.reason:
+            raise ValueError(f"{self.claim_id}: an undecided verdict needs a reason")
+        if not isinstance(self.stats, Mapping):
+            raise TypeError("stats must be a mapping")
+        plain = {}
+        for key, value in self.stats.items():
+            if not isinstance(key, str):
+                raise TypeError(f"stats keys must be str, got {key!r}")
+            plain[key] = _plain(key, value)
+        missing = [k for k in REQUIRED_STATS if k not in plain]
+        if missing:
+            raise ValueError(f"{self.claim_id}: stats lack {missing}")
+        object.__setattr__(self, "stats", plain)
+
+    @property
+    def decided(self) -> bool:
+        return self.outcome != UNDECIDED
+
+
+def undecided(claim, observed: str, reason: str, stats: Mapping) -> Verdict:
+    """A verdict that could not be reached; ``reason`` says which requirement failed."""
+    return Verdict(claim.id, UNDECIDED, claim.statement, observed, dict(stats), reason)
+
+
+def decided(claim, holds: bool, observed: str, stats: Mapping) -> Verdict:
+    outcome = REPRODUCED if holds else NOT_REPRODUCED
+    return Verdict(claim.id, outcome, claim.statement, observed, dict(stats))
+
+
+def paper_stats(claim) -> dict:
+    """The paper's reported figures (``paper_*`` keys of the claim) as flat stats."""
+    out = {}
+    for key, value in claim.paper.items():
+        if isinstance(value, (list, tuple)):
+            value = "[" + ", ".join(str(v) for v in value) + "]"
+        out[key] = value
+    return out
+
+
+def count_stats(table: pd.DataFrame) -> dict:
+    """n_runs / n_seeds / n_diverged of the rows a verdict rests on."""
+    return {
+        "n_runs": int(len(table)),
+        "n_seeds": int(table["seed"].nunique()) if len(table) else 0,
+        "n_diverged": int((table["status"] == STATUS_DIVERGED).sum()),
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Table validation
+# ---------------------------------------------------------------------------------------
+
+
+def require_table(
+    table: pd.DataFrame, columns: Iterable[str], metric: str, *, what: str
+) -> pd.DataFrame:
+    """Validate a results table and return a working copy with normalised dtypes.
+
+    Raises ``ValueError`` (a pipeline error) when the table is not a DataFrame, is empty,
+    lacks a column, has an unknown status, or has an 'ok' run whose ``metric`` is not
+    finite. The copy's ``wd`` is rounded to ``WD_DECIMALS`` and a boolean column
+    ``finite`` marks the runs that enter means and tests (ok and metric finite).
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise ValueError(f"{what}: expected a pandas DataFrame, got {type(table).__name__}")
+    needed = list(dict.fromkeys(["status", "seed", *columns, metric]))
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise ValueError(f"{what}: results table lacks columns {missing}")
+    if table.empty:
+        raise ValueError(f"{what}: results table is empty")
+    bad = sorted(set(table["status"]) - {STATUS_OK, STATUS_DIVERGED})
+    if bad:
+        raise ValueError(f"{what}: unknown status values {bad} (expected 'ok'/'diverged')")
+    out = table.copy()
+    if "wd" in out.columns:
+        out["wd"] = out["wd"].astype(float).round(WD_DECIMALS)
+    values = pd.to_numeric(out[metric], errors="coerce").astype(float)
+    ok = out["status"] == STATUS_OK
+    broken = ok & ~np.isfinite(values)
+    if broken.any():
+        ids = out.loc[broken, "run_id"].tolist() if "run_id" in out else list(out.index[broken])
+        raise ValueError(f"{what}: runs with status 'ok' but non-finite {metric}: {ids[:5]}")
+    out[metric] = values.where(ok)  # a diverged run's metric never enters a statistic
+    out["finite"] = ok
+    return out
+
+
+def require_unique_runs(table: pd.DataFrame, key: Iterable[str], *, what: str) -> None:
+    """Each run key must appear once; duplicates mean the slice mixes two designs."""
+    key = list(key)
+    dup = table.duplicated(subset=key, keep=False)
+    if dup.any():
+        example = table.loc[dup, key].head(2).to_dict("records")
+        raise ValueError(
+            f"{what}: duplicate runs for key {key} (did the slice mix optimisers, "
+            f"shapes or step counts?): {example}"
+        )
+
+
+def is_wd(value: float, target: float, tol: float) -> bool:
+    return abs(float(value) - float(target)) <= tol
+
+
+# ---------------------------------------------------------------------------------------
+# Best-LR warmdown ranking (C1..C5)
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WdRanking:
+    """Warmdowns of one (bits, size) cell ranked at their best LR.
+
+    ``scores[wd]`` is the mean metric over finite seeds at wd's best lr_mult, +inf when no
+    lr_mult has ``MIN_FINITE_SEEDS`` finite seeds. ``order`` is ascending by score.
+    """
+
+    scores: dict  # wd -> float
+    best_lr: dict  # wd -> lr_mult or nan
+    order: tuple  # wds, best first
+
+    @property
+    def n_ranked(self) -> int:
+        """Number of warmdowns with a finite score (ranked on data, not by divergence)."""
+        return sum(math.isfinite(s) for s in self.scores.values())
+
+    @property
+    def best(self) -> float:
+        return self.order[0]
+
+    @property
+    def runner_up(self) -> float:
+        return self.order[1] if len(self.order) > 1 else math.nan
+
+    @property
+    def tied(self) -> bool:
+        return (
+            len(self.order) > 1
+            and math.isfinite(self.scores[self.order[0]])
+            and self.scores[self.order[0]] == self.scores[self.order[1]]
+        )
+
+
+def rank_warmdowns(cell: pd.DataFrame, metric: str) -> WdRanking:
+    """Rank the warmdowns of one cell, each at its best LR (lowest mean over seeds).
+
+    Applies the diverged-run rule: an (wd, lr_mult) arm is scored by the mean of its
+    finite seeds if at least MIN_FINITE_SEEDS remain, else +inf.
+    """
+    scores, best_lr = {}, {}
+    for wd, by_wd in cell.groupby("wd", sort=True):
+        arm_scores = {}
+        for lr, arm in by_wd.groupby("lr_mult", sort=True):
+            finite = arm.loc[arm["finite"], metric]
+            arm_scores[lr] = float(finite.mean()) if len(finite) >= MIN_FINITE_SEEDS else math.inf
+        lr_best = min(arm_scores, key=arm_scores.get)
+        scores[float(wd)] = arm_scores[lr_best]
+        best_lr[float(wd)] = float(lr_best) if math.isfinite(arm_scores[lr_best]) else math.nan
+    order = tuple(sorted(scores, key=lambda w: (scores[w], w)))
+    return WdRanking(scores, best_lr, order)
+
+
+def arm_values(cell: pd.DataFrame, metric: str, wd: float, lr_mult: float) -> pd.Series:
+    """Finite metric values of one (wd, lr_mult) arm, indexed by seed."""
+    arm = cell[(cell["wd"] == wd) & (cell["lr_mult"] == lr_mult) & cell["finite"]]
+    return arm.set_index("seed")[metric]
+
+
+def fmt_wd(wd: float) -> str:
+    return "inf" if not math.isfinite(wd) else f"{wd:g}"
+
+
+def fmt_bits(bits: int) -> str:
+    return "FP16" if int(bits) == 16 else f"INT{int(bits)}"

@@ -1,0 +1,264 @@
+"""Tests for engine.data: shards, documents, splits, corpus loading/caching and batching."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine import data as data_mod
+from engine.data import (
+    HEADER_INTS,
+    SHARD_MAGIC,
+    SHARD_VERSION,
+    batch_at,
+    load_corpus,
+    load_documents,
+    read_shard,
+    split_documents,
+    val_batches,
+    write_shard,
+)
+from engine.tokenizer import SentencePieceTokenizer, train_sentencepiece
+
+
+@pytest.fixture(scope="module")
+def kjv_docs() -> list[str]:
+    return load_documents("kjv")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_memo():
+    # load_corpus memoises per process; tests use their own cache dirs, but clear anyway so a
+    # test never sees another's corpus object.
+    load_corpus.cache_clear()
+    yield
+    load_corpus.cache_clear()
+
+
+# --- shards -----------------------------------------------------------------------------------
+
+
+def _header(magic=SHARD_MAGIC, version=SHARD_VERSION, n=0) -> bytes:
+    h = np.zeros(HEADER_INTS, dtype="<i4")
+    h[:3] = magic, version, n
+    return h.tobytes()
+
+
+def test_shard_round_trip(tmp_path):
+    tokens = np.array([0, 1, 2, 65535, 1234, 7], dtype=np.int64)
+    path = tmp_path / "fineweb_val_000000.bin"
+    write_shard(path, tokens)
+    assert path.stat().st_size == 1024 + 2 * tokens.size
+    raw = path.read_bytes()
+    assert np.frombuffer(raw[:12], dtype="<i4").tolist() == [SHARD_MAGIC, SHARD_VERSION, tokens.size]
+    got = read_shard(path)
+    assert got.dtype == np.uint16 and got.tolist() == tokens.tolist()
+    write_shard(path, np.array([], dtype=np.uint16))
+    assert read_shard(path).size == 0
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # atomic write leaves no temp files
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (_header(magic=12345, n=2) + b"\0" * 4, "magic 12345, expected 20240520"),
+        (_header(version=2, n=2) + b"\0" * 4, "version 2, expected 1"),
+        (_header(n=3) + b"\0" * 4, "truncated"),  # header promises 3 tokens, file holds 2
+        (_header(n=1) + b"\0" * 4, "extra bytes"),
+        (_header()[:100], "shorter than the 1024-byte header"),
+    ],
+    ids=["magic", "version", "truncated", "extra", "short-header"],
+)
+def test_read_shard_errors_name_the_file(tmp_path, content, match):
+    path = tmp_path / "bad_shard.bin"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=match) as ei:
+        read_shard(path)
+    assert "bad_shard.bin" in str(ei.value)
+
+
+def test_write_shard_rejects_out_of_range(tmp_path):
+    with pytest.raises(ValueError, match="uint16"):
+        write_shard(tmp_path / "s.bin", np.array([70000]))
+    assert not (tmp_path / "s.bin").exists()
+
+
+# --- documents and split ------------------------------------------------------------------------
+
+
+def test_load_documents_kjv(kjv_docs):
+    assert len(kjv_docs) == 1189  # one per chapter
+    assert sum(len(d.encode()) for d in kjv_docs) > 3_000_000
+    assert kjv_docs[0].startswith("In the beginning God created")
+    assert "In the beginning was the Word" in "".join(kjv_docs)  # John 1, New Testament present
+    assert not any(re.search(r"\d+:\d+", d) for d in kjv_docs)  # verse markers stripped
+
+
+def test_load_documents_text_dir(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "b.txt").write_text("second")
+    (tmp_path / "sub" / "a.txt").write_text("third")
+    (tmp_path / "a.txt").write_text("first")
+    (tmp_path / "notes.md").write_text("ignored")
+    assert load_documents(f"text:{tmp_path}") == ["first", "second", "third"]
+
+
+def test_load_documents_errors(tmp_path):
+    with pytest.raises(ValueError, match="not found.*does-not-exist"):
+        load_documents(f"text:{tmp_path / 'does-not-exist'}")
+    (tmp_path / "x.md").write_text("no txt here")
+    with pytest.raises(ValueError, match="no \\*.txt files"):
+        load_documents(f"text:{tmp_path}")
+    with pytest.raises(ValueError, match="'bible'"):
+        load_documents("bible")
+
+
+def test_split_documents_properties(kjv_docs):
+    train, val = split_documents(kjv_docs, 0.1)
+    assert (train, val) == split_documents(kjv_docs, 0.1)
+    shuffled = list(kjv_docs)
+    random.Random(0).shuffle(shuffled)
+    train2, val2 = split_documents(shuffled, 0.1)
+    assert set(train2) == set(train) and set(val2) == set(val)  # order-independent, by document
+    assert not set(train) & set(val)
+    assert sorted(train + val) == sorted(kjv_docs)
+    assert 0.06 < len(val) / len(kjv_docs) < 0.14
+    bigger_train, bigger_val = split_documents(kjv_docs, 0.3)
+    assert set(val) <= set(bigger_val)  # a doc's bucket is fixed; raising the fraction only adds
+
+
+def test_split_documents_forces_nonempty_splits():
+    docs = [f"doc {i}" for i in range(3)]
+    for frac in (1e-9, 1 - 1e-9):
+        train, val = split_documents(docs, frac)
+        assert train and val and sorted(train + val) == sorted(docs)
+    with pytest.raises(ValueError, match="at least 2 distinct"):
+        split_documents(["only", "only"], 0.5)
+    for bad in (0, 1, -0.1, 1.5):
+        with pytest.raises(ValueError, match="val_fraction"):
+            split_documents(docs, bad)
+
+
+# --- corpora ------------------------------------------------------------------------------------
+
+
+def test_load_corpus_kjv_byte_and_cache(kjv_docs, tmp_path, monkeypatch):
+    corpus = load_corpus("kjv", "byte", tmp_path)
+    train_docs, val_docs = split_documents(kjv_docs, 0.1)
+    val_text = "\n\n".join(val_docs).encode()
+    assert corpus.vocab_size == 256 and corpus.tokenizer.name == "byte"
+    assert corpus.train.tobytes() == np.frombuffer("\n\n".join(train_docs).encode(), np.uint8).astype(np.int32).tobytes()
+    assert corpus.val.astype(np.uint8).tobytes() == val_text
+    assert corpus.val_bytes == len(val_text) - 1  # every target is one byte; the first token is not a target
+    assert load_corpus("kjv", "byte", tmp_path) is corpus  # in-process memo
+    with pytest.raises(ValueError):
+        corpus.train[0] = 1  # memoised arrays are read-only
+
+    load_corpus.cache_clear()
+
+    def boom(source):
+        raise AssertionError("warm load must come from the .npy cache, not re-read documents")
+
+    monkeypatch.setattr(data_mod, "load_documents", boom)
+    warm = load_corpus("kjv", "byte", tmp_path)
+    assert np.array_equal(warm.train, corpus.train) and np.array_equal(warm.val, corpus.val)
+    assert warm.val_bytes == corpus.val_bytes
+    assert len(list((tmp_path / "tokens").glob("*/train.npy"))) == 1
+
+
+def test_load_corpus_kjv_sp_bytes_exact(kjv_docs, tmp_path):
+    corpus = load_corpus("kjv", "sp512", tmp_path)
+    assert corpus.vocab_size == 512 and corpus.tokenizer.name == "sp512"
+    assert (tmp_path / "tokenizers" / "kjv-val0.1-sp512.model").is_file()
+    _, val_docs = split_documents(kjv_docs, 0.1)
+    val_text = "\n\n".join(val_docs)
+    assert corpus.tokenizer.decode(corpus.val) == val_text
+    base, lead, _ = corpus.tokenizer.luts()
+    first = int(corpus.val[0])
+    assert corpus.val_bytes == len(val_text.encode()) - int(base[first]) - int(lead[first])
+    assert corpus.train.size < 0.6 * sum(len(d) for d in kjv_docs)  # BPE actually compresses
+
+
+def test_load_corpus_text_dir(tmp_path, kjv_docs):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, d in enumerate(kjv_docs[:20]):
+        (src / f"{i:03d}.txt").write_text(d)
+    corpus = load_corpus(f"text:{src}", "byte", tmp_path / "cache", val_fraction=0.2)
+    train_docs, val_docs = split_documents(kjv_docs[:20], 0.2)
+    assert corpus.val.astype(np.uint8).tobytes() == "\n\n".join(val_docs).encode()
+    assert corpus.train.size == len("\n\n".join(train_docs).encode())
+
+
+def test_load_corpus_fineweb(tmp_path, kjv_docs):
+    model = train_sentencepiece(kjv_docs[:5], 320, tmp_path / "tiny")
+    tok = SentencePieceTokenizer(model)
+    shard_dir = tmp_path / "fw"
+    parts = {
+        "fineweb_train_000001.bin": "\n\n".join(kjv_docs[10:12]),
+        "fineweb_train_000000.bin": "\n\n".join(kjv_docs[6:8]),
+        "fineweb_val_000000.bin": "\n\n".join(kjv_docs[20:22]),
+    }
+    ids = {name: np.array(tok.encode(text)) for name, text in parts.items()}
+    for name, arr in ids.items():
+        write_shard(shard_dir / name, arr)
+    corpus = load_corpus(f"fineweb:{shard_dir}", f"sp:{model}", tmp_path / "cache")
+    expected_train = np.concatenate([ids["fineweb_train_000000.bin"], ids["fineweb_train_000001.bin"]])
+    assert np.array_equal(corpus.train, expected_train)  # sorted shard order
+    assert np.array_equal(corpus.val, ids["fineweb_val_000000.bin"])
+    assert corpus.vocab_size == 320
+    base, lead, _ = tok.luts()
+    first = int(corpus.val[0])
+    assert corpus.val_bytes == len(parts["fineweb_val_000000.bin"].encode()) - int(base[first]) - int(lead[first])
+
+    with pytest.raises(ValueError, match="sp:/path"):
+        load_corpus(f"fineweb:{shard_dir}", "byte", tmp_path / "cache")
+    (shard_dir / "fineweb_val_000000.bin").unlink()
+    load_corpus.cache_clear()  # the memo would otherwise return the corpus loaded above
+    with pytest.raises(ValueError, match="fineweb_val_"):
+        load_corpus(f"fineweb:{shard_dir}", f"sp:{model}", tmp_path / "cache")
+
+
+def test_load_corpus_errors(tmp_path):
+    with pytest.raises(ValueError, match="'wikitext'.*'kjv'"):
+        load_corpus("wikitext", "byte", tmp_path)
+    with pytest.raises(ValueError, match="'bpe'"):
+        load_corpus("kjv", "bpe", tmp_path)
+
+
+# --- batches ------------------------------------------------------------------------------------
+
+
+def test_batch_at_deterministic_and_shifted():
+    tokens = np.arange(10_000, dtype=np.int32)
+    x, y = batch_at(tokens, step=7, batch_size=4, seq_len=32, seed=1)
+    assert x.shape == y.shape == (4, 32) and x.dtype == y.dtype == torch.int64
+    assert torch.equal(y, x + 1)  # y is x shifted by one token
+    x2, y2 = batch_at(tokens, 7, 4, 32, 1)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    assert not torch.equal(x, batch_at(tokens, 8, 4, 32, 1)[0])
+    assert not torch.equal(x, batch_at(tokens, 7, 4, 32, 2)[0])
+    # Windows may reach the very last token but never past it.
+    xs, ys = batch_at(np.arange(33), 0, 16, 32, 0)
+    assert torch.equal(xs[0], torch.arange(32)) and torch.equal(ys[0], torch.arange(1, 33))
+    with pytest.raises(ValueError, match="seq_len"):
+        batch_at(np.arange(32), 0, 1, 32, 0)
+
+
+def test_val_batches_cover_requested_tokens():
+    tokens = np.arange(1000, dtype=np.int32)
+    batches = list(val_batches(tokens, seq_len=10, batch_size=3, max_tokens=90))
+    assert [tuple(x.shape) for x, _ in batches] == [(3, 10), (3, 10), (3, 10)]
+    ys = torch.cat([y.reshape(-1) for _, y in batches])
+    xs = torch.cat([x.reshape(-1) for x, _ in batches])
+    assert torch.equal(ys, torch.arange(1, 91)) and torch.equal(xs, torch.arange(0, 90))
+    all_batches = list(val_batches(tokens, 10, 4, None))
+    assert sum(x.shape[0] for x, _ in all_batches) == 99  # (1000 - 1) // 10 full windows
+    assert all_batches[-1][0].shape == (3, 10)
+    with pytest.raises(ValueError, match="seq_len"):
+        list(val_batches(tokens[:5], 10, 1, None))
