@@ -39,7 +39,7 @@ def autocast_for(device: torch.device):
 
 @torch.no_grad()
 def evaluate(model: GPT, corpus: Corpus, seq_len: int, max_tokens: int, device: torch.device) -> EvalResult:
-    luts = [torch.as_tensor(t, device=device) for t in corpus.tokenizer.luts()]
+    luts = [torch.tensor(t, device=device) for t in corpus.tokenizer.luts()]  # copies: the LUTs are read-only
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)

@@ -50,6 +50,7 @@ def _tiny(n_layers: int, dim: int, n_heads: int, nominal_k: float) -> ModelConfi
 
 LADDER: dict[str, ModelConfig] = {
     # tiny CPU ladder (byte vocabulary): tens of thousands to about a million parameters
+    "t10k": _tiny(2, 20, 2, 10),
     "t20k": _tiny(2, 28, 2, 20),
     "t45k": _tiny(3, 40, 2, 45),
     "t60k": _tiny(3, 48, 2, 60),

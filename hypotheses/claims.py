@@ -17,6 +17,7 @@ from typing import Mapping
 DEFAULT_CLAIMS_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "claims.toml"
 
 _TEXT_FIELDS = ("statement", "source", "design", "rule")
+_OPTIONAL_TEXT = ("role",)
 _PAPER_PREFIX = "paper_"
 _SCALAR = (int, float, str, bool)
 
@@ -31,7 +32,9 @@ class Claim:
 
     ``thresholds`` are the decision parameters (alpha, bands, ...); ``paper`` holds the
     figures the paper reports (keys keep their ``paper_`` prefix, e.g. ``paper_z``).
-    Both are read-only mappings.
+    Both are read-only mappings. ``design`` names a design of the profile (several
+    joined by '+', e.g. 'phase2+phase5_sizes'); ``role`` optionally names the profile's
+    size role the claim is restricted to (e.g. 'int4_large'); '' means every size.
     """
 
     id: str
@@ -41,6 +44,7 @@ class Claim:
     rule: str
     thresholds: Mapping = field(default_factory=dict)
     paper: Mapping = field(default_factory=dict)
+    role: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "thresholds", MappingProxyType(dict(self.thresholds)))
@@ -77,14 +81,17 @@ def _parse_claim(path: Path, claim_id: str, body) -> Claim:
         raise ClaimsFileError(f"{path}: missing table [{claim_id}.thresholds]")
     for key, value in thresholds.items():
         _check_value(path, f"{claim_id}.thresholds.{key}", value)
+    for name in _OPTIONAL_TEXT:
+        if name in body and (not isinstance(body[name], str) or not body[name].strip()):
+            raise ClaimsFileError(f"{path}: {claim_id}.{name} must be a non-empty string")
     paper = {}
     for key, value in body.items():
-        if key in _TEXT_FIELDS or key == "thresholds":
+        if key in _TEXT_FIELDS or key in _OPTIONAL_TEXT or key == "thresholds":
             continue
         if not key.startswith(_PAPER_PREFIX):
             raise ClaimsFileError(
-                f"{path}: unknown key {claim_id}.{key} (allowed: {', '.join(_TEXT_FIELDS)}, "
-                f"thresholds, {_PAPER_PREFIX}*)"
+                f"{path}: unknown key {claim_id}.{key} (allowed: "
+                f"{', '.join(_TEXT_FIELDS + _OPTIONAL_TEXT)}, thresholds, {_PAPER_PREFIX}*)"
             )
         _check_value(path, f"{claim_id}.{key}", value)
         paper[key] = value
@@ -96,6 +103,7 @@ def _parse_claim(path: Path, claim_id: str, body) -> Claim:
         rule=" ".join(body["rule"].split()),
         thresholds=thresholds,
         paper=paper,
+        role=body.get("role", "").strip(),
     )
 
 

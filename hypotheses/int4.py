@@ -167,7 +167,7 @@ def decide_c8(table: pd.DataFrame, claim) -> Verdict:
     than ``min_pairs`` (3) paired seeds and no testable size is significant (a
     significant size decides 'not reproduced' regardless).
     """
-    what = f"{claim.id}[{claim.design}]"
+    what = f"{claim.id}[{claim.role or claim.design}]"
     t, metric, wd_short, wd_long, tol = _int4_slice(table, claim, what)
     if t.empty:
         raise ValueError(f"{what}: no INT4 runs at wd {wd_short}/{wd_long}")

@@ -192,6 +192,14 @@ def _null_one_size(cell: pd.DataFrame, claim, label: str) -> _NullResult:
     }
     bits_present = sorted(cell["bits"].unique(), reverse=True)
     wds = sorted(cell["wd"].unique())
+    n_finite_seeds = cell.loc[cell["finite"], "seed"].nunique()
+    if n_finite_seeds < MIN_FINITE_SEEDS:
+        return _NullResult(
+            None,
+            f"{label}: only {n_finite_seeds} seed(s) with a finite run.",
+            f"fewer than {MIN_FINITE_SEEDS} seeds with finite runs (no residual df)",
+            stats,
+        )
     if len(bits_present) < 2 or len(wds) < 2:
         return _NullResult(
             None,
@@ -302,9 +310,10 @@ def decide_c2(table: pd.DataFrame, claim, *, size: str) -> Verdict:
     non-significant effect is.
     Diverged runs: excluded, counted; a wd with < 2 finite seeds at every LR ranks last
     in (a) and is dropped from the ANOVA (listed in stats['anova_dropped_wd']).
-    Undecided if fewer than 2 bit-widths or 2 warmdowns, a bit-width whose argmin cannot
-    be ranked (fewer than 2 warmdowns with >= 2 finite seeds) or ties, or fewer than 2
-    warmdowns with >= 2 finite seeds at every bit-width.
+    Undecided if fewer than 2 seeds with finite runs (no residual df), 2 bit-widths or 2
+    warmdowns; a bit-width whose argmin cannot be ranked (fewer than 2 warmdowns with
+    >= 2 finite seeds) or ties; or fewer than 2 warmdowns with >= 2 finite seeds at every
+    bit-width.
     """
     what = f"{claim.id}[{size}]"
     t = _null_slice(table, claim, what)
@@ -319,7 +328,7 @@ def decide_c2(table: pd.DataFrame, claim, *, size: str) -> Verdict:
     return decided(claim, result.holds, result.observed, stats)
 
 
-def _group_labels(t: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+def _arm_groups(t: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """Per-size groups, split further by step count when a size has several."""
     if "n_params" in t.columns:
         order = t.groupby("size")["n_params"].min().sort_values().index.tolist()
@@ -356,7 +365,7 @@ def decide_null_arm(table: pd.DataFrame, claim) -> Verdict:
 
     stats = {**count_stats(t), **paper_stats(claim)}
     results = []
-    for label, group in _group_labels(t):
+    for label, group in _arm_groups(t):
         r = _null_one_size(group, claim, f"{claim.id}[{label}]")
         results.append((label, r))
         outcome = "undecided" if r.holds is None else ("holds" if r.holds else "fails")

@@ -192,7 +192,7 @@ def test_c2_not_reproduced_on_interaction_alone(claims):
 def test_c2_undecided_with_one_seed(claims):
     v = decide_c2(schedule_table(seeds=1), claims["C2"], size="15M")
     assert v.outcome == "undecided"
-    assert v.reason
+    assert "seeds" in v.reason and "residual" in v.reason
 
 
 def test_c2_undecided_with_one_bit_width(claims):

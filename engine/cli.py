@@ -1,0 +1,302 @@
+"""Command line: `python -m engine {train,show,sweep,plan,report,bench}`.
+
+Every command exits non-zero with a one-line message naming the bad value on bad input,
+and writes nothing to the cache in that case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from engine.spec import RunSpec, SpecError
+
+log = logging.getLogger("engine")
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def set_threads(threads: int | None) -> int:
+    import torch
+
+    n = threads or max(1, os.cpu_count() or 1)
+    torch.set_num_threads(n)
+    return n
+
+
+def _parse_value(kind: str, text: str):
+    if kind == "bool":
+        if text.lower() in ("1", "true", "yes"):
+            return True
+        if text.lower() in ("0", "false", "no"):
+            return False
+        raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+    if kind == "int":
+        return int(text)
+    if kind in ("float", "float | None"):
+        return None if text.lower() == "none" else float(text)
+    if kind.startswith("tuple"):
+        return tuple(float(x) for x in text.split(",") if x)
+    return text
+
+
+def add_spec_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("run spec (any RunSpec field; defaults = parameter-golf recipe)")
+    for f in fields(RunSpec):
+        g.add_argument(f"--{f.name.replace('_', '-')}", dest=f"spec_{f.name}", metavar=f.type.upper().split()[0],
+                       type=lambda t, k=f.type: _parse_value(k, t), default=None)
+    g.add_argument("--spec", type=Path, help="JSON file with RunSpec fields (flags override it)")
+
+
+def spec_from_args(args) -> RunSpec:
+    d = {}
+    if args.spec:
+        try:
+            d = json.loads(args.spec.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise SpecError(f"--spec {args.spec}: cannot read a JSON object ({e})") from None
+    for f in fields(RunSpec):
+        v = getattr(args, f"spec_{f.name}")
+        if v is not None:
+            d[f.name] = v
+    return RunSpec.from_dict(d)
+
+
+def summary(record: dict) -> str:
+    s, r = record["spec"], record["result"]
+    lines = [
+        f"run {record['run_id'][:12]}  {s['size']} ({r['n_params']:,} params)  int{s['bits']}  wd={s['wd']} "
+        f"{s['wd_shape']}  lr x{s['lr_mult']}  {s['optimizer']}  seed {s['seed']}",
+        f"  status      {r['status']}" + (f" at step {r['diverged_step']}" if r["status"] == "diverged" else ""),
+    ]
+    if r["status"] == "ok":
+        lines += [
+            f"  val_bpb     {r['val_bpb']:.4f} (training precision)",
+            f"  val_bpb_q   {r['val_bpb_q']:.4f} (after int{s['bits']} export round trip; penalty {r['quant_penalty']:+.4f})",
+            f"  val_bpb_int8 {r['val_bpb_int8']:.4f} (int8 export; penalty {r['int8_penalty']:+.4f})",
+            f"  grid dist   int6 {r['grid_dist_int6_prewd']:.4f}, own {r['grid_dist_own_prewd']:.4f} (before warmdown)",
+            f"  tokens      {r['tokens_seen']:,} in {r['train_time_s']:.1f} s ({r['tokens_per_s']:,.0f} tok/s) on {r['device']}",
+        ]
+    lines.append(f"  engine {r['versions']['engine']}  torch {r['versions']['torch']}  "
+                 f"deepspeed {r['versions']['deepspeed']}  commit {str(r.get('git_commit'))[:10]}")
+    return "\n".join(lines)
+
+
+# --- commands -----------------------------------------------------------------------
+
+
+def cmd_train(args) -> int:
+    from engine.cache import ResultsCache
+    from engine.train import train
+
+    spec = spec_from_args(args)
+    set_threads(args.threads)
+    cache = ResultsCache(args.cache_dir, on_corrupt=args.on_corrupt)
+    if args.force and cache.has(spec):
+        cache.quarantine(cache.record_path(spec))
+    trained = []
+    [record] = cache.ensure([spec], lambda s: train(s, device=args.device, progress=not args.quiet),
+                            on_trained=lambda s, r: trained.append(s))
+    print(("trained and stored" if trained else "from cache") + f": {cache.record_path(spec)}")
+    print(summary(record))
+    return 0
+
+
+def cmd_show(args) -> int:
+    from engine.cache import ResultsCache
+
+    record = ResultsCache(args.cache_dir).find(args.run_id)
+    print(json.dumps(record, indent=1) if args.json else summary(record))
+    return 0
+
+
+def _sweep_one(spec_dict: dict, cache_dir: str | None, device: str | None, threads: int) -> tuple[str, str, str]:
+    """One sweep task in a joblib worker: train the run unless cached. Never raises."""
+    from engine.cache import ResultsCache
+    from engine.train import train
+
+    spec = RunSpec.from_dict(spec_dict)
+    set_threads(threads)
+    trained = []
+    try:
+        [rec] = ResultsCache(cache_dir).ensure([spec], lambda s: train(s, device=device),
+                                               on_trained=lambda s, r: trained.append(s))
+        return spec.run_id, ("trained" if trained else "cached"), rec["result"]["status"]
+    except Exception as e:  # a crash of one run must not stop the sweep; it is reported
+        return spec.run_id, "error", f"{type(e).__name__}: {e}"
+
+
+def cmd_sweep(args) -> int:
+    import torch
+    from joblib import Parallel, delayed
+    from tqdm import tqdm
+
+    from engine.cache import ResultsCache
+    from engine.design import load_profile
+
+    profile = load_profile(args.profile)
+    designs = args.design or list(profile.designs)
+    specs = list({s.run_id: s for d in designs for s in profile.design(d).specs}.values())
+    cache = ResultsCache(args.cache_dir, on_corrupt=args.on_corrupt)
+    todo = cache.missing(specs)
+    print(f"profile {profile.name}: {len(specs)} runs in {designs}, {len(specs) - len(todo)} cached, {len(todo)} to train")
+    if not todo:
+        return 0
+    n_gpu = torch.cuda.device_count() if args.device in (None, "cuda") else 0
+    jobs = args.jobs or (n_gpu or max(1, (os.cpu_count() or 1)))
+    threads = max(1, (os.cpu_count() or 1) // jobs) if not n_gpu else max(1, (os.cpu_count() or 1) // jobs)
+    devices = [f"cuda:{i % n_gpu}" for i in range(len(todo))] if n_gpu else [args.device or "cpu"] * len(todo)
+    # Longest runs first so the tail of the sweep is short.
+    order = sorted(range(len(todo)), key=lambda i: -todo[i].tokens * _weight(todo[i]))
+    tasks = (delayed(_sweep_one)(todo[i].to_dict(), str(cache.root), devices[i], threads) for i in order)
+    counts = {"trained": 0, "cached": 0, "error": 0, "diverged": 0}
+    errors = []
+    results = Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks)
+    for run_id, how, status in tqdm(results, total=len(todo), desc=f"sweep {profile.name}", unit="run"):
+        counts[how] += 1
+        if how == "error":
+            errors.append((run_id, status))
+        elif status == "diverged":
+            counts["diverged"] += 1
+    print(f"done: {counts['trained']} trained, {counts['cached']} found cached, {counts['diverged']} diverged, "
+          f"{counts['error']} failed")
+    for run_id, err in errors:
+        print(f"  FAILED {run_id[:12]}: {err}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def _weight(spec: RunSpec) -> int:
+    from engine.ladder import get_config
+
+    return get_config(spec.size).nominal_params
+
+
+def estimate_flops(spec: RunSpec) -> float:
+    """6 N T for the matrices plus causal attention (6 * L * T * seq * d), as the MFU convention."""
+    from engine.ladder import count_params, get_config
+
+    cfg = get_config(spec.size)
+    n = count_params(cfg, 256 if spec.tokenizer == "byte" else cfg.ref_vocab)
+    return 6.0 * n * spec.tokens + 6.0 * cfg.n_layers * spec.tokens * spec.seq_len * cfg.dim
+
+
+def cmd_plan(args) -> int:
+    from engine.cache import ResultsCache
+    from engine.design import load_profile
+    from engine.ladder import LADDER, count_params
+
+    if args.ladder:
+        print(f"{'size':>6} {'layers':>6} {'dim':>5} {'heads':>5} {'kv':>3} {'params':>12} {'vs name':>8}")
+        for name, c in LADDER.items():
+            n = count_params(c, c.ref_vocab)
+            print(f"{name:>6} {c.n_layers:>6} {c.dim:>5} {c.n_heads:>5} {c.n_kv_heads:>3} {n:>12,} "
+                  f"{n / c.nominal_params - 1:>+8.1%}")
+        return 0
+    profile = load_profile(args.profile)
+    cache = ResultsCache(args.cache_dir)
+    print(f"profile {profile.name}: {profile.description}")
+    print(f"{'design':<10} {'runs':>6} {'cached':>7} {'sizes':<34} {'tokens':>10} {'PFLOP':>9}")
+    total_runs = total_tokens = total_flops = 0
+    for name, d in profile.designs.items():
+        tokens = sum(s.tokens for s in d.specs)
+        flops = sum(estimate_flops(s) for s in d.specs)
+        cached = len(d.specs) - len(cache.missing(list(d.specs)))
+        total_runs += len(d.specs)
+        total_tokens += tokens
+        total_flops += flops
+        print(f"{name:<10} {len(d.specs):>6} {cached:>7} {','.join(d.sizes):<34} {tokens:>10.3g} {flops / 1e15:>9.3g}")
+    unique = len(profile.all_specs())
+    print(f"{'total':<10} {total_runs:>6} {'':>7} {f'({unique} distinct runs)':<34} {total_tokens:>10.3g} "
+          f"{total_flops / 1e15:>9.3g}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from engine.report import build_report
+
+    out = build_report(cache_dir=args.cache_dir, report_dir=args.report_dir, profile=args.profile)
+    print(f"report written: {out}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from engine.bench import main as bench_main
+
+    return bench_main(args)
+
+
+# --- parser -------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m engine", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp):
+        sp.add_argument("--cache-dir", type=Path, default=None, help="results cache (default: cache/ or $QAT_CACHE_DIR)")
+        sp.add_argument("--on-corrupt", choices=("error", "quarantine"), default=os.environ.get("QAT_ON_CORRUPT", "error"),
+                        help="corrupt cache record: stop with an error (default) or move it aside and retrain")
+
+    t = sub.add_parser("train", help="train one run (or load it from the cache) and print its summary")
+    add_spec_flags(t)
+    common(t)
+    t.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    t.add_argument("--force", action="store_true", help="retrain even if cached (the old record is quarantined)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("show", help="print a stored run (id or unique prefix)")
+    s.add_argument("run_id")
+    s.add_argument("--json", action="store_true")
+    common(s)
+    s.set_defaults(func=cmd_show)
+
+    w = sub.add_parser("sweep", help="train every missing run of a profile (or of some designs), in parallel")
+    w.add_argument("--profile", required=True)
+    w.add_argument("--design", action="append", help="only this design (repeatable)")
+    w.add_argument("--jobs", type=int, default=None, help="parallel workers (default: one per GPU, else one per core)")
+    w.add_argument("--device", default=None)
+    common(w)
+    w.set_defaults(func=cmd_sweep)
+
+    pl = sub.add_parser("plan", help="run counts, tokens and FLOPs per design of a profile")
+    pl.add_argument("--profile", default="paper")
+    pl.add_argument("--ladder", action="store_true", help="print the size ladder instead")
+    common(pl)
+    pl.set_defaults(func=cmd_plan)
+
+    r = sub.add_parser("report", help="write the verdict report from the cache (and the last suite run)")
+    r.add_argument("--profile", default=None, help="profile whose designs to plot (default: the last suite run's)")
+    r.add_argument("--report-dir", type=Path, default=Path("reports"))
+    common(r)
+    r.set_defaults(func=cmd_report)
+
+    b = sub.add_parser("bench", help="engine vs plain PyTorch step time, tokens/s, MFU, QAT overhead")
+    b.add_argument("--sizes", default="t20k,t60k,t130k")
+    b.add_argument("--steps", type=int, default=20)
+    b.add_argument("--device", default=None)
+    b.add_argument("--out", type=Path, default=Path("reports/bench"))
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from engine.cache import CorruptRecordError
+    from engine.design import ProfileError
+
+    try:
+        return args.func(args)
+    except (SpecError, ProfileError, CorruptRecordError, KeyError, ValueError, FileNotFoundError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {msg}", file=sys.stderr)
+        return 2

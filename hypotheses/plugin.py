@@ -1,0 +1,303 @@
+"""The pytest plugin that turns claims into tests: options, run access, verdicts, report.
+
+Roles, one section each:
+- options: one group, prefix `--qat-`, with the short forms the README uses
+  (`--profile`, `--tiny`, `--no-train`), validated in `pytest_configure`;
+- run-wide state (`SuiteState` in `config.stash`): profile, cache, training policy,
+  this worker's device and thread count;
+- parametrisation: a test marked `@pytest.mark.claim(ID, cells=fn)` gets one case per
+  cell `fn(profile)` returns, with readable ids (`test_c1_wd33_optimal[int6-t20k]`);
+- fixtures: `claim` (the claim record), `runs` (fetches the design slice through the
+  cache: trains missing runs when allowed, else a setup ERROR naming the command),
+  `judge` (records the verdict as JUnit properties, then passes / fails / skips);
+- reporting: the controller collects every verdict and writes reports/ at the end.
+
+Training inside tests is shared across xdist workers through the cache's per-run locks:
+every run is trained once, by whichever worker takes its lock first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from engine.cache import MissingRunsError, ResultsCache
+from engine.design import Profile, ProfileError, available_profiles, load_profile
+from engine.spec import RunSpec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PROFILE = "paper"  # plain `pytest hypotheses/` is the real study
+VERDICT_PREFIX = "qat_"  # JUnit property names
+VERDICTS_FILE = "verdicts.json"
+
+
+# --- options ------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("qat", "QAT schedule x bit-width study")
+    g.addoption("--qat-profile", "--profile", dest="qat_profile", default=None,
+                help=f"study scale: one of {available_profiles()} or a path to a profile .toml "
+                     f"(default: {DEFAULT_PROFILE}, the real study)")
+    g.addoption("--qat-tiny", "--tiny", dest="qat_tiny", action="store_true",
+                help="shorthand for --qat-profile tiny (CPU, CI, minutes)")
+    g.addoption("--qat-no-train", "--no-train", dest="qat_train", action="store_const", const="never",
+                help="never train: a test whose runs are missing is an ERROR naming the sweep command")
+    g.addoption("--qat-train", dest="qat_train", action="store_const", const="always",
+                help="train missing runs even on a CPU-only machine for a GPU-scale profile")
+    g.addoption("--qat-cache-dir", dest="qat_cache_dir", default=None,
+                help="results cache (default: cache/ or $QAT_CACHE_DIR)")
+    g.addoption("--qat-report-dir", dest="qat_report_dir", default="reports",
+                help="where the JUnit XML, verdicts and report go (default: reports/)")
+    g.addoption("--qat-on-corrupt", dest="qat_on_corrupt", choices=("error", "quarantine"), default="error",
+                help="a corrupt cache record: ERROR (default) or move it aside and retrain")
+    g.addoption("--qat-device", dest="qat_device", default=None,
+                help="training device (default: cuda:<worker index mod GPUs> if CUDA, else cpu)")
+    g.addoption("--qat-no-report", dest="qat_report", action="store_false", default=True,
+                help="do not write the Markdown/HTML report at the end")
+
+
+# --- run-wide state -----------------------------------------------------------------
+
+
+@dataclass
+class SuiteState:
+    profile: Profile
+    cache: ResultsCache
+    train_policy: str  # 'always' | 'never' | 'auto'
+    device: str | None
+    report_dir: Path
+    verdicts: list[dict] = field(default_factory=list)
+    trained: list[str] = field(default_factory=list)
+
+    @property
+    def may_train(self) -> bool:
+        if self.train_policy == "always":
+            return True
+        if self.train_policy == "never":
+            return False
+        import torch
+
+        return self.profile.train_without_gpu or torch.cuda.is_available()
+
+    def sweep_command(self, designs: list[str]) -> str:
+        flags = " ".join(f"--design {d}" for d in designs)
+        return f"python -m engine sweep --profile {self.profile.name} {flags}"
+
+    def fetch(self, specs: list[RunSpec], designs: list[str]):
+        """The results table of `specs`, training what is missing if allowed."""
+        from engine.train import train
+
+        why = (
+            "(--no-train given)" if self.train_policy == "never"
+            else f"(profile {self.profile.name!r} is GPU-scale and no GPU is visible; --qat-train forces it)"
+        )
+        hint = f"{why} Produce them with: {self.sweep_command(designs)}"
+        train_fn = (lambda s: train(s, device=self.device)) if self.may_train else None
+        self.cache.ensure(specs, train_fn, missing_hint=hint, on_trained=lambda s, r: self.trained.append(s.run_id))
+        return self.cache.table(specs)
+
+
+STATE = pytest.StashKey[SuiteState]()
+
+
+def _worker_index(config: pytest.Config) -> int:
+    wid = getattr(config, "workerinput", {}).get("workerid", "gw0")
+    return int(wid[2:]) if wid.startswith("gw") and wid[2:].isdigit() else 0
+
+
+def _configure_threads(config: pytest.Config) -> None:
+    import torch
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    # Workers share the cores: oversubscribed BLAS threads make every worker slower.
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+@pytest.hookimpl(tryfirst=True)  # before junitxml's, which reads xmlpath
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "claim(id, cells=None): a claim test; cells(profile) -> list of pytest.param")
+    name = "tiny" if config.getoption("qat_tiny") else (config.getoption("qat_profile") or DEFAULT_PROFILE)
+    if config.getoption("qat_tiny") and config.getoption("qat_profile") not in (None, "tiny"):
+        raise pytest.UsageError("--tiny and --profile name different profiles; give one")
+    try:
+        profile = load_profile(name)
+    except ProfileError as e:
+        raise pytest.UsageError(str(e)) from None
+    device = config.getoption("qat_device")
+    if device is None:
+        import torch
+
+        if torch.cuda.is_available():
+            device = f"cuda:{_worker_index(config) % torch.cuda.device_count()}"
+    report_dir = Path(config.getoption("qat_report_dir"))
+    config.stash[STATE] = SuiteState(
+        profile=profile,
+        cache=ResultsCache(config.getoption("qat_cache_dir"), on_corrupt=config.getoption("qat_on_corrupt")),
+        train_policy=config.getoption("qat_train") or "auto",
+        device=device,
+        report_dir=report_dir,
+    )
+    if not getattr(config.option, "xmlpath", None) and not hasattr(config, "workerinput"):
+        report_dir.mkdir(parents=True, exist_ok=True)
+        config.option.xmlpath = str(report_dir / "junit.xml")
+    _configure_threads(config)
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(
+            VerdictCollector(config.stash[STATE], config.getoption("qat_report")), "qat-verdicts"
+        )
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    st = config.stash.get(STATE, None)
+    if st is None:
+        return []
+    return [
+        f"qat profile: {st.profile.name} ({st.profile.description})",
+        f"qat cache: {st.cache.root}  training: {st.train_policy} ({'allowed' if st.may_train else 'off'})",
+    ]
+
+
+# --- parametrisation ----------------------------------------------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("claim")
+    if marker is None or "cell" not in metafunc.fixturenames:
+        return
+    cells_fn: Callable[[Profile], list] = marker.kwargs["cells"]
+    profile = metafunc.config.stash[STATE].profile
+    params = cells_fn(profile)
+    if not params:
+        params = [pytest.param(None, id="no-cells", marks=pytest.mark.skip(
+            reason=f"profile {profile.name!r} has no cell for this claim"))]
+    metafunc.parametrize("cell", params)
+
+
+# --- fixtures -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def suite(pytestconfig: pytest.Config) -> SuiteState:
+    return pytestconfig.stash[STATE]
+
+
+@pytest.fixture(scope="session")
+def claims():
+    from hypotheses.claims import load_claims
+
+    return load_claims()
+
+
+@pytest.fixture
+def claim(request: pytest.FixtureRequest, claims):
+    marker = request.node.get_closest_marker("claim")
+    if marker is None:
+        raise pytest.UsageError(f"{request.node.nodeid} uses `claim` but has no @pytest.mark.claim")
+    return claims[marker.args[0]]
+
+
+@pytest.fixture
+def table(cell, suite: SuiteState):
+    """The results table of this test case's design slice (`cell`), fetched at SETUP time.
+
+    Missing runs without permission to train raise here, so pytest reports an ERROR (a
+    pipeline problem naming the sweep command), never a failed or skipped claim.
+    """
+    specs = [
+        s for d in cell.designs for s in suite.profile.design(d).specs
+        if all(getattr(s, k) in (v if isinstance(v, (list, tuple, set)) else [v]) for k, v in cell.filters.items())
+    ]
+    if not specs:
+        raise ProfileError(f"profile {suite.profile.name!r}: no runs in {cell.designs} match {cell.filters}")
+    return suite.fetch(specs, list(cell.designs))
+
+
+@pytest.fixture
+def judge(request: pytest.FixtureRequest, suite: SuiteState, record_property):
+    """Record a Verdict as JUnit properties, then pass (reproduced), fail, or skip (undecided)."""
+
+    def _judge(verdict) -> None:
+        cell = request.node.callspec.id if hasattr(request.node, "callspec") else ""
+        props = {
+            "claim_id": verdict.claim_id,
+            "verdict": verdict.outcome,
+            "profile": suite.profile.name,
+            "cell": cell,
+            "statement": verdict.statement,
+            "observed": verdict.observed,
+            "reason": verdict.reason,
+            **{f"stat_{k}": v for k, v in verdict.stats.items()},
+        }
+        for k, v in props.items():
+            record_property(VERDICT_PREFIX + k, v)
+        where = f"{verdict.claim_id}[{cell}] at profile {suite.profile.name!r}"
+        if verdict.outcome == "reproduced":
+            return
+        if verdict.outcome == "undecided":
+            pytest.skip(f"undecided {where}: {verdict.reason}")
+        pytest.fail(
+            f"NOT REPRODUCED {where}\n  claimed:  {verdict.statement}\n  observed: {verdict.observed}",
+            pytrace=False,
+        )
+
+    return _judge
+
+
+# --- reporting ----------------------------------------------------------------------
+
+
+class VerdictCollector:
+    """Controller-side: gathers every claim test's verdict (from its JUnit properties,
+    which xdist ships back from the workers) and writes verdicts + report at the end."""
+
+    def __init__(self, state: SuiteState, write_report: bool):
+        self.state = state
+        self.write_report = write_report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props = {k[len(VERDICT_PREFIX):]: v for k, v in report.user_properties if k.startswith(VERDICT_PREFIX)}
+        if props and report.when == "call":
+            self.state.verdicts.append({"nodeid": report.nodeid, "pytest_outcome": report.outcome, **props})
+        elif report.failed and report.when == "setup" and _is_claim_test(report.nodeid):
+            self.state.verdicts.append({
+                "nodeid": report.nodeid, "pytest_outcome": "error", "verdict": "error",
+                "profile": self.state.profile.name, "error": _last_line(report.longreprtext),
+            })
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        st = self.state
+        if not st.verdicts:
+            return
+        st.report_dir.mkdir(parents=True, exist_ok=True)
+        payload = {"profile": st.profile.name, "profile_path": str(st.profile.path), "verdicts": st.verdicts}
+        (st.report_dir / VERDICTS_FILE).write_text(json.dumps(payload, indent=1, default=str))
+        if not self.write_report:
+            return
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        try:
+            from engine.report import build_report
+
+            out = build_report(cache_dir=st.cache.root, report_dir=st.report_dir, profile=st.profile.name)
+            if tr:
+                tr.write_line(f"qat report: {out}")
+        except Exception as e:  # a broken report must not hide the verdicts themselves
+            log.exception("report failed")
+            if tr:
+                tr.write_line(f"qat report FAILED: {type(e).__name__}: {e}", red=True)
+
+
+def _is_claim_test(nodeid: str) -> bool:
+    return nodeid.startswith("hypotheses/") or "/hypotheses/test_" in nodeid
+
+
+def _last_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else text

@@ -1,0 +1,176 @@
+"""Tests of the claim records (fixtures/claims.toml via hypotheses/claims.py) and Verdict."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import tomllib
+
+import numpy as np
+import pytest
+
+from hypotheses.claims import DEFAULT_CLAIMS_PATH, Claim, ClaimsFileError, load_claims
+from hypotheses.verdict import Verdict
+
+CLAIM_IDS = [f"C{i}" for i in range(1, 10)]
+GOOD = '''
+[C1]
+statement = "s"
+source = "arXiv:0000.00000, sec 1"
+design = "phase2"
+rule = "r"
+paper_ratio = 1.04
+
+[C1.thresholds]
+alpha = 0.05
+'''
+
+
+@pytest.fixture(scope="module")
+def claims():
+    return load_claims()
+
+
+def test_every_claim_of_the_study_is_present(claims):
+    assert list(claims) == CLAIM_IDS
+
+
+@pytest.mark.parametrize("claim_id", CLAIM_IDS)
+def test_claim_record_is_complete(claims, claim_id):
+    c = claims[claim_id]
+    assert c.id == claim_id
+    assert c.statement and c.rule and c.design
+    assert "2605.25966" in c.source
+    assert c.thresholds, "every claim has decision thresholds"
+    assert "metric" in c.thresholds
+
+
+def test_paper_figures_are_recorded(claims):
+    assert claims["C7"].paper["paper_z"] == [12, 15]
+    assert claims["C7"].paper["paper_wins"] == "10/10"
+    assert claims["C6"].paper["paper_inside"] == "5/5"
+    assert claims["C9"].paper["paper_ratio"] == 1.04
+
+
+def test_int4_claims_name_their_size_role(claims):
+    assert (claims["C7"].design, claims["C7"].role) == ("phase5_int4", "int4_large")
+    assert (claims["C8"].design, claims["C8"].role) == ("phase5_int4", "int4_small")
+    assert claims["C1"].role == ""
+
+
+@pytest.mark.parametrize("profile", sorted(DEFAULT_CLAIMS_PATH.parent.glob("profiles/*.toml")), ids=lambda p: p.stem)
+def test_claim_designs_and_roles_exist_in_every_profile(claims, profile):
+    raw = tomllib.loads(profile.read_text())
+    for c in claims.values():
+        for design in c.design.split("+"):
+            assert design in raw["designs"], (c.id, design, profile.name)
+        if c.role:
+            assert c.role in raw["roles"], (c.id, c.role, profile.name)
+
+
+def test_schedule_claims_share_the_null_rule_parameters(claims):
+    for cid in ("C3", "C4", "C5"):
+        assert dict(claims[cid].thresholds) == dict(claims["C2"].thresholds)
+
+
+@pytest.mark.parametrize("key", ["alpha", "z_threshold", "band_low", "band_high", "min_pairs", "wd_tol"])
+def test_open_numbers_carry_a_why_comment(key):
+    lines = [l for l in DEFAULT_CLAIMS_PATH.read_text().splitlines() if re.match(rf"{key}\s*=", l)]
+    assert lines, key
+    assert all("# why" in l for l in lines), lines
+
+
+def test_claim_is_frozen_and_read_only(claims):
+    c = claims["C1"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.rule = "x"
+    with pytest.raises(TypeError):
+        c.thresholds["expected_wd"] = 0.2
+
+
+def test_missing_threshold_names_the_claim(claims):
+    with pytest.raises(ValueError, match=r"C1.*'alpha'"):
+        claims["C1"].threshold("alpha")
+
+
+def test_replaced_thresholds_give_a_variant_claim(claims):
+    c = dataclasses.replace(claims["C7"], thresholds={**claims["C7"].thresholds, "z_threshold": 20.0})
+    assert c.threshold("z_threshold") == 20.0 and claims["C7"].threshold("z_threshold") == 3.0
+
+
+def test_custom_file_loads(tmp_path):
+    path = tmp_path / "claims.toml"
+    path.write_text(GOOD)
+    c = load_claims(path)["C1"]
+    assert isinstance(c, Claim)
+    assert c.paper == {"paper_ratio": 1.04} and c.thresholds == {"alpha": 0.05}
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda s: s.replace('rule = "r"\n', ""), "C1.rule"),
+        (lambda s: s.replace('design = "phase2"', 'design = ""'), "C1.design"),
+        (lambda s: s.replace("[C1.thresholds]\nalpha = 0.05\n", ""), "C1.thresholds"),
+        (lambda s: s.replace("paper_ratio", "ratio"), "C1.ratio"),
+        (lambda s: s.replace("alpha = 0.05", "alpha = {x = 1}"), "C1.thresholds.alpha"),
+        (lambda s: s.replace('statement = "s"', "statement = 3"), "C1.statement"),
+        (lambda s: s.replace('rule = "r"', 'rule = "r"\nrole = 5'), "C1.role"),
+    ],
+    ids=["missing-rule", "empty-design", "missing-thresholds", "unknown-key", "nested-threshold",
+         "non-string", "bad-role"],
+)
+def test_malformed_file_names_file_and_key(tmp_path, edit, key):
+    path = tmp_path / "bad.toml"
+    path.write_text(edit(GOOD))
+    with pytest.raises(ClaimsFileError) as err:
+        load_claims(path)
+    assert str(path) in str(err.value) and key in str(err.value)
+
+
+def test_invalid_toml_names_the_file(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text("[C1\nstatement = ")
+    with pytest.raises(ValueError, match="broken.toml"):
+        load_claims(path)
+
+
+def test_missing_file_names_the_file(tmp_path):
+    with pytest.raises(ValueError, match="nope.toml"):
+        load_claims(tmp_path / "nope.toml")
+
+
+# --------------------------------------------------------------------------- Verdict
+
+COUNTS = {"n_runs": 4, "n_seeds": 2, "n_diverged": 0}
+
+
+def test_verdict_unwraps_numpy_scalars():
+    v = Verdict("C1", "reproduced", "s", "o", {**COUNTS, "t": np.float64(2.5), "k": np.int64(3), "ok": np.bool_(True)})
+    assert type(v.stats["t"]) is float and type(v.stats["k"]) is int and v.stats["ok"] == 1
+    assert v.decided
+
+
+def test_verdict_rejects_unknown_outcome():
+    with pytest.raises(ValueError, match="outcome"):
+        Verdict("C1", "maybe", "s", "o", COUNTS)
+
+
+def test_undecided_verdict_needs_a_reason():
+    with pytest.raises(ValueError, match="reason"):
+        Verdict("C1", "undecided", "s", "o", COUNTS)
+    assert not Verdict("C1", "undecided", "s", "o", COUNTS, reason="one seed").decided
+
+
+def test_verdict_stats_are_flat_and_counted():
+    with pytest.raises(TypeError):
+        Verdict("C1", "reproduced", "s", "o", {**COUNTS, "per_size": {"15M": 1.0}})
+    with pytest.raises(ValueError, match="n_diverged"):
+        Verdict("C1", "reproduced", "s", "o", {"n_runs": 1, "n_seeds": 1})
+
+
+def test_verdict_is_frozen():
+    v = Verdict("C1", "reproduced", "s", "o", {**COUNTS, "p_value": math.nan})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        v.outcome = "not_reproduced"
