@@ -76,6 +76,13 @@ def atomic_write_json(path: Path, payload: dict) -> None:
             tmp.unlink()
 
 
+def _fix(path: Path) -> str:
+    return (
+        f"Delete {path.parent} to retrain the run, or pass --on-corrupt quarantine "
+        "(pytest: --qat-on-corrupt quarantine) to move bad records aside and retrain them."
+    )
+
+
 class ResultsCache:
     def __init__(self, root: Path | str | None = None, on_corrupt: str = "error"):
         if on_corrupt not in ("error", "quarantine"):
@@ -99,7 +106,7 @@ class ResultsCache:
         try:
             record = self._read(path)
             if record["spec"] != spec.to_dict() or record["run_id"] != spec.run_id:
-                raise CorruptRecordError(f"{path}: its spec does not match the run id it is stored under")
+                raise CorruptRecordError(f"{path}: its spec does not match the run id it is stored under. {_fix(path)}")
             return record
         except CorruptRecordError:
             if self.on_corrupt == "quarantine":
@@ -111,10 +118,7 @@ class ResultsCache:
         return self.get(spec) is not None
 
     def _read(self, path: Path) -> dict:
-        fix = (
-            f"Delete {path.parent} to retrain the run, or pass --on-corrupt quarantine "
-            "(QAT_ON_CORRUPT=quarantine) to move bad records aside and retrain them."
-        )
+        fix = _fix(path)
         try:
             record = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -201,7 +201,7 @@ def cmd_plan(args) -> int:
     profile = load_profile(args.profile)
     cache = ResultsCache(args.cache_dir)
     print(f"profile {profile.name}: {profile.description}")
-    print(f"{'design':<10} {'runs':>6} {'cached':>7} {'sizes':<34} {'tokens':>10} {'PFLOP':>9}")
+    print(f"{'design':<16} {'runs':>6} {'cached':>7} {'sizes':<34} {'tokens':>10} {'PFLOP':>9}")
     total_runs = total_tokens = total_flops = 0
     for name, d in profile.designs.items():
         tokens = sum(s.tokens for s in d.specs)
@@ -210,9 +210,9 @@ def cmd_plan(args) -> int:
         total_runs += len(d.specs)
         total_tokens += tokens
         total_flops += flops
-        print(f"{name:<10} {len(d.specs):>6} {cached:>7} {','.join(d.sizes):<34} {tokens:>10.3g} {flops / 1e15:>9.3g}")
+        print(f"{name:<16} {len(d.specs):>6} {cached:>7} {','.join(d.sizes):<34} {tokens:>10.3g} {flops / 1e15:>9.3g}")
     unique = len(profile.all_specs())
-    print(f"{'total':<10} {total_runs:>6} {'':>7} {f'({unique} distinct runs)':<34} {total_tokens:>10.3g} "
+    print(f"{'total':<16} {total_runs:>6} {'':>7} {f'({unique} distinct runs)':<34} {total_tokens:>10.3g} "
           f"{total_flops / 1e15:>9.3g}")
     return 0
 

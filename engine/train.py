@@ -5,7 +5,9 @@ The same loop everywhere: `deepspeed.initialize` with our model and client optim
 bf16 autocast (fp32 master weights, as parameter-golf keeps its CastedLinear weights)
 and the model may be compiled; on CPU everything is fp32.
 
-A non-finite loss ends the run as `status="diverged"` with the step where it happened:
+A non-finite loss ends the run as `status="diverged"` with the step where it happened
+(and a run whose final validation loss is no better than a uniform guess over the
+vocabulary is diverged too, at its last step):
 it is a result (the schedule diverged), not a crash, and claim tests apply their rule to
 it. An exception is a crash: nothing is returned and nothing is cached.
 """
@@ -20,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -28,7 +31,7 @@ import numpy as np
 import torch
 
 from engine import __version__
-from engine.data import batch_at, load_corpus
+from engine.data import Corpus, batch_at, load_corpus
 from engine.distributed import ensure_process_group, pick_device
 from engine.evaluate import autocast_for, evaluate, grid_probe, round_trip
 from engine.ladder import count_params, get_config
@@ -40,6 +43,7 @@ from engine.spec import RunSpec
 log = logging.getLogger(__name__)
 
 CURVE_POINTS = 64  # points kept of the training-loss curve
+COLLAPSE_MARGIN_NATS = 0.01  # val loss within this of ln(vocab) = a uniform guess = collapsed
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Test hook: called at named points ("step", "before_eval", ...) so fault tests can kill
@@ -51,7 +55,19 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("QAT_DATA_DIR", REPO_ROOT / "cache" / "_data"))
 
 
-def train(
+@dataclass
+class Trained:
+    result: dict  # what the cache stores
+    model: GPT  # the trained model (fake quantisation left as at the end of training)
+    corpus: Corpus
+
+
+def train(spec: RunSpec, **kwargs) -> dict:
+    """Train `spec` to completion (or divergence) and return its result record."""
+    return run(spec, **kwargs).result
+
+
+def run(
     spec: RunSpec,
     *,
     device: str | None = None,
@@ -59,8 +75,8 @@ def train(
     progress: bool = False,
     compile_model: bool | None = None,
     fault_hook: FaultHook | None = None,
-) -> dict:
-    """Train `spec` to completion (or divergence) and return its result record."""
+) -> Trained:
+    """Train `spec`; return the result record together with the model and its corpus."""
     t_start = time.time()
     dev = pick_device(device)
     ensure_process_group(dev)
@@ -140,9 +156,11 @@ def train(
     base = _provenance(spec, dev, n_params, t_start)
     if diverged_step is not None:
         log.warning("run %s diverged at step %d", spec.short_id, diverged_step)
-        return {**base, "status": "diverged", "diverged_step": diverged_step, "loss_curve": curve,
-                "tokens_seen": (diverged_step + 1) * spec.batch_tokens, "train_time_s": train_time,
-                "wall_time_s": time.time() - t_start}
+        result = {**base, "status": "diverged", "diverged_step": diverged_step, "diverged_reason": "non-finite loss",
+                  "loss_curve": curve,
+                  "tokens_seen": (diverged_step + 1) * spec.batch_tokens, "train_time_s": train_time,
+                  "wall_time_s": time.time() - t_start}
+        return Trained(result, model, corpus)
 
     if spec.steps in probe_steps:
         probes.append({"step": spec.steps, "label": probe_steps[spec.steps], **grid_probe(model, spec.bits)})
@@ -152,11 +170,16 @@ def train(
     rt_own = evaluate(round_trip(model, spec.bits, spec.clip_percentile).to(dev), corpus, spec.seq_len, spec.val_tokens, dev)
     rt_int8 = evaluate(round_trip(model, 8, spec.clip_percentile).to(dev), corpus, spec.seq_len, spec.val_tokens, dev)
     finite = all(math.isfinite(v) for v in (trained.bpb, rt_own.bpb, rt_int8.bpb))
+    # A run that ends no better than guessing uniformly has collapsed (LR far too high):
+    # its "result" says nothing about the schedule, so it is diverged, not ok.
+    collapsed = finite and trained.loss >= math.log(corpus.vocab_size) - COLLAPSE_MARGIN_NATS
+    why = None if finite and not collapsed else ("non-finite validation loss" if not finite else "no better than uniform")
     pre = next((p for p in probes if p["label"] == "pre_warmdown"), None)
     result = {
         **base,
-        "status": "ok" if finite else "diverged",
-        "diverged_step": None if finite else spec.steps,
+        "status": "ok" if why is None else "diverged",
+        "diverged_step": None if why is None else spec.steps,
+        "diverged_reason": why,
         "final_train_loss": curve[-1][1] if curve else float("nan"),
         "val_loss": trained.loss,
         "val_bpb": trained.bpb,
@@ -176,7 +199,7 @@ def train(
         "tokens_per_s": spec.tokens / max(train_time, 1e-9),
         "wall_time_s": time.time() - t_start,
     }
-    return result
+    return Trained(result, model, corpus)
 
 
 def _probe_steps(spec: RunSpec) -> dict[int, str]:

@@ -221,7 +221,8 @@ def decide_c8(table: pd.DataFrame, claim) -> Verdict:
             stats,
         )
     tested = list(summaries)
-    reject, p_holm, _, _ = multipletests([summaries[s]["p_two_sided"] for s in tested], alpha=alpha, method="holm")
+    raw_p = [summaries[s]["p_two_sided"] for s in tested]
+    reject, p_holm, _, _ = multipletests(raw_p, alpha=alpha, method="holm")
     for size, r, ph in zip(tested, reject, p_holm):
         stats[f"{size}:p_holm"] = float(ph)
         stats[f"{size}:significant"] = int(r)

@@ -101,7 +101,9 @@ def decide_c9(table: pd.DataFrame, claim) -> Verdict:
             stats,
         )
     if mean_r <= 0:
-        return undecided(claim, f"{what}: FP16 mean grid distance is {mean_r}.", "FP16 distances are all zero", stats)
+        return undecided(
+            claim, f"{what}: FP16 mean grid distance is {mean_r}.", "FP16 distances are all zero", stats
+        )
     qa, ra = pairs["q"].to_numpy(dtype=float), pairs["r"].to_numpy(dtype=float)
     ratio = float(qa.mean() / ra.mean())
     ci_low, ci_high, method = _bootstrap_ratio_ci(qa, ra, claim)
@@ -120,7 +122,10 @@ def decide_c9(table: pd.DataFrame, claim) -> Verdict:
     if ratio < low:
         why = f"below {low:g}: {fmt_bits(quant_bits)} weights sit closer to the grid (snapping)"
     elif ratio > high:
-        why = f"above {high:g}: {fmt_bits(quant_bits)} weights sit further from the grid than {fmt_bits(ref_bits)}'s"
+        why = (
+            f"above {high:g}: {fmt_bits(quant_bits)} weights sit further from the grid "
+            f"than {fmt_bits(ref_bits)}'s"
+        )
     elif not holds:
         why = f"the CI lies below {low:g} (evidence of snapping)"
     else:

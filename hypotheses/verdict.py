@@ -155,7 +155,7 @@ def require_table(
         raise ValueError(f"{what}: results table lacks columns {missing}")
     if table.empty:
         raise ValueError(f"{what}: results table is empty")
-    bad = sorted(set(table["status"]) - {STATUS_OK, STATUS_DIVERGED})
+    bad = sorted(map(str, set(table["status"]) - {STATUS_OK, STATUS_DIVERGED}))
     if bad:
         raise ValueError(f"{what}: unknown status values {bad} (expected 'ok'/'diverged')")
     out = table.copy()

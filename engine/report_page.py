@@ -1,0 +1,366 @@
+"""The report's pages: what `summary.md` and `report.html` say, and how each is written.
+
+Owns the layout only. `page_blocks(ctx)` lays the report out once, as a short list of
+blocks (headings, paragraphs, tables, figures) holding inline pieces (text, code, links,
+verdict badges); `render_markdown` and `render_html` write that same list, so the two
+pages cannot drift apart. The Markdown page links figures as `plots/NAME.png`; the HTML
+page is one self-contained file: inline CSS, every PNG embedded as a base64 data URI,
+and no link or source that leaves the file (links are in-page anchors).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.design import Profile
+from engine.report import CacheSummary, ClaimSummary, DesignData, VerdictsInput, fmt_count, fmt_num
+from engine.report_plots import Plot
+
+TITLE = "QAT schedule × bit-width: verdict report"
+VERDICT_TEXT = {
+    "reproduced": "reproduced",
+    "not_reproduced": "NOT reproduced",
+    "undecided": "undecided",
+    "error": "ERROR",
+    "not_run": "no verdict",
+}
+
+
+@dataclass
+class PageContext:
+    profile: Profile
+    generated: str
+    verdicts: VerdictsInput
+    claims: list[ClaimSummary]
+    designs: dict[str, DesignData]
+    cache: CacheSummary
+    plots: list[Plot]
+    params: dict[str, int] = field(default_factory=dict)
+
+
+# --- the document model -------------------------------------------------------------
+# Inline: str | Code | Em | Badge | Link | Br | list of those.
+
+
+@dataclass(frozen=True)
+class Code:
+    text: str
+
+
+@dataclass(frozen=True)
+class Em:
+    text: str
+
+
+@dataclass(frozen=True)
+class Badge:  # a verdict, coloured in HTML, bold in Markdown when it is bad news
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Link:
+    body: object
+    anchor: str = ""  # in-page target (both pages)
+    plot: str = ""  # a figure: plots/NAME.png in Markdown, its embedded copy in HTML
+
+
+@dataclass(frozen=True)
+class Br:
+    pass
+
+
+@dataclass(frozen=True)
+class Heading:
+    level: int
+    text: str
+    anchor: str = ""
+
+
+@dataclass(frozen=True)
+class Para:
+    body: object
+    cls: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    header: list[str]
+    rows: list[list[object]]
+
+
+@dataclass(frozen=True)
+class Image:
+    plot: Plot
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: list[object]
+
+
+# --- layout ---------------------------------------------------------------------------
+
+
+def _badge(kind: str, extra: str = "") -> Badge:
+    return Badge(kind, VERDICT_TEXT.get(kind, kind) + extra)
+
+
+def _runs(n_seeds, n_runs, n_diverged) -> str:
+    if n_runs is None:
+        return "n/a"
+    return f"{fmt_num(n_seeds)} seeds, {fmt_num(n_runs)} runs, {fmt_num(n_diverged)} diverged"
+
+
+def _plot_link(name: str | None, plots: dict[str, Plot]) -> object:
+    if not name or name not in plots:
+        return "—"
+    p = plots[name]
+    return Link("plot", plot=name) if p.path else Link("skipped", anchor=f"plot-{name}")
+
+
+def _verdict_cell(c) -> object:
+    if c.verdict == "error":
+        return [_badge("error"), ": ", Code(c.error or "(no message)")]
+    if c.verdict == "undecided":
+        return [_badge("undecided"), f": {c.reason}" if c.reason else ""]
+    return _badge(c.verdict)
+
+
+def _scale(profile: Profile, claim: ClaimSummary) -> str:
+    sizes = ", ".join(f"{s} ({fmt_count(n)})" for s, n in claim.sizes) or "no sizes in this profile"
+    return f"{profile.name}: {sizes}"
+
+
+def summary_blocks(ctx: PageContext, plots: dict[str, Plot]) -> list:
+    rows = []
+    for c in ctx.claims:
+        if len(c.cells) == 1:
+            ours = c.cells[0].figure
+            verdict = _verdict_cell(c.cells[0])
+        elif c.cells:
+            ours = f"{c.n_reproduced}/{len(c.cells)} cells reproduced"
+            verdict = _badge(c.verdict, f" ({c.n_reproduced}/{len(c.cells)})")
+        else:
+            ours, verdict = "—", _badge("not_run")
+        rows.append([
+            Link(c.claim_id, anchor=f"claim-{c.claim_id.lower()}"),
+            [c.statement, Br(), Em(c.source)],
+            c.paper,
+            [ours, " ", _plot_link(c.plot, plots)] if c.plot in plots else ours,
+            verdict,
+            _runs(c.total("n_seeds"), c.total("n_runs"), c.total("n_diverged")),
+            _scale(ctx.profile, c),
+        ])
+    header = ["Claim", "Statement (source)", "Paper", "Ours", "Verdict", "Seeds / runs", "Profile: sizes (params)"]
+    return [Heading(2, "Summary", "summary"), Table(header, rows)]
+
+
+def claim_blocks(ctx: PageContext, plots: dict[str, Plot]) -> list:
+    out: list = [Heading(2, "Claims in detail", "claims")]
+    for c in ctx.claims:
+        tally = f" ({c.n_reproduced}/{len(c.cells)} cells reproduced)" if len(c.cells) > 1 else ""
+        out.append(Heading(3, f"{c.claim_id}: {VERDICT_TEXT.get(c.verdict, c.verdict)}{tally}",
+                           f"claim-{c.claim_id.lower()}"))
+        out.append(Para([c.statement, " ", Em(c.source)]))
+        out.append(Para([f"Paper: {c.paper}. Designs: ", *_join([Code(d) for d in c.designs]),
+                         f". Sizes ({_scale(ctx.profile, c)}). Figure: ", _plot_link(c.plot, plots)]))
+        if not c.cells:
+            why = ("no suite run recorded for this profile (see the top of the page)" if not ctx.verdicts.available
+                   else "the recorded suite run has no test case of this claim")
+            out.append(Para(f"No verdict: {why}.", "note"))
+            continue
+        rows = [[cell.cell or "—", _verdict_cell(cell), cell.figure,
+                 _runs(cell.n_seeds, cell.n_runs, cell.n_diverged),
+                 cell.observed if cell.verdict != "error" else Code(cell.nodeid)] for cell in c.cells]
+        out.append(Table(["Cell", "Verdict", "Our figure", "Seeds / runs", "Observed"], rows))
+    return out
+
+
+def plot_blocks(ctx: PageContext) -> list:
+    out: list = [Heading(2, "Figures", "figures")]
+    for p in ctx.plots:
+        out.append(Heading(3, p.heading, f"plot-{p.name}"))
+        if p.path:
+            out += [Image(p), Para(Em(p.caption))]
+        else:
+            out.append(Para(f"Skipped: {p.skipped}.", "note"))
+    return out
+
+
+def cache_blocks(ctx: PageContext) -> list:
+    cs = ctx.cache
+    out: list = [Heading(2, "Cache", "cache")]
+    out.append(Para([
+        "Cache ", Code(str(cs.root)), f": {cs.runs_used} of the profile's {cs.runs_expected} distinct runs are "
+        f"present and used by this report. Compute spent on them: {cs.tokens:,} training tokens, "
+        f"{cs.train_s:,.0f} training device-seconds ({cs.train_s / 3600:.2f} h), {cs.wall_s:,.0f} s wall time "
+        "(summed over runs)" + (f", on {', '.join(cs.devices)}" if cs.devices else "") + ".",
+    ]))
+    if ctx.verdicts.trained_run_ids is not None:
+        out.append(Para(f"Runs trained by the recorded suite invocation: {len(ctx.verdicts.trained_run_ids)}."))
+    rows = []
+    for name, dd in ctx.designs.items():
+        todo = len(dd.missing) + len(dd.corrupt)
+        cmd = Code(f"python -m engine sweep --profile {ctx.profile.name} --design {name}") if todo else "—"
+        rows.append([Code(name), len(dd.design.specs), len(dd.records), dd.n_diverged, len(dd.missing),
+                     len(dd.corrupt), cmd])
+    out.append(Table(["Design", "Runs", "Present", "Diverged", "Missing", "Unreadable", "To fill it"], rows))
+    missing = sum(len(dd.missing) for dd in ctx.designs.values())
+    if missing:
+        out.append(Para(f"{missing} run(s) missing from the cache: the figures and any verdicts rest on the runs "
+                        "present; fill the cache with the commands above.", "note"))
+    if cs.diverged:
+        out.append(Para(f"{len(cs.diverged)} diverged run(s) (excluded from means and tests, counted in the verdicts):"))
+        items = []
+        for design, rec in cs.diverged:
+            s, r = rec["spec"], rec["result"]
+            items.append([Code(rec["run_id"][:12]), f" ({design}): {s['size']} bits {s['bits']} wd {s['wd']:g} "
+                          f"lr ×{s['lr_mult']:g} {s['optimizer']} seed {s['seed']}, diverged at step "
+                          f"{fmt_num(r.get('diverged_step'))}"])
+        out.append(Bullets(items))
+    corrupt = [(name, spec, why) for name, dd in ctx.designs.items() for spec, why in dd.corrupt]
+    if corrupt:
+        out.append(Para(f"{len(corrupt)} unreadable record(s), treated as missing:", "note"))
+        out.append(Bullets([[Code(spec.short_id), f" ({name}): {why}"] for name, spec, why in corrupt]))
+    return out
+
+
+def page_blocks(ctx: PageContext) -> list:
+    plots = {p.name: p for p in ctx.plots}
+    prof = ctx.profile
+    out: list = [
+        Heading(1, TITLE),
+        Para([f"Profile {prof.name}: {prof.description} (", Code(str(prof.path)), f"). Generated {ctx.generated}."]),
+    ]
+    v = ctx.verdicts
+    if v.available:
+        kinds = [c.verdict for c in ctx.claims]
+        counts = ", ".join(f"{kinds.count(k)} {VERDICT_TEXT[k]}" for k in VERDICT_TEXT if kinds.count(k))
+        out.append(Para(["Verdicts of the suite run recorded in ", Code(str(v.path)),
+                         f" ({len(v.rows)} test cases); claims: {counts or 'none'}."]))
+    else:
+        out.append(Para(v.note + ".", "warn"))
+    out.append(Para(f"A verdict holds for the profile it ran under ({prof.name}) and the sizes and seeds listed "
+                    "beside it; toy-scale profiles test the pipeline and the direction of effects, not the "
+                    "paper's numbers.", "note"))
+    return out + summary_blocks(ctx, plots) + claim_blocks(ctx, plots) + plot_blocks(ctx) + cache_blocks(ctx)
+
+
+def _join(items: list, sep: str = ", ") -> list:
+    out: list = []
+    for i, x in enumerate(items):
+        out += [sep, x] if i else [x]
+    return out or ["—"]
+
+
+# --- Markdown -------------------------------------------------------------------------
+
+
+def _md(x, in_table: bool = False) -> str:
+    if isinstance(x, list):
+        return "".join(_md(y, in_table) for y in x)
+    if isinstance(x, Code):
+        return f"`{x.text}`"
+    if isinstance(x, Em):
+        return f"*{x.text}*" if x.text else ""
+    if isinstance(x, Badge):
+        return f"**{x.text}**" if x.kind in ("not_reproduced", "error") else x.text
+    if isinstance(x, Link):
+        return f"[{_md(x.body, in_table)}]({f'plots/{x.plot}.png' if x.plot else '#' + x.anchor})"
+    if isinstance(x, Br):
+        return "<br>" if in_table else "  \n"
+    text = str(x)
+    return text.replace("|", "\\|").replace("\n", " ") if in_table else text
+
+
+def render_markdown(ctx: PageContext) -> str:
+    lines: list[str] = []
+    for b in page_blocks(ctx):
+        if isinstance(b, Heading):
+            if b.anchor:
+                lines.append(f'<a id="{b.anchor}"></a>')
+            lines += [f"{'#' * b.level} {b.text}", ""]
+        elif isinstance(b, Para):
+            prefix = "> " if b.cls in ("note", "warn") else ""
+            lines += [prefix + _md(b.body), ""]
+        elif isinstance(b, Table):
+            lines.append("| " + " | ".join(b.header) + " |")
+            lines.append("|" + "---|" * len(b.header))
+            lines += ["| " + " | ".join(_md(c, True) for c in row) + " |" for row in b.rows]
+            lines.append("")
+        elif isinstance(b, Image):
+            lines += [f"![{b.plot.title}](plots/{b.plot.name}.png)", ""]
+        elif isinstance(b, Bullets):
+            lines += [f"- {_md(i)}" for i in b.items] + [""]
+    return "\n".join(lines)
+
+
+# --- HTML -----------------------------------------------------------------------------
+
+CSS = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1280px; margin: 1.5em auto;
+       padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 1.8em; }
+table { border-collapse: collapse; margin: .6em 0 1.2em; width: 100%; }
+th, td { border: 1px solid #ccc; padding: .35em .5em; vertical-align: top; text-align: left; }
+th { background: #f3f3f3; }
+code { background: #f4f4f4; padding: 0 .25em; border-radius: 3px; font-size: .92em; word-break: break-all; }
+.badge { padding: .05em .4em; border-radius: 3px; font-weight: 600; white-space: nowrap; }
+.v-reproduced { background: #d7f0d7; color: #1b5e20; }
+.v-not_reproduced { background: #f8d0d0; color: #8b0000; }
+.v-undecided { background: #fff0c2; color: #6d4c00; }
+.v-error { background: #8b0000; color: #fff; }
+.v-not_run { background: #e6e6e6; color: #555; }
+.note { color: #555; border-left: 3px solid #bbb; padding-left: .7em; }
+.warn { background: #fff0c2; border-left: 4px solid #d9a400; padding: .5em .8em; }
+figure { margin: .5em 0 1.5em; } figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
+"""
+
+
+def _html(x) -> str:
+    if isinstance(x, list):
+        return "".join(_html(y) for y in x)
+    if isinstance(x, Code):
+        return f"<code>{html.escape(x.text)}</code>"
+    if isinstance(x, Em):
+        return f"<em>{html.escape(x.text)}</em>"
+    if isinstance(x, Badge):
+        return f'<span class="badge v-{html.escape(x.kind)}">{html.escape(x.text)}</span>'
+    if isinstance(x, Link):
+        target = f"plot-{x.plot}" if x.plot else x.anchor
+        return f'<a href="#{html.escape(target)}">{_html(x.body)}</a>'
+    if isinstance(x, Br):
+        return "<br>"
+    return html.escape(str(x))
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def render_html(ctx: PageContext) -> str:
+    parts = ['<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">',
+             f"<title>{html.escape(TITLE)} ({html.escape(ctx.profile.name)})</title>",
+             f"<style>{CSS}</style>\n</head>\n<body>"]
+    for b in page_blocks(ctx):
+        if isinstance(b, Heading):
+            anchor = f' id="{html.escape(b.anchor)}"' if b.anchor else ""
+            parts.append(f"<h{b.level}{anchor}>{html.escape(b.text)}</h{b.level}>")
+        elif isinstance(b, Para):
+            cls = f' class="{b.cls}"' if b.cls else ""
+            parts.append(f"<p{cls}>{_html(b.body)}</p>")
+        elif isinstance(b, Table):
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in b.header)
+            body = "".join("<tr>" + "".join(f"<td>{_html(c)}</td>" for c in row) + "</tr>" for row in b.rows)
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif isinstance(b, Image):
+            alt = html.escape(b.plot.title)
+            parts.append(f'<figure><img src="{_data_uri(b.plot.path)}" alt="{alt}"></figure>')
+        elif isinstance(b, Bullets):
+            parts.append("<ul>" + "".join(f"<li>{_html(i)}</li>" for i in b.items) + "</ul>")
+    parts.append("</body>\n</html>\n")
+    return "\n".join(parts)

@@ -1,0 +1,69 @@
+"""Pipeline check of a claim-suite JUnit XML: `python -m hypotheses.junit_check reports/junit.xml`.
+
+A claim that does not reproduce is data; a pipeline problem is not. Exit 1 if any claim
+test errored (setup/teardown), failed without recording a verdict (an exception in the
+test body), recorded an unknown verdict, or lacks the required properties; or if a claim
+id expected from fixtures/claims.toml never appears. Exit 0 otherwise, whatever the verdicts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import xml.etree.ElementTree as ET
+from collections import Counter
+from pathlib import Path
+
+REQUIRED = ("qat_claim_id", "qat_verdict", "qat_profile", "qat_stat_n_runs", "qat_stat_n_seeds", "qat_stat_n_diverged")
+VERDICTS = ("reproduced", "not_reproduced", "undecided")
+
+
+def check(xml_path: Path, expected_claims: set[str]) -> tuple[list[str], Counter]:
+    problems: list[str] = []
+    counts: Counter = Counter()
+    try:
+        root = ET.parse(xml_path).getroot()
+    except (OSError, ET.ParseError) as e:
+        return [f"cannot read {xml_path}: {e}"], counts
+    seen: set[str] = set()
+    for case in root.iter("testcase"):
+        name = f"{case.get('classname')}::{case.get('name')}"
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        if case.find("error") is not None:
+            problems.append(f"{name}: ERROR: {(case.find('error').get('message') or '')[:300]}")
+            continue
+        if case.find("skipped") is not None and "qat_verdict" not in props:
+            problems.append(f"{name}: skipped without a verdict (a skip must come from an undecided claim)")
+            continue
+        missing = [k for k in REQUIRED if k not in props]
+        if missing:
+            failure = case.find("failure")
+            why = f" (failed: {(failure.get('message') or '')[:300]})" if failure is not None else ""
+            problems.append(f"{name}: no verdict properties {missing}{why}")
+            continue
+        if props["qat_verdict"] not in VERDICTS:
+            problems.append(f"{name}: unknown verdict {props['qat_verdict']!r}")
+            continue
+        seen.add(props["qat_claim_id"])
+        counts[props["qat_verdict"]] += 1
+    for cid in sorted(expected_claims - seen):
+        problems.append(f"claim {cid}: no test case recorded a verdict")
+    return problems, counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("xml", type=Path)
+    p.add_argument("--claims", default="C1,C2,C3,C4,C5,C6,C7,C8,C9", help="claim ids that must appear")
+    args = p.parse_args(argv)
+    problems, counts = check(args.xml, {c for c in args.claims.split(",") if c})
+    total = sum(counts.values())
+    print(f"claim suite: {total} verdicts: {counts['reproduced']} reproduced, {counts['not_reproduced']} not "
+          f"reproduced, {counts['undecided']} undecided; {len(problems)} pipeline problem(s)")
+    for prob in problems:
+        print(f"  PIPELINE PROBLEM {prob}", file=sys.stderr)
+    return 1 if problems or total == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Schedules: values at the boundaries of every shape."""
+
+import math
+
+import pytest
+
+from engine.schedule import decay_shape, in_warmdown, lr_factor, muon_momentum, warmdown_start
+
+
+@pytest.mark.parametrize("shape", ["linear", "cosine", "1-sqrt"])
+def test_shape_boundaries(shape):
+    assert decay_shape(0.0, shape) == pytest.approx(1.0)
+    assert decay_shape(1.0, shape) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_shape_midpoints():
+    assert decay_shape(0.25, "linear") == pytest.approx(0.75)
+    assert decay_shape(0.5, "cosine") == pytest.approx(0.5)
+    assert decay_shape(0.25, "1-sqrt") == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("shape", ["linear", "cosine", "1-sqrt"])
+def test_wsd_constant_then_decay(shape):
+    total, wd = 100, 0.33
+    start = warmdown_start(total, wd)
+    assert start == 67
+    assert lr_factor(start - 1, total, warmup_steps=0, wd=wd, shape=shape) == 1.0
+    assert lr_factor(start, total, warmup_steps=0, wd=wd, shape=shape) == pytest.approx(1.0)
+    last = lr_factor(total - 1, total, warmup_steps=0, wd=wd, shape=shape)
+    assert 0 < last < 0.2  # never an LR-0 step, as parameter-golf
+    assert not in_warmdown(start - 1, total, wd) and in_warmdown(start, total, wd)
+
+
+def test_linear_last_step_is_one_over_n():
+    # parameter-golf: (iterations - step) / warmdown_iters
+    assert lr_factor(99, 100, warmup_steps=0, wd=0.5, shape="linear") == pytest.approx(1 / 50)
+
+
+def test_warmup_then_constant():
+    assert lr_factor(0, 100, warmup_steps=10, wd=0.2) == pytest.approx(0.1)
+    assert lr_factor(9, 100, warmup_steps=10, wd=0.2) == pytest.approx(1.0)
+    assert lr_factor(50, 100, warmup_steps=10, wd=0.2) == 1.0
+
+
+def test_no_warmdown_and_full_warmdown():
+    assert all(lr_factor(s, 50, warmup_steps=0, wd=0.0) == 1.0 for s in range(50))
+    assert lr_factor(0, 50, warmup_steps=0, wd=1.0) == 1.0
+    assert lr_factor(25, 50, warmup_steps=0, wd=1.0) == pytest.approx(0.5)
+
+
+def test_cosine_to_zero():
+    assert lr_factor(0, 100, warmup_steps=0, wd=0.0, schedule="cosine_to_zero") == 1.0
+    assert lr_factor(50, 100, warmup_steps=0, wd=0.0, schedule="cosine_to_zero") == pytest.approx(0.5)
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="outside"):
+        lr_factor(100, 100, warmup_steps=0, wd=0.3)
+    with pytest.raises(ValueError, match="unknown decay shape"):
+        decay_shape(0.5, "step")
+
+
+def test_muon_momentum_warmup():
+    assert muon_momentum(0, 0.85, 0.95, 500) == pytest.approx(0.85)
+    assert muon_momentum(250, 0.85, 0.95, 500) == pytest.approx(0.90)
+    assert muon_momentum(10_000, 0.85, 0.95, 500) == pytest.approx(0.95)
+    assert math.isclose(muon_momentum(3, 0.85, 0.95, 0), 0.95)

@@ -1,0 +1,71 @@
+"""RunSpec: validation messages, hash stability, canonical numbers."""
+
+import pytest
+
+from engine.spec import RESULT_FORMAT_VERSION, RunSpec, SpecError
+
+
+def test_hash_is_stable_and_pinned():
+    s = RunSpec(size="t20k")
+    assert s.run_id == RunSpec(size="t20k").run_id
+    assert len(s.run_id) == 64
+    # The canonical JSON carries the result format, so bumping it changes every id.
+    assert f'"result_format":{RESULT_FORMAT_VERSION}' in s.canonical_json()
+
+
+def test_int_and_float_spellings_hash_the_same():
+    assert RunSpec(size="t20k", lr_mult=1).run_id == RunSpec(size="t20k", lr_mult=1.0).run_id
+    assert RunSpec(size="t20k", wd=0.5).run_id == RunSpec(size="t20k", wd=0.50).run_id
+
+
+def test_every_factor_changes_the_id():
+    base = RunSpec(size="t20k")
+    variants = [base.replace(bits=6), base.replace(wd=0.1), base.replace(seed=1), base.replace(lr_mult=2.0),
+                base.replace(optimizer="adamw"), base.replace(wd_shape="cosine"), base.replace(steps=999),
+                base.replace(qat_start=0.5), base.replace(tokenizer="sp512"), base.replace(cooldown_beta2=0.999)]
+    ids = {v.run_id for v in variants} | {base.run_id}
+    assert len(ids) == len(variants) + 1
+
+
+def test_round_trip_through_dict():
+    s = RunSpec(size="t45k", bits=4, probe_fracs=(0.5, 0.25))
+    assert RunSpec.from_dict(s.to_dict()) == s
+    assert s.probe_fracs == (0.25, 0.5)
+
+
+@pytest.mark.parametrize(
+    "fields, needle",
+    [
+        ({"size": "t21k"}, "not a ladder name"),
+        ({"bits": 3}, "bits=3 is not allowed"),
+        ({"bits": 17}, "bits=17 is not allowed"),
+        ({"wd": 1.5}, "must be in [0, 1]"),
+        ({"wd": -0.1}, "must be in [0, 1]"),
+        ({"steps": 0}, "steps=0 must be a positive"),
+        ({"steps": -5}, "steps=-5 must be a positive"),
+        ({"batch_tokens": 1000, "seq_len": 64}, "multiple of seq_len"),
+        ({"optimizer": "sgd"}, "optimizer='sgd'"),
+        ({"wd_shape": "exp"}, "wd_shape='exp'"),
+        ({"lr_mult": 0.0}, "lr_mult=0.0 must be a positive"),
+        ({"lr_mult": float("nan")}, "lr_mult=nan"),
+        ({"data": "s3://bucket"}, "RunSpec.data="),
+        ({"tokenizer": "gpt2"}, "RunSpec.tokenizer="),
+        ({"data": "fineweb:/x", "tokenizer": "byte"}, "FineWeb shards are already tokenised"),
+        ({"seed": 1.5}, "seed=1.5 must be an integer"),
+        ({"qat_start": 1.0}, "qat_start=1.0"),
+    ],
+)
+def test_bad_fields_name_the_value(fields, needle):
+    with pytest.raises(SpecError) as e:
+        RunSpec(**{"size": "t20k", **fields})
+    assert needle in str(e.value)
+
+
+def test_unknown_field_is_named():
+    with pytest.raises(SpecError, match="unknown RunSpec field"):
+        RunSpec.from_dict({"size": "t20k", "warmdown": 0.3})
+
+
+def test_warmdown_start():
+    assert RunSpec(size="t20k", steps=100, wd=0.33).warmdown_start == 67
+    assert RunSpec(size="t20k", steps=100, wd=0.0).warmdown_start == 100
