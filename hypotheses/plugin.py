@@ -205,7 +205,7 @@ def claim(request: pytest.FixtureRequest, claims):
 
 
 @pytest.fixture
-def table(cell, suite: SuiteState):
+def table(request: pytest.FixtureRequest, cell, suite: SuiteState):
     """The results table of this test case's design slice (`cell`), fetched at SETUP time.
 
     Missing runs without permission to train raise here, so pytest reports an ERROR (a
@@ -217,7 +217,12 @@ def table(cell, suite: SuiteState):
     ]
     if not specs:
         raise ProfileError(f"profile {suite.profile.name!r}: no runs in {cell.designs} match {cell.filters}")
-    return suite.fetch(specs, list(cell.designs))
+    before = len(suite.trained)
+    table = suite.fetch(specs, list(cell.designs))
+    # Ship what this worker trained to the controller (xdist carries user_properties).
+    request.node.user_properties.append((VERDICT_PREFIX + "trained_runs", len(suite.trained) - before))
+    request.node.user_properties.append((VERDICT_PREFIX + "trained_run_ids", ",".join(suite.trained[before:])))
+    return table
 
 
 @pytest.fixture
@@ -264,12 +269,14 @@ class VerdictCollector:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = {k[len(VERDICT_PREFIX):]: v for k, v in report.user_properties if k.startswith(VERDICT_PREFIX)}
-        if props and report.when == "call":
+        if report.when == "call" and props.get("trained_run_ids"):
+            self.state.trained.extend(props["trained_run_ids"].split(","))
+        if props and report.when == "call" and "verdict" in props:
             self.state.verdicts.append({"nodeid": report.nodeid, "pytest_outcome": report.outcome, **props})
-        elif report.failed and report.when == "setup" and _is_claim_test(report.nodeid):
+        elif report.failed and report.when in ("setup", "call") and _is_claim_test(report.nodeid):
             self.state.verdicts.append({
                 "nodeid": report.nodeid, "pytest_outcome": "error", "verdict": "error",
-                "profile": self.state.profile.name, "error": _last_line(report.longreprtext),
+                "profile": self.state.profile.name, "error": _error_message(report),
             })
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -277,7 +284,8 @@ class VerdictCollector:
         if not st.verdicts:
             return
         st.report_dir.mkdir(parents=True, exist_ok=True)
-        payload = {"profile": st.profile.name, "profile_path": str(st.profile.path), "verdicts": st.verdicts}
+        payload = {"profile": st.profile.name, "profile_path": str(st.profile.path), "verdicts": st.verdicts,
+                   "trained_run_ids": st.trained}
         (st.report_dir / VERDICTS_FILE).write_text(json.dumps(payload, indent=1, default=str))
         if not self.write_report:
             return
@@ -298,6 +306,9 @@ def _is_claim_test(nodeid: str) -> bool:
     return nodeid.startswith("hypotheses/") or "/hypotheses/test_" in nodeid
 
 
-def _last_line(text: str) -> str:
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else text
+def _error_message(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None and crash.message:
+        return crash.message
+    lines = [ln for ln in report.longreprtext.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "unknown error"

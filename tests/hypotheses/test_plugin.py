@@ -1,0 +1,119 @@
+"""The pytest plugin end to end (pytester subprocesses over the real claim tests).
+
+No training here: caches are filled with synthetic records, so each verdict is known in
+advance. This is the end-to-end negative control: the same claim test passes on a table
+where the claim is true and FAILS on one where it is false.
+"""
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.cache import ResultsCache
+from engine.design import load_profile
+
+REPO = Path(__file__).resolve().parents[2]
+pytest_plugins = ["pytester"]
+
+PROFILE = """
+[profile]
+name = "unit"
+description = "plugin test profile"
+train_without_gpu = false
+
+[defaults]
+steps = 10
+batch_tokens = 128
+seq_len = 16
+
+[roles]
+int4_small = ["t10k", "t20k"]
+int4_large = ["t45k"]
+
+[designs.phase2]
+grid = { size = ["t10k", "t20k"], bits = [16, 8, 6], wd = [0.10, 0.33, 0.50], seed = [0, 1, 2] }
+"""
+
+
+def fill(cache_dir: Path, profile_path: Path, best_wd: float, design: str = "phase2") -> None:
+    """Synthetic records: val_bpb_q lowest at `best_wd`, seed noise small against the effect."""
+    rng = np.random.default_rng(0)
+    cache = ResultsCache(cache_dir)
+    for s in load_profile(profile_path).design(design).specs:
+        bpb = 2.0 + 0.05 * abs(s.wd - best_wd) + 0.001 * rng.standard_normal() + 0.01 * (s.bits != 16)
+        cache.put(s, {"status": "ok", "diverged_step": None, "val_bpb": bpb, "val_bpb_q": bpb, "val_bpb_int8": bpb,
+                      "quant_penalty": 0.0, "n_params": 10_000 if s.size == "t10k" else 18_400,
+                      "grid_dist_int6_prewd": 0.24, "grid_dist_own_prewd": 0.24})
+
+
+def run_suite(pytester, tmp_path, *args):
+    profile = tmp_path / "unit.toml"
+    if not profile.exists():
+        profile.write_text(PROFILE)
+    return pytester.runpytest_subprocess(
+        str(REPO / "hypotheses" / "test_schedule_claims.py"), "-k", "c1 or c2", "-p", "no:cacheprovider",
+        "--profile", str(profile), "--qat-cache-dir", str(tmp_path / "cache"),
+        "--qat-report-dir", str(tmp_path / "reports"), "--qat-no-report", *args,
+    )
+
+
+def test_missing_runs_are_errors_naming_the_command(pytester, tmp_path):
+    result = run_suite(pytester, tmp_path, "--no-train")
+    result.assert_outcomes(errors=8)  # 6 C1 cells + 2 C2 cells; never failed or skipped
+    result.stdout.fnmatch_lines(["*missing from the cache and training is off*python -m engine sweep --profile unit*"])
+
+
+def test_gpu_profile_on_cpu_does_not_train_silently(pytester, tmp_path):
+    result = run_suite(pytester, tmp_path)  # no --no-train: 'auto' policy, no GPU here
+    result.assert_outcomes(errors=8)
+    result.stdout.fnmatch_lines(["*GPU-scale and no GPU is visible*"])
+
+
+def test_true_table_passes_and_records_properties(pytester, tmp_path):
+    fill(tmp_path / "cache", _profile(tmp_path), best_wd=0.33)
+    result = run_suite(pytester, tmp_path, "--no-train", f"--junitxml={tmp_path / 'j.xml'}")
+    result.assert_outcomes(passed=8)
+    cases = ET.parse(tmp_path / "j.xml").getroot().iter("testcase")
+    props = [{p.get("name"): p.get("value") for p in c.iter("property")} for c in cases]
+    assert all(p["qat_verdict"] == "reproduced" and p["qat_profile"] == "unit" for p in props)
+    assert {p["qat_claim_id"] for p in props} == {"C1", "C2"}
+    assert all("qat_stat_p_value" in p and "qat_stat_n_seeds" in p for p in props)
+    verdicts = json.loads((tmp_path / "reports" / "verdicts.json").read_text())
+    assert len(verdicts["verdicts"]) == 8
+
+
+def test_false_table_fails_with_claimed_and_observed(pytester, tmp_path):
+    fill(tmp_path / "cache", _profile(tmp_path), best_wd=0.10)
+    result = run_suite(pytester, tmp_path, "--no-train")
+    result.assert_outcomes(failed=6, passed=2)  # C1 false in every cell; C2 (no interaction) still true
+    result.stdout.fnmatch_lines(["*NOT REPRODUCED C1[[]fp16-t10k[]]*", "*claimed:*33 %*", "*observed:*optimal wd = 0.1*"])
+
+
+def test_junit_check_flags_pipeline_problems(tmp_path):
+    from hypotheses.junit_check import check
+
+    xml = tmp_path / "j.xml"
+    xml.write_text(
+        '<testsuites><testsuite name="s">'
+        '<testcase classname="a" name="ok"><properties>'
+        + "".join(f'<property name="{k}" value="1"/>' for k in
+                  ("qat_profile", "qat_stat_n_runs", "qat_stat_n_seeds", "qat_stat_n_diverged"))
+        + '<property name="qat_claim_id" value="C1"/><property name="qat_verdict" value="not_reproduced"/>'
+        '</properties><failure message="NOT REPRODUCED"/></testcase>'
+        '<testcase classname="a" name="bug"><failure message="AttributeError: x"/></testcase>'
+        '<testcase classname="a" name="err"><error message="MissingRunsError"/></testcase>'
+        "</testsuite></testsuites>"
+    )
+    problems, counts = check(xml, {"C1", "C2"})
+    assert counts["not_reproduced"] == 1  # a non-reproduced claim is data
+    assert any("bug" in p and "AttributeError" in p for p in problems)  # a crash in a test body is not
+    assert any("err" in p for p in problems) and any("claim C2" in p for p in problems)
+
+
+def _profile(tmp_path: Path) -> Path:
+    p = tmp_path / "unit.toml"
+    p.write_text(PROFILE)
+    return p
