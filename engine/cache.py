@@ -30,6 +30,7 @@ from typing import Callable, Iterable
 import pandas as pd
 from filelock import FileLock, Timeout
 
+from engine.faults import fault_point
 from engine.spec import RESULT_FORMAT_VERSION, RunSpec
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ def atomic_write_json(path: Path, payload: dict) -> None:
             json.dump(payload, f, indent=1, sort_keys=True, allow_nan=True)
             f.flush()
             os.fsync(f.fileno())
+        fault_point("cache_write")
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     finally:
@@ -97,6 +99,10 @@ class ResultsCache:
 
     def record_path(self, spec: RunSpec | str) -> Path:
         return self.run_dir(spec) / RECORD
+
+    def checkpoint_dir(self, spec: RunSpec) -> Path:
+        """Where a run's resume checkpoints live until its record is written."""
+        return self.run_dir(spec) / "ckpt"
 
     # --- reading --------------------------------------------------------------------
     def get(self, spec: RunSpec) -> dict | None:
@@ -192,6 +198,11 @@ class ResultsCache:
         )
         return lock
 
+    def _remove_debris(self, spec: RunSpec) -> None:
+        """Temp files a killed writer left behind (never read as results; we hold the lock)."""
+        for tmp in self.run_dir(spec).glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
     # --- the run queue ----------------------------------------------------------------
     def ensure(
         self,
@@ -222,8 +233,10 @@ class ResultsCache:
                     continue
                 try:
                     if not self.has(spec):
+                        self._remove_debris(spec)
                         result = train_fn(spec)
                         self.put(spec, result)
+                        shutil.rmtree(self.checkpoint_dir(spec), ignore_errors=True)
                         if on_trained:
                             on_trained(spec, result)
                 finally:

@@ -93,16 +93,21 @@ def summary(record: dict) -> str:
 
 def cmd_train(args) -> int:
     from engine.cache import ResultsCache
-    from engine.train import train
+    from engine.train import preflight, train
 
     spec = spec_from_args(args)
     set_threads(args.threads)
+    preflight([spec])
     cache = ResultsCache(args.cache_dir, on_corrupt=args.on_corrupt)
     if args.force and cache.has(spec):
         cache.quarantine(cache.record_path(spec))
     trained = []
-    [record] = cache.ensure([spec], lambda s: train(s, device=args.device, progress=not args.quiet),
-                            on_trained=lambda s, r: trained.append(s))
+    [record] = cache.ensure(
+        [spec],
+        lambda s: train(s, device=args.device, progress=not args.quiet,
+                        checkpoint_dir=cache.checkpoint_dir(s), checkpoint_every=args.checkpoint_every),
+        on_trained=lambda s, r: trained.append(s),
+    )
     print(("trained and stored" if trained else "from cache") + f": {cache.record_path(spec)}")
     print(summary(record))
     return 0
@@ -116,7 +121,8 @@ def cmd_show(args) -> int:
     return 0
 
 
-def _sweep_one(spec_dict: dict, cache_dir: str | None, device: str | None, threads: int) -> tuple[str, str, str]:
+def _sweep_one(spec_dict: dict, cache_dir: str | None, device: str | None, threads: int,
+               checkpoint_every: int) -> tuple[str, str, str]:
     """One sweep task in a joblib worker: train the run unless cached. Never raises."""
     from engine.cache import ResultsCache
     from engine.train import train
@@ -125,8 +131,12 @@ def _sweep_one(spec_dict: dict, cache_dir: str | None, device: str | None, threa
     set_threads(threads)
     trained = []
     try:
-        [rec] = ResultsCache(cache_dir).ensure([spec], lambda s: train(s, device=device),
-                                               on_trained=lambda s, r: trained.append(s))
+        cache = ResultsCache(cache_dir)
+        [rec] = cache.ensure(
+            [spec],
+            lambda s: train(s, device=device, checkpoint_dir=cache.checkpoint_dir(s), checkpoint_every=checkpoint_every),
+            on_trained=lambda s, r: trained.append(s),
+        )
         return spec.run_id, ("trained" if trained else "cached"), rec["result"]["status"]
     except Exception as e:  # a crash of one run must not stop the sweep; it is reported
         return spec.run_id, "error", f"{type(e).__name__}: {e}"
@@ -140,11 +150,14 @@ def cmd_sweep(args) -> int:
     from engine.cache import ResultsCache
     from engine.design import load_profile
 
+    from engine.train import preflight
+
     profile = load_profile(args.profile)
     designs = args.design or list(profile.designs)
     specs = list({s.run_id: s for d in designs for s in profile.design(d).specs}.values())
     cache = ResultsCache(args.cache_dir, on_corrupt=args.on_corrupt)
     todo = cache.missing(specs)
+    preflight(todo)
     print(f"profile {profile.name}: {len(specs)} runs in {designs}, {len(specs) - len(todo)} cached, {len(todo)} to train")
     if not todo:
         return 0
@@ -154,7 +167,8 @@ def cmd_sweep(args) -> int:
     devices = [f"cuda:{i % n_gpu}" for i in range(len(todo))] if n_gpu else [args.device or "cpu"] * len(todo)
     # Longest runs first so the tail of the sweep is short.
     order = sorted(range(len(todo)), key=lambda i: -todo[i].tokens * _weight(todo[i]))
-    tasks = (delayed(_sweep_one)(todo[i].to_dict(), str(cache.root), devices[i], threads) for i in order)
+    every = args.checkpoint_every if args.checkpoint_every is not None else profile.checkpoint_every
+    tasks = (delayed(_sweep_one)(todo[i].to_dict(), str(cache.root), devices[i], threads, every) for i in order)
     counts = {"trained": 0, "cached": 0, "error": 0, "diverged": 0}
     errors = []
     results = Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks)
@@ -251,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     t.add_argument("--force", action="store_true", help="retrain even if cached (the old record is quarantined)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--checkpoint-every", type=int, default=0,
+                   help="save a resume checkpoint every N steps (0 = never); a killed run resumes from it")
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("show", help="print a stored run (id or unique prefix)")
@@ -264,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--design", action="append", help="only this design (repeatable)")
     w.add_argument("--jobs", type=int, default=None, help="parallel workers (default: one per GPU, else one per core)")
     w.add_argument("--device", default=None)
+    w.add_argument("--checkpoint-every", type=int, default=None,
+                   help="resume checkpoints every N steps (default: the profile's checkpoint_every)")
     common(w)
     w.set_defaults(func=cmd_sweep)
 
@@ -296,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (SpecError, ProfileError, CorruptRecordError, KeyError, ValueError, FileNotFoundError) as e:
+    except (SpecError, ProfileError, CorruptRecordError, KeyError, ValueError, OSError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {msg}", file=sys.stderr)
         return 2

@@ -47,6 +47,7 @@ class Profile:
     description: str
     path: Path
     train_without_gpu: bool
+    checkpoint_every: int  # resume checkpoints every N steps (0 = none); not part of a run's identity
     defaults: dict[str, Any]
     designs: dict[str, Design]
     roles: dict[str, list] = field(default_factory=dict)
@@ -117,6 +118,7 @@ def _parse(raw: dict, path: Path) -> Profile:
         description=meta.get("description", ""),
         path=path,
         train_without_gpu=bool(meta.get("train_without_gpu", False)),
+        checkpoint_every=int(meta.get("checkpoint_every", 0)),
         defaults=defaults,
         designs=designs,
         roles=roles,

@@ -32,12 +32,16 @@ def ensure_process_group(device: torch.device) -> None:
     os.environ.setdefault("RANK", "0")
     os.environ.setdefault("LOCAL_RANK", "0")
     os.environ.setdefault("WORLD_SIZE", "1")
+    ours = "MASTER_PORT" not in os.environ
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", str(free_port()))
     backend = "nccl" if device.type == "cuda" else "gloo"
     quiet_deepspeed()
     deepspeed.init_distributed(dist_backend=backend, verbose=False)
     log.debug("process group: %s on port %s", backend, os.environ["MASTER_PORT"])
+    if ours:
+        # The store now holds this port; a child process inheriting it would collide.
+        del os.environ["MASTER_PORT"]
 
 
 def quiet_deepspeed() -> None:

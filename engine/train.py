@@ -25,14 +25,15 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from engine import __version__
 from engine.data import Corpus, batch_at, load_corpus
+from engine.faults import fault_point
 from engine.distributed import ensure_process_group, pick_device
+from engine.checkpoint import Checkpointer
 from engine.evaluate import autocast_for, evaluate, grid_probe, round_trip
 from engine.ladder import count_params, get_config
 from engine.model import GPT
@@ -46,9 +47,6 @@ CURVE_POINTS = 64  # points kept of the training-loss curve
 COLLAPSE_MARGIN_NATS = 0.01  # val loss within this of ln(vocab) = a uniform guess = collapsed
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# Test hook: called at named points ("step", "before_eval", ...) so fault tests can kill
-# the process exactly there. None in normal use.
-FaultHook = Callable[[str, int], None]
 
 
 def default_data_dir() -> Path:
@@ -60,6 +58,16 @@ class Trained:
     result: dict  # what the cache stores
     model: GPT  # the trained model (fake quantisation left as at the end of training)
     corpus: Corpus
+
+
+def preflight(specs: list[RunSpec], data_dir: Path | None = None) -> None:
+    """Load every corpus/tokenizer the specs need, so bad input fails before any run starts.
+
+    Raises the data layer's ValueError/FileNotFoundError naming the path and the fix; nothing
+    is written to the results cache. Loaded corpora stay memoised for the runs that follow.
+    """
+    for data, tokenizer in dict.fromkeys((s.data, s.tokenizer) for s in specs):
+        load_corpus(data, tokenizer, data_dir or default_data_dir())
 
 
 def train(spec: RunSpec, **kwargs) -> dict:
@@ -74,9 +82,14 @@ def run(
     data_dir: Path | None = None,
     progress: bool = False,
     compile_model: bool | None = None,
-    fault_hook: FaultHook | None = None,
+    checkpoint_dir: Path | None = None,
+    checkpoint_every: int = 0,
 ) -> Trained:
-    """Train `spec`; return the result record together with the model and its corpus."""
+    """Train `spec`; return the result record together with the model and its corpus.
+
+    With `checkpoint_dir` and `checkpoint_every`, the loop saves a checkpoint every N steps
+    and first resumes from the newest complete one found there.
+    """
     t_start = time.time()
     dev = pick_device(device)
     ensure_process_group(dev)
@@ -110,14 +123,31 @@ def run(
     curve_every = max(1, spec.steps // CURVE_POINTS)
     check_every = 1 if dev.type == "cpu" else 25  # a host sync per step is cheap on CPU only
     diverged_step: int | None = None
-    t_train = time.time()
     qat_on = False
+    start = 0
+    ckpt = Checkpointer(checkpoint_dir, checkpoint_every) if checkpoint_dir and checkpoint_every else None
+    if ckpt and (state := ckpt.load(ds_engine)) is not None:
+        start, curve, probes, qat_on = state["step"], [tuple(c) for c in state["curve"]], state["probes"], state["qat_on"]
+        model.set_qat(spec.bits if qat_on else None)
+    t_train = time.time()
 
-    steps = range(spec.steps)
+    def flush(steps_done: int) -> int | None:
+        """Move the pending losses to the curve; the first non-finite step, if any."""
+        window = torch.stack(losses).float().cpu()
+        first = steps_done - len(losses)
+        for i in range(len(losses)):
+            if (first + i) % curve_every == 0 or first + i == spec.steps - 1:
+                curve.append((first + i, float(window[i])))
+        losses.clear()
+        bad = (~torch.isfinite(window)).nonzero()
+        return first + int(bad[0]) if len(bad) else None
+
+    steps = range(start, spec.steps)
     if progress:
         from tqdm import tqdm
 
-        steps = tqdm(steps, desc=f"train {spec.short_id} {spec.size} int{spec.bits}", unit="step", leave=False)
+        steps = tqdm(steps, desc=f"train {spec.short_id} {spec.size} int{spec.bits}", unit="step", leave=False,
+                     initial=start, total=spec.steps)
     for step in steps:
         if step in probe_steps:
             probes.append({"step": step, "label": probe_steps[step], **grid_probe(model, spec.bits)})
@@ -136,21 +166,18 @@ def run(
         with autocast_for(dev):
             loss = forward(x, y)
         ds_engine.backward(loss)
+        fault_point("backward")  # mid-step: gradients computed, weights not yet updated
         ds_engine.step()
         losses.append(loss.detach())
-        if fault_hook:
-            fault_hook("step", step)
-        if (step + 1) % check_every == 0 or step + 1 == spec.steps:
-            window = torch.stack(losses).float().cpu()
-            first = step + 1 - len(losses)
-            bad = (~torch.isfinite(window)).nonzero()
-            for i in range(len(losses)):
-                if (first + i) % curve_every == 0 or first + i == spec.steps - 1:
-                    curve.append((first + i, float(window[i])))
-            losses.clear()
-            if len(bad):
-                diverged_step = first + int(bad[0])
+        fault_point("step")
+        done = step + 1
+        save_now = ckpt is not None and ckpt.due(done, spec.steps)
+        if done % check_every == 0 or done == spec.steps or save_now:
+            diverged_step = flush(done)
+            if diverged_step is not None:
                 break
+        if save_now:
+            ckpt.save(ds_engine, done, {"step": done, "curve": curve, "probes": probes, "qat_on": qat_on})
     train_time = time.time() - t_train
 
     base = _provenance(spec, dev, n_params, t_start)
@@ -164,8 +191,7 @@ def run(
 
     if spec.steps in probe_steps:
         probes.append({"step": spec.steps, "label": probe_steps[spec.steps], **grid_probe(model, spec.bits)})
-    if fault_hook:
-        fault_hook("before_eval", spec.steps)
+    fault_point("before_eval")
     trained = evaluate(model, corpus, spec.seq_len, spec.val_tokens, dev)
     rt_own = evaluate(round_trip(model, spec.bits, spec.clip_percentile).to(dev), corpus, spec.seq_len, spec.val_tokens, dev)
     rt_int8 = evaluate(round_trip(model, 8, spec.clip_percentile).to(dev), corpus, spec.seq_len, spec.val_tokens, dev)
@@ -195,8 +221,9 @@ def run(
         "grid_probes": probes,
         "loss_curve": curve,
         "tokens_seen": spec.tokens,
-        "train_time_s": train_time,
-        "tokens_per_s": spec.tokens / max(train_time, 1e-9),
+        "resumed_from_step": start,
+        "train_time_s": train_time,  # of this process (after a resume: since the resume)
+        "tokens_per_s": (spec.steps - start) * spec.batch_tokens / max(train_time, 1e-9),
         "wall_time_s": time.time() - t_start,
     }
     return Trained(result, model, corpus)

@@ -93,14 +93,20 @@ class SuiteState:
 
     def fetch(self, specs: list[RunSpec], designs: list[str]):
         """The results table of `specs`, training what is missing if allowed."""
-        from engine.train import train
+        from engine.train import preflight, train
 
         why = (
             "(--no-train given)" if self.train_policy == "never"
             else f"(profile {self.profile.name!r} is GPU-scale and no GPU is visible; --qat-train forces it)"
         )
         hint = f"{why} Produce them with: {self.sweep_command(designs)}"
-        train_fn = (lambda s: train(s, device=self.device)) if self.may_train else None
+        if self.may_train:
+            preflight(self.cache.missing(specs))  # bad data paths fail before any run starts
+        every = self.profile.checkpoint_every
+        train_fn = (
+            (lambda s: train(s, device=self.device, checkpoint_dir=self.cache.checkpoint_dir(s), checkpoint_every=every))
+            if self.may_train else None
+        )
         self.cache.ensure(specs, train_fn, missing_hint=hint, on_trained=lambda s, r: self.trained.append(s.run_id))
         return self.cache.table(specs)
 

@@ -1,0 +1,35 @@
+"""Fault injection for the robustness tests: kill this process at a named point.
+
+`QAT_FAULT="point:n"` (read when first needed, never at import) makes the n-th arrival
+at `fault_point(point)` SIGKILL the process, as an OOM killer or a pre-empted cluster job
+would. Points: `backward` (mid-step: gradients computed, no update yet), `step` (after an
+optimiser step), `checkpoint` (checkpoint files written,
+completeness marker not yet), `cache_write` (record's temp file written, not yet renamed),
+`before_eval`. Unset in normal use: `fault_point` is then a dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+
+ENV = "QAT_FAULT"
+_seen: Counter = Counter()
+
+
+def _target() -> tuple[str, int] | None:
+    spec = os.environ.get(ENV)
+    if not spec:
+        return None
+    point, _, n = spec.partition(":")
+    return point, int(n or 1)
+
+
+def fault_point(point: str) -> None:
+    target = _target()
+    if target is None or target[0] != point:
+        return
+    _seen[point] += 1
+    if _seen[point] == target[1]:
+        os.kill(os.getpid(), signal.SIGKILL)
