@@ -166,7 +166,7 @@ def cmd_sweep(args) -> int:
     threads = max(1, (os.cpu_count() or 1) // jobs) if not n_gpu else max(1, (os.cpu_count() or 1) // jobs)
     devices = [f"cuda:{i % n_gpu}" for i in range(len(todo))] if n_gpu else [args.device or "cpu"] * len(todo)
     # Longest runs first so the tail of the sweep is short.
-    order = sorted(range(len(todo)), key=lambda i: -todo[i].tokens * _weight(todo[i]))
+    order = sorted(range(len(todo)), key=lambda i: -estimate_flops(todo[i]))
     every = args.checkpoint_every if args.checkpoint_every is not None else profile.checkpoint_every
     tasks = (delayed(_sweep_one)(todo[i].to_dict(), str(cache.root), devices[i], threads, every) for i in order)
     counts = {"trained": 0, "cached": 0, "error": 0, "diverged": 0}
@@ -185,24 +185,9 @@ def cmd_sweep(args) -> int:
     return 1 if errors else 0
 
 
-def _weight(spec: RunSpec) -> int:
-    from engine.ladder import get_config
-
-    return get_config(spec.size).nominal_params
-
-
-def estimate_flops(spec: RunSpec) -> float:
-    """6 N T for the matrices plus causal attention (6 * L * T * seq * d), as the MFU convention."""
-    from engine.ladder import count_params, get_config
-
-    cfg = get_config(spec.size)
-    n = count_params(cfg, 256 if spec.tokenizer == "byte" else cfg.ref_vocab)
-    return 6.0 * n * spec.tokens + 6.0 * cfg.n_layers * spec.tokens * spec.seq_len * cfg.dim
-
-
 def cmd_plan(args) -> int:
     from engine.cache import ResultsCache
-    from engine.design import load_profile
+    from engine.design import estimate_flops, load_profile
     from engine.ladder import LADDER, count_params
 
     if args.ladder:
@@ -299,7 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="engine vs plain PyTorch step time, tokens/s, MFU, QAT overhead")
     b.add_argument("--sizes", default="t20k,t60k,t130k")
-    b.add_argument("--steps", type=int, default=20)
+    b.add_argument("--steps", type=int, default=20, help="steps per timed repeat")
+    b.add_argument("--repeats", type=int, default=5, help="interleaved repeats (median reported)")
+    b.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     b.add_argument("--device", default=None)
     b.add_argument("--out", type=Path, default=Path("reports/bench"))
     b.set_defaults(func=cmd_bench)

@@ -72,6 +72,15 @@ class Profile:
         return list(seen.values())
 
 
+def estimate_flops(spec: RunSpec) -> float:
+    """Training FLOPs: 6 N T for the weights plus causal attention 6 L T seq d (the MFU convention)."""
+    from engine.ladder import count_params, get_config
+
+    cfg = get_config(spec.size)
+    n = count_params(cfg, 256 if spec.tokenizer == "byte" else cfg.ref_vocab)
+    return 6.0 * n * spec.tokens + 6.0 * cfg.n_layers * spec.tokens * spec.seq_len * cfg.dim
+
+
 def available_profiles(directory: Path = PROFILE_DIR) -> list[str]:
     return sorted(p.stem for p in directory.glob("*.toml"))
 

@@ -60,6 +60,66 @@ class Trained:
     corpus: Corpus
 
 
+@dataclass
+class Session:
+    """Everything one run trains with, and its training step (shared with `engine bench`)."""
+
+    spec: RunSpec
+    device: torch.device
+    corpus: Corpus
+    model: GPT
+    optimizer: torch.optim.Optimizer
+    ds_engine: object  # deepspeed.DeepSpeedEngine
+    forward: object  # the engine, or its compiled module
+
+    def step(self, step: int) -> torch.Tensor:
+        """One optimiser step at `step` of the schedule; returns the (unsynchronised) loss."""
+        spec = self.spec
+        cooling = in_warmdown(step, spec.steps, spec.wd, spec.schedule)
+        apply_schedule(
+            self.optimizer,
+            lr_factor(step, spec.steps, warmup_steps=spec.warmup_steps, wd=spec.wd, shape=spec.wd_shape,
+                      schedule=spec.schedule),
+            muon_momentum(step, spec.muon_momentum_warmup_start, spec.muon_momentum, spec.muon_momentum_warmup_steps),
+            spec.cooldown_beta2 if (cooling and spec.cooldown_beta2 is not None) else spec.beta2,
+        )
+        x, y = batch_at(self.corpus.train, step, spec.batch_seqs, spec.seq_len, spec.seed)
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        with autocast_for(self.device):
+            loss = self.forward(x, y)
+        self.ds_engine.backward(loss)
+        fault_point("backward")  # mid-step: gradients computed, weights not yet updated
+        self.ds_engine.step()
+        return loss
+
+
+def build_session(spec: RunSpec, dev: torch.device, data_dir: Path | None = None,
+                  compile_model: bool | None = None) -> Session:
+    """Model (seeded init), optimiser and DeepSpeed engine for `spec` on `dev`."""
+    import deepspeed
+
+    ensure_process_group(dev)
+    corpus = load_corpus(spec.data, spec.tokenizer, data_dir or default_data_dir())
+    torch.manual_seed(spec.seed)
+    cfg = get_config(spec.size)
+    model = GPT(cfg, corpus.vocab_size, quantize_embeddings=spec.quantize_embeddings).to(dev)
+    assert sum(p.numel() for p in model.parameters()) == count_params(cfg, corpus.vocab_size), "ladder != model"
+    optimizer = build_optimizer(model, spec, ns_on_cuda=dev.type == "cuda")
+    ds_config = {
+        "train_micro_batch_size_per_gpu": spec.batch_seqs,
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": 0.0,  # parameter-golf GRAD_CLIP_NORM=0
+        "zero_optimization": {"stage": 0},
+        "steps_per_print": 2**31 - 1,
+        "wall_clock_breakdown": False,
+    }
+    ds_engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
+    forward = ds_engine
+    if compile_model if compile_model is not None else dev.type == "cuda":
+        forward = torch.compile(ds_engine.module)
+    return Session(spec, dev, corpus, model, optimizer, ds_engine, forward)
+
+
 def preflight(specs: list[RunSpec], data_dir: Path | None = None) -> None:
     """Load every corpus/tokenizer the specs need, so bad input fails before any run starts.
 
@@ -92,29 +152,9 @@ def run(
     """
     t_start = time.time()
     dev = pick_device(device)
-    ensure_process_group(dev)
-    import deepspeed
-
-    corpus = load_corpus(spec.data, spec.tokenizer, data_dir or default_data_dir())
-    torch.manual_seed(spec.seed)
-    cfg = get_config(spec.size)
-    model = GPT(cfg, corpus.vocab_size, quantize_embeddings=spec.quantize_embeddings).to(dev)
+    sess = build_session(spec, dev, data_dir, compile_model)
+    model, corpus, optimizer, ds_engine = sess.model, sess.corpus, sess.optimizer, sess.ds_engine
     n_params = sum(p.numel() for p in model.parameters())
-    assert n_params == count_params(cfg, corpus.vocab_size), "ladder count and model disagree"
-
-    optimizer = build_optimizer(model, spec, ns_on_cuda=dev.type == "cuda")
-    ds_config = {
-        "train_micro_batch_size_per_gpu": spec.batch_seqs,
-        "gradient_accumulation_steps": 1,
-        "gradient_clipping": 0.0,  # parameter-golf GRAD_CLIP_NORM=0
-        "zero_optimization": {"stage": 0},
-        "steps_per_print": 2**31 - 1,
-        "wall_clock_breakdown": False,
-    }
-    ds_engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
-    forward = ds_engine
-    if compile_model if compile_model is not None else dev.type == "cuda":
-        forward = torch.compile(ds_engine.module)
 
     probe_steps = _probe_steps(spec)
     probes: list[dict] = []
@@ -154,20 +194,7 @@ def run(
         if not qat_on and step >= spec.qat_start_step:
             model.set_qat(spec.bits)
             qat_on = True
-        cooling = in_warmdown(step, spec.steps, spec.wd, spec.schedule)
-        apply_schedule(
-            optimizer,
-            lr_factor(step, spec.steps, warmup_steps=spec.warmup_steps, wd=spec.wd, shape=spec.wd_shape, schedule=spec.schedule),
-            muon_momentum(step, spec.muon_momentum_warmup_start, spec.muon_momentum, spec.muon_momentum_warmup_steps),
-            spec.cooldown_beta2 if (cooling and spec.cooldown_beta2 is not None) else spec.beta2,
-        )
-        x, y = batch_at(corpus.train, step, spec.batch_seqs, spec.seq_len, spec.seed)
-        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        with autocast_for(dev):
-            loss = forward(x, y)
-        ds_engine.backward(loss)
-        fault_point("backward")  # mid-step: gradients computed, weights not yet updated
-        ds_engine.step()
+        loss = sess.step(step)
         losses.append(loss.detach())
         fault_point("step")
         done = step + 1

@@ -28,8 +28,9 @@ from typing import Callable
 import pytest
 
 from engine.cache import MissingRunsError, ResultsCache
-from engine.design import Profile, ProfileError, available_profiles, load_profile
+from engine.design import Profile, ProfileError, available_profiles, estimate_flops, load_profile
 from engine.spec import RunSpec
+from hypotheses.cells import Cell
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("cell", params)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Most expensive claim cells first (LPT): xdist workers then finish together instead of
+    one worker training the longest design alone at the end."""
+    st = config.stash[STATE]
+
+    def cost(item: pytest.Item) -> float:
+        cell = getattr(item, "callspec", None) and item.callspec.params.get("cell")
+        if not isinstance(cell, Cell):
+            return 0.0
+        return sum(estimate_flops(s) for s in _cell_specs(st.profile, cell))
+
+    items.sort(key=cost, reverse=True)
+
+
+def _cell_specs(profile: Profile, cell: Cell) -> list[RunSpec]:
+    return [
+        s for d in cell.designs for s in profile.design(d).specs
+        if all(getattr(s, k) in (v if isinstance(v, (list, tuple, set)) else [v]) for k, v in cell.filters.items())
+    ]
+
+
 # --- fixtures -----------------------------------------------------------------------
 
 
@@ -217,10 +239,7 @@ def table(request: pytest.FixtureRequest, cell, suite: SuiteState):
     Missing runs without permission to train raise here, so pytest reports an ERROR (a
     pipeline problem naming the sweep command), never a failed or skipped claim.
     """
-    specs = [
-        s for d in cell.designs for s in suite.profile.design(d).specs
-        if all(getattr(s, k) in (v if isinstance(v, (list, tuple, set)) else [v]) for k, v in cell.filters.items())
-    ]
+    specs = _cell_specs(suite.profile, cell)
     if not specs:
         raise ProfileError(f"profile {suite.profile.name!r}: no runs in {cell.designs} match {cell.filters}")
     before = len(suite.trained)
