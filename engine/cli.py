@@ -148,8 +148,7 @@ def cmd_sweep(args) -> int:
     from tqdm import tqdm
 
     from engine.cache import ResultsCache
-    from engine.design import load_profile
-
+    from engine.design import estimate_flops, load_profile
     from engine.train import preflight
 
     profile = load_profile(args.profile)

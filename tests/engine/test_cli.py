@@ -96,3 +96,38 @@ def test_bad_input_is_one_clear_error_and_writes_nothing(kind, tmp_path, sp_mode
     assert err.startswith("error: ") and needle in err, err
     assert len(err.strip().splitlines()) == 1  # one message, no traceback
     assert not list(cache.glob("[0-9a-f][0-9a-f]/*")), "bad input wrote to the results cache"
+
+
+SWEEP_PROFILE = """
+[profile]
+name = "sweep-unit"
+train_without_gpu = true
+[defaults]
+size = "t10k"
+steps = 12
+batch_tokens = 256
+seq_len = 32
+val_tokens = 1024
+[designs.mixed]
+grid = { lr_mult = [1.0, 1e12], seed = [0] }
+"""
+
+
+@pytest.mark.slow
+def test_sweep_records_a_diverged_run_and_goes_on(tmp_path, capsys):
+    prof = tmp_path / "p.toml"
+    prof.write_text(SWEEP_PROFILE)
+    cache = tmp_path / "cache"
+    assert main(["sweep", "--profile", str(prof), "--jobs", "1", "--cache-dir", str(cache)]) == 0
+    out = capsys.readouterr().out
+    assert "2 trained" in out and "1 diverged" in out and "0 failed" in out
+    from engine.cache import ResultsCache
+
+    records = list(ResultsCache(cache).iter_records())
+    assert sorted(r["result"]["status"] for r in records) == ["diverged", "ok"]
+    assert main(["show", records[0]["run_id"][:10], "--cache-dir", str(cache)]) == 0
+    assert "status" in capsys.readouterr().out
+    assert main(["sweep", "--profile", str(prof), "--cache-dir", str(cache)]) == 0  # resume: nothing to do
+    assert "0 to train" in capsys.readouterr().out
+    assert main(["plan", "--profile", str(prof), "--cache-dir", str(cache)]) == 0
+    assert "mixed" in capsys.readouterr().out
