@@ -212,6 +212,7 @@ class ResultsCache:
         missing_hint: str = "",
         poll_s: float = 0.5,
         on_trained: Callable[[RunSpec, dict], None] | None = None,
+        pack: tuple[int, Callable[[RunSpec], tuple], Callable[[list[RunSpec]], list[dict]]] | None = None,
     ) -> list[dict]:
         """Return the record of every spec, training the missing ones with `train_fn`.
 
@@ -220,32 +221,58 @@ class ResultsCache:
         other missing runs first, then waits for the lock's owner to finish. If the owner
         dies, its OS lock goes with it and the next process trains the run.
         `train_fn=None` means training is not allowed: missing runs raise MissingRunsError.
+        `pack=(k, key, train_many)`: up to k missing runs with the same `key` are claimed
+        together and trained in one call of `train_many` (seed packing).
         """
         unique = list({s.run_id: s for s in specs}.values())
         pending = [s for s in unique if not self.has(s)]
         if pending and train_fn is None:
             raise MissingRunsError(pending, missing_hint)
+        k, key, train_many = pack if pack else (1, None, None)
         while pending:
             progressed = False
             for spec in list(pending):
-                lock = self._claim(spec, timeout=0)
-                if lock is None:
+                if spec not in pending:
+                    continue  # trained in an earlier pack of this pass
+                mates = [s for s in pending if s is spec or (k > 1 and key(s) == key(spec))]
+                claimed = self._claim_group(mates, k, pending)
+                if not claimed:
                     continue
+                group = [s for s, _ in claimed]
                 try:
-                    if not self.has(spec):
-                        self._remove_debris(spec)
-                        result = train_fn(spec)
-                        self.put(spec, result)
-                        shutil.rmtree(self.checkpoint_dir(spec), ignore_errors=True)
+                    for s in group:
+                        self._remove_debris(s)
+                    results = [train_fn(group[0])] if len(group) == 1 else train_many(group)
+                    for s, result in zip(group, results, strict=True):
+                        self.put(s, result)
+                        shutil.rmtree(self.checkpoint_dir(s), ignore_errors=True)
                         if on_trained:
-                            on_trained(spec, result)
+                            on_trained(s, result)
                 finally:
-                    lock.release()
-                pending.remove(spec)
+                    for _, lock in claimed:
+                        lock.release()
+                for s in group:
+                    pending.remove(s)
                 progressed = True
             if pending and not progressed:
                 time.sleep(poll_s)
         return [self.get(s) for s in specs]
+
+    def _claim_group(self, candidates: list[RunSpec], k: int, pending: list[RunSpec]) -> list[tuple[RunSpec, FileLock]]:
+        """Take the locks of up to k still-missing candidates; drop from `pending` what others finished."""
+        claimed = []
+        for s in candidates:
+            if len(claimed) == k:
+                break
+            lock = self._claim(s, timeout=0)
+            if lock is None:
+                continue
+            if self.has(s):  # finished by another process since we looked
+                lock.release()
+                pending.remove(s)
+                continue
+            claimed.append((s, lock))
+        return claimed
 
     def missing(self, specs: list[RunSpec]) -> list[RunSpec]:
         return [s for s in {s.run_id: s for s in specs}.values() if not self.has(s)]

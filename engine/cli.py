@@ -121,25 +121,28 @@ def cmd_show(args) -> int:
     return 0
 
 
-def _sweep_one(spec_dict: dict, cache_dir: str | None, device: str | None, threads: int,
-               checkpoint_every: int) -> tuple[str, str, str]:
-    """One sweep task in a joblib worker: train the run unless cached. Never raises."""
+def _sweep_task(spec_dicts: list[dict], cache_dir: str | None, device: str | None, threads: int,
+                checkpoint_every: int, pack: int) -> list[tuple[str, str, str]]:
+    """One sweep task in a joblib worker: train its runs (one, or one pack) unless cached. Never raises."""
     from engine.cache import ResultsCache
+    from engine.packed import pack_plan
     from engine.train import train
 
-    spec = RunSpec.from_dict(spec_dict)
+    specs = [RunSpec.from_dict(d) for d in spec_dicts]
     set_threads(threads)
-    trained = []
+    trained: set[str] = set()
     try:
         cache = ResultsCache(cache_dir)
-        [rec] = cache.ensure(
-            [spec],
+        records = cache.ensure(
+            specs,
             lambda s: train(s, device=device, checkpoint_dir=cache.checkpoint_dir(s), checkpoint_every=checkpoint_every),
-            on_trained=lambda s, r: trained.append(s),
+            on_trained=lambda s, r: trained.add(s.run_id),
+            pack=pack_plan(pack, device),
         )
-        return spec.run_id, ("trained" if trained else "cached"), rec["result"]["status"]
-    except Exception as e:  # a crash of one run must not stop the sweep; it is reported
-        return spec.run_id, "error", f"{type(e).__name__}: {e}"
+        return [(s.run_id, "trained" if s.run_id in trained else "cached", r["result"]["status"])
+                for s, r in zip(specs, records)]
+    except Exception as e:  # a crash must not stop the sweep; it is reported
+        return [(s.run_id, "error", f"{type(e).__name__}: {e}") for s in specs]
 
 
 def cmd_sweep(args) -> int:
@@ -149,6 +152,7 @@ def cmd_sweep(args) -> int:
 
     from engine.cache import ResultsCache
     from engine.design import estimate_flops, load_profile
+    from engine.packed import pack_key
     from engine.train import preflight
 
     profile = load_profile(args.profile)
@@ -162,21 +166,30 @@ def cmd_sweep(args) -> int:
         return 0
     n_gpu = torch.cuda.device_count() if args.device in (None, "cuda") else 0
     jobs = args.jobs or (n_gpu or max(1, (os.cpu_count() or 1)))
-    threads = max(1, (os.cpu_count() or 1) // jobs) if not n_gpu else max(1, (os.cpu_count() or 1) // jobs)
-    devices = [f"cuda:{i % n_gpu}" for i in range(len(todo))] if n_gpu else [args.device or "cpu"] * len(todo)
-    # Longest runs first so the tail of the sweep is short.
-    order = sorted(range(len(todo)), key=lambda i: -estimate_flops(todo[i]))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    pack = args.pack if args.pack is not None else profile.pack
+    # Tasks: single runs, or packs of up to `pack` same-shape runs; longest first (short tail).
+    groups: dict[tuple, list[RunSpec]] = {}
+    for s in sorted(todo, key=estimate_flops, reverse=True):
+        groups.setdefault(pack_key(s) if pack > 1 else (s.run_id,), []).append(s)
+    tasks = [g[i:i + max(1, pack)] for g in groups.values() for i in range(0, len(g), max(1, pack))]
+    tasks.sort(key=lambda t: -sum(map(estimate_flops, t)))
+    devices = [f"cuda:{i % n_gpu}" if n_gpu else (args.device or "cpu") for i in range(len(tasks))]
     every = args.checkpoint_every if args.checkpoint_every is not None else profile.checkpoint_every
-    tasks = (delayed(_sweep_one)(todo[i].to_dict(), str(cache.root), devices[i], threads, every) for i in order)
+    calls = (delayed(_sweep_task)([s.to_dict() for s in t], str(cache.root), dev, threads, every, pack)
+             for t, dev in zip(tasks, devices))
     counts = {"trained": 0, "cached": 0, "error": 0, "diverged": 0}
     errors = []
-    results = Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks)
-    for run_id, how, status in tqdm(results, total=len(todo), desc=f"sweep {profile.name}", unit="run"):
-        counts[how] += 1
-        if how == "error":
-            errors.append((run_id, status))
-        elif status == "diverged":
-            counts["diverged"] += 1
+    bar = tqdm(total=len(todo), desc=f"sweep {profile.name}", unit="run")
+    for outcomes in Parallel(n_jobs=jobs, return_as="generator_unordered")(calls):
+        for run_id, how, status in outcomes:
+            counts[how] += 1
+            if how == "error":
+                errors.append((run_id, status))
+            elif status == "diverged":
+                counts["diverged"] += 1
+        bar.update(len(outcomes))
+    bar.close()
     print(f"done: {counts['trained']} trained, {counts['cached']} found cached, {counts['diverged']} diverged, "
           f"{counts['error']} failed")
     for run_id, err in errors:
@@ -264,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--design", action="append", help="only this design (repeatable)")
     w.add_argument("--jobs", type=int, default=None, help="parallel workers (default: one per GPU, else one per core)")
     w.add_argument("--device", default=None)
+    w.add_argument("--pack", type=int, default=None,
+                   help="train up to K same-shape runs at once (seed packing; default: the profile's `pack`)")
     w.add_argument("--checkpoint-every", type=int, default=None,
                    help="resume checkpoints every N steps (default: the profile's checkpoint_every)")
     common(w)

@@ -48,6 +48,7 @@ class Profile:
     path: Path
     train_without_gpu: bool
     checkpoint_every: int  # resume checkpoints every N steps (0 = none); not part of a run's identity
+    pack: int  # train up to this many same-shape runs at once (engine.packed); 1 = off
     defaults: dict[str, Any]
     designs: dict[str, Design]
     roles: dict[str, list] = field(default_factory=dict)
@@ -128,6 +129,7 @@ def _parse(raw: dict, path: Path) -> Profile:
         path=path,
         train_without_gpu=bool(meta.get("train_without_gpu", False)),
         checkpoint_every=int(meta.get("checkpoint_every", 0)),
+        pack=int(meta.get("pack", 1)),
         defaults=defaults,
         designs=designs,
         roles=roles,

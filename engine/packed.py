@@ -3,20 +3,24 @@
 Owns: `PackedGPT` (engine.model.GPT with every parameter stacked along a leading run axis K,
 its matmuls as `torch.bmm`, attention with K folded into the batch), `PackedMuon` and
 `PackedAdam` (the single-run optimisers with a learning rate, momentum and betas per run),
-`check_packable`, and `run_packed` / `train_packed`, the loop of `engine.train.run` applied
-to K runs at once.
+`check_packable`, `PackedSession` (the packed training step) and `run_packed` /
+`train_packed`, the loop of `engine.train.run` applied to K runs at once.
 
-Why: a tiny model leaves the device idle. A CPU step of a 20k-parameter model is mostly
-per-op dispatch overhead and a GPU step of a 3M model mostly kernel launches; K runs that
-differ only in per-run scalars (seed, bits, warmdown, learning rates, betas, QAT start) can
-share every op, so one packed step costs little more than one single step.
+Why: a small model leaves the device idle. A GPU step of a few-million-parameter model is
+mostly kernel launches, and a CPU step of a tiny one spends much of its time on per-op
+overhead; K runs that differ only in per-run scalars (seed, bits, warmdown, learning rates,
+betas, QAT start) can share every op. On the 2-core development CPU (engine/bench_packed.py)
+a pack of 4 trains 1.2x (1 thread) to 1.6-1.8x (2 threads) faster than 4 runs one after another
+at 1,024 tokens per step, where the work is mostly arithmetic, and 2.7x at 128 tokens.
 
 Equivalence: every per-run number is computed with the arithmetic the single-run path uses,
 op for op (the optimiser updates mirror `engine.muon.Muon` and torch's single-tensor Adam;
 per-run scalars become (K, 1, ...) float32 tensors, rounded from the same Python doubles).
-On CPU a slice of a bmm equals the mm of that slice bit for bit, so a packed run reproduces
-`engine.train.run` exactly there (tests/engine/test_packed.py checks it end to end). On CUDA
-bf16 kernels for batched and single matmuls differ, so packed results agree only closely.
+On CPU (checked on the AVX2 development machine, torch 2.13) a slice of a bmm equals the mm
+of that slice bit for bit, as does a batch of attention, so a packed run reproduces
+`engine.train.run`'s record exactly there (tests/engine/test_packed.py checks it end to end).
+On CUDA (bf16 autocast, other kernels for batched and single matmuls; not yet run there)
+expect close, not identical, results.
 
 Relation to the single-run path: `engine.train.run` drives one GPT through DeepSpeed with
 ZeRO stage 0, one process, fp32 gradients and no clipping, which reduces to
@@ -26,10 +30,10 @@ nothing for models that fit one device. Packs have no checkpoint/resume: they ar
 short runs, and a killed pack simply reruns.
 
 A run whose loss goes non-finite is frozen (weights and optimiser state zeroed, learning
-rates 0, so no NaN reaches the shared kernels) and recorded as diverged at that step; the
-others go on. Its slice is still computed until the pack ends: repacking is not worth it.
+rates 0, so no NaN reaches the shared kernels) and recorded as diverged at that step, with
+the same record as engine.train.run's; the others go on. Its slice is still computed until
+the pack ends (repacking is not worth it), and its returned model holds the zeroed weights.
 """
-
 from __future__ import annotations
 
 import logging
@@ -43,16 +47,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.data import load_corpus, batch_at
+from engine.data import Corpus, batch_at, load_corpus
 from engine.distributed import pick_device
-from engine.evaluate import autocast_for, evaluate, grid_probe, round_trip
+from engine.evaluate import autocast_for, grid_probe
+from engine.faults import fault_point
 from engine.ladder import ModelConfig, count_params, get_config
 from engine.model import GPT, Rotary, apply_rotary
 from engine.muon import NS_COEFFS
 from engine.quant import _EPS as QUANT_EPS, qmax
 from engine.schedule import in_warmdown, lr_factor, muon_momentum
 from engine.spec import RunSpec
-from engine.train import COLLAPSE_MARGIN_NATS, CURVE_POINTS, Trained, _probe_steps, _provenance, default_data_dir
+from engine.train import CURVE_POINTS, Trained, _probe_steps, _provenance, default_data_dir, result_record
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +65,12 @@ log = logging.getLogger(__name__)
 # field is a per-run scalar and may differ inside a pack.
 PACK_SHARED_FIELDS = ("size", "steps", "batch_tokens", "seq_len", "data", "tokenizer", "optimizer")
 ADAM_EPS = 1e-8  # as engine.optim.build_optimizer
+NS_EPS = 1e-7  # engine.muon.newton_schulz's default, which engine.muon.Muon uses
+
+
+def pack_key(spec: RunSpec) -> tuple:
+    """Specs with equal keys can train in one pack."""
+    return tuple(getattr(spec, name) for name in PACK_SHARED_FIELDS)
 
 
 def check_packable(specs: Sequence[RunSpec]) -> None:
@@ -69,20 +80,29 @@ def check_packable(specs: Sequence[RunSpec]) -> None:
     for name in PACK_SHARED_FIELDS:
         values = {getattr(s, name) for s in specs}
         if len(values) > 1:
-            raise ValueError(f"specs differ in {name!r} ({sorted(map(str, values))}); a pack shares {PACK_SHARED_FIELDS}")
+            raise ValueError(
+                f"specs differ in {name!r} ({sorted(map(str, values))}); a pack shares {PACK_SHARED_FIELDS}"
+            )
 
 
-def _per_run(values: Sequence[float], like: Tensor) -> Tensor:
-    """(K,) Python doubles -> float tensor shaped (K, 1, ...) to broadcast over `like` (K, ...)."""
-    t = torch.tensor(values, dtype=like.dtype, device=like.device)  # rounds as a kernel's scalar would
-    return t.view(-1, *([1] * (like.ndim - 1)))
+def _to_device(rows: list[list[float]], device: torch.device) -> Tensor:
+    """Per-run scalars (n rows of K Python doubles) as one float32 (n, K) tensor on `device`.
+
+    float32 rounds each double as a kernel rounds a Python scalar argument, so per-run
+    tensors reproduce the single-run arithmetic; one pinned, asynchronous copy per
+    optimiser step keeps the host from waiting on the GPU for dozens of tiny copies.
+    """
+    t = torch.tensor(rows, dtype=torch.float32)  # master weights are fp32, as in the single path
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 # --- model ------------------------------------------------------------------------------
 
 
 def packed_fake_quantize(w: Tensor, qmax_k: Tensor, on_k: Tensor) -> Tensor:
-    """engine.quant.fake_quantize per run: w (K, rows, cols), qmax_k (K, 1, 1) float, on_k (K, 1, 1) bool.
+    """engine.quant.fake_quantize per run: w (K, rows, cols), qmax_k (K, 1, 1) float, on_k (K, 1, 1).
 
     Runs with `on_k` False come back unchanged (w + 0); the same ops as the single-run
     quantiser otherwise, so a quantised slice is bit-identical to fake_quantize(w[k], bits).
@@ -92,19 +112,35 @@ def packed_fake_quantize(w: Tensor, qmax_k: Tensor, on_k: Tensor) -> Tensor:
     return w + torch.where(on_k, q - w, 0.0).detach()
 
 
-class PackedLinear(nn.Module):
+class _PerRunQuant(nn.Module):
+    """Per-run fake-quantisation switches of one stacked weight: buffers, so they move with it."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.register_buffer("qmax_k", torch.ones(k, 1, 1), persistent=False)  # (K, 1, 1)
+        self.register_buffer("on_k", torch.zeros(k, 1, 1, dtype=torch.bool), persistent=False)  # (K, 1, 1)
+        self.any_on = False  # skips the quantiser entirely while no run quantises
+
+    def set_quant(self, qmax_k: Sequence[float], on_k: Sequence[bool]) -> None:
+        self.qmax_k.copy_(torch.tensor(qmax_k).view(-1, 1, 1))
+        self.on_k.copy_(torch.tensor(on_k).view(-1, 1, 1))
+        self.any_on = any(on_k)
+
+    def quantize(self, w: Tensor) -> Tensor:
+        return packed_fake_quantize(w, self.qmax_k, self.on_k) if self.any_on else w
+
+
+class PackedLinear(_PerRunQuant):
     """K bias-free linear layers; weight (K, out, in) like K nn.Linear weights stacked."""
 
     def __init__(self, k: int, d_in: int, d_out: int, zero_init: bool = False):
-        super().__init__()
+        super().__init__(k)
         self.weight = nn.Parameter(torch.empty(k, d_out, d_in))
         bound = 1.0 / math.sqrt(d_in)  # nn.Linear's default init: kaiming_uniform(a=sqrt(5))
         nn.init.zeros_(self.weight) if zero_init else nn.init.uniform_(self.weight, -bound, bound)
-        self.quant: tuple[Tensor, Tensor] | None = None  # (qmax_k, on_k) while any run quantises
 
     def forward(self, x: Tensor) -> Tensor:  # x (K, N, in)
-        w = self.weight if self.quant is None else packed_fake_quantize(self.weight, *self.quant)
-        return torch.bmm(x, w.to(x.dtype).mT)  # (K, N, out)
+        return torch.bmm(x, self.quantize(self.weight).to(x.dtype).mT)  # (K, N, out)
 
 
 class PackedAttention(nn.Module):
@@ -159,7 +195,8 @@ class PackedBlock(nn.Module):
         self.mlp = PackedMLP(cfg, k)
         self.attn_scale = nn.Parameter(torch.ones(k, cfg.dim))
         self.mlp_scale = nn.Parameter(torch.ones(k, cfg.dim))
-        self.resid_mix = nn.Parameter(torch.stack((torch.ones(k, cfg.dim), torch.zeros(k, cfg.dim)), dim=1))  # (K, 2, C)
+        mix = torch.stack((torch.ones(k, cfg.dim), torch.zeros(k, cfg.dim)), dim=1)  # (K, 2, C)
+        self.resid_mix = nn.Parameter(mix)
 
     def forward(self, x: Tensor, x0: Tensor) -> Tensor:  # x, x0 (K, B, T, C)
         mix = self.resid_mix.to(x.dtype)
@@ -168,11 +205,11 @@ class PackedBlock(nn.Module):
         return x + _vec(self.mlp_scale.to(x.dtype)) * self.mlp(F.rms_norm(x, (x.size(-1),)))
 
 
-class PackedEmbedding(nn.Module):
+class PackedEmbedding(_PerRunQuant):
     """Holds the stacked tied embedding as `weight` so parameter names match GPT's."""
 
     def __init__(self, k: int, vocab_size: int, dim: int, std: float):
-        super().__init__()
+        super().__init__(k)
         self.weight = nn.Parameter(torch.empty(k, vocab_size, dim))  # (K, V, C)
         nn.init.normal_(self.weight, std=std)
 
@@ -198,7 +235,6 @@ class PackedGPT(nn.Module):
         self.skip_weights = nn.Parameter(torch.ones(k, min(self.n_enc, self.n_dec), cfg.dim))  # (K, n_skip, C)
         self.blocks = nn.ModuleList(PackedBlock(cfg, k) for _ in range(cfg.n_layers))
         self.qat_bits: list[int | None] = [None] * k
-        self.emb_quant: tuple[Tensor, Tensor] | None = None
 
     # --- conversion ---------------------------------------------------------------------
     @classmethod
@@ -208,7 +244,8 @@ class PackedGPT(nn.Module):
         vocab = first.tok_emb.weight.size(0)
         if any(m.cfg != first.cfg or m.tok_emb.weight.size(0) != vocab for m in models):
             raise ValueError("from_models needs GPTs of one config and vocabulary")
-        packed = cls(first.cfg, vocab, len(models), [m.quantize_embeddings for m in models])
+        with torch.random.fork_rng(devices=[]):  # the init is overwritten: leave the caller's RNG alone
+            packed = cls(first.cfg, vocab, len(models), [m.quantize_embeddings for m in models])
         packed.to(first.tok_emb.weight.device)
         states = [m.state_dict() for m in models]
         with torch.no_grad():
@@ -235,17 +272,12 @@ class PackedGPT(nn.Module):
         if len(bits) != self.k:
             raise ValueError(f"set_qat got {len(bits)} bit-widths for {self.k} runs")
         self.qat_bits = [None if b in (None, 16) else int(b) for b in bits]
-        dev = self.tok_emb.weight.device
         on = [b is not None for b in self.qat_bits]
-        # Off runs get qmax 1 so their (discarded) scales stay finite.
-        qmax_k = torch.tensor([float(qmax(b)) if b else 1.0 for b in self.qat_bits], device=dev).view(-1, 1, 1)
-        on_k = torch.tensor(on, device=dev).view(-1, 1, 1)
-        quant = (qmax_k, on_k) if any(on) else None
+        qmax_k = [float(qmax(b)) if b else 1.0 for b in self.qat_bits]  # 1 for off runs: finite, discarded scales
         for m in self.modules():
             if isinstance(m, PackedLinear):
-                m.quant = quant
-        emb_on = [o and q for o, q in zip(on, self.quantize_embeddings)]
-        self.emb_quant = (qmax_k, torch.tensor(emb_on, device=dev).view(-1, 1, 1)) if any(emb_on) else None
+                m.set_quant(qmax_k, on)
+        self.tok_emb.set_quant(qmax_k, [o and q for o, q in zip(on, self.quantize_embeddings)])
 
     def quantized_weight_names(self) -> list[str]:
         names = [f"{n}.weight" for n, m in self.named_modules() if isinstance(m, PackedLinear)]
@@ -256,9 +288,7 @@ class PackedGPT(nn.Module):
         """idx, targets (K, B, T) -> per-run loss (K,), the mean (or sum) over its B*T tokens."""
         K, B, T = idx.shape
         V, C = self.vocab_size, self.cfg.dim
-        emb = self.tok_emb.weight  # (K, V, C)
-        if self.emb_quant is not None:
-            emb = packed_fake_quantize(emb, *self.emb_quant)
+        emb = self.tok_emb.quantize(self.tok_emb.weight)  # (K, V, C)
         offsets = torch.arange(K, device=idx.device).view(K, 1, 1) * V  # run k's rows of the flat table
         x = F.rms_norm(F.embedding(idx + offsets, emb.reshape(K * V, C)), (C,))  # (K, B, T, C)
         x0, skips = x, []
@@ -273,33 +303,46 @@ class PackedGPT(nn.Module):
         logits = torch.bmm(x.reshape(K, B * T, C), emb.to(x.dtype).mT)  # (K, B*T, V), tied head
         logits = self.cfg.logit_softcap * torch.tanh(logits / self.cfg.logit_softcap)
         # One cross-entropy per run: its mean is then reduced exactly as GPT's is (a mean over
-        # a (K, B*T) loss matrix sums in another order and differs in the last bit).
-        flat_targets = targets.reshape(K, B * T)
-        return torch.stack(
-            [F.cross_entropy(logits[k].float(), flat_targets[k], reduction=reduction) for k in range(K)]
-        )  # (K,)
+        # a (K, B*T) loss matrix sums in another order and differs in the last bit). unbind, not
+        # logits[k]: the backward of K index-selects would zero-fill K full-size gradients.
+        per_run = zip(logits.float().unbind(0), targets.reshape(K, B * T).unbind(0))  # K x ((B*T, V), (B*T,))
+        return torch.stack([F.cross_entropy(lk, tk, reduction=reduction) for lk, tk in per_run])  # (K,)
 
 
 # --- optimisers -------------------------------------------------------------------------
 
 
-def batched_newton_schulz(g: Tensor, steps: int = 5, eps: float = 1e-7, dtype: torch.dtype = torch.bfloat16) -> Tensor:
-    """engine.muon.newton_schulz on each matrix of g (K, rows, cols), as batched matmuls."""
-    a, b, c = NS_COEFFS
+def _ns_start(g: Tensor, eps: float, dtype: torch.dtype) -> Tensor:
+    """Newton-Schulz's input: each matrix of g (K, rows, cols) over its norm, turned wide (K, r, c), r <= c."""
     x = g.to(dtype)
     x = x / (torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True) + eps)  # (K, rows, cols)
-    transposed = g.size(1) > g.size(2)
-    if transposed:
-        x = x.mT
+    return x.mT if g.size(1) > g.size(2) else x
+
+
+def _ns_iterate(x: Tensor, steps: int) -> Tensor:
+    """The quintic iterations of engine.muon.newton_schulz on a batch of wide matrices (N, r, c)."""
+    a, b, c = NS_COEFFS
     for _ in range(steps):
-        A = torch.bmm(x, x.mT)  # (K, r, r), r = min(rows, cols)
+        A = torch.bmm(x, x.mT)  # (N, r, r)
         B = b * A + torch.bmm(c * A, A)  # `c * A @ A` in the single version binds as (c*A) @ A
-        x = a * x + torch.bmm(B, x)
-    return (x.mT if transposed else x).to(g.dtype)
+        x = a * x + torch.bmm(B, x)  # (N, r, c)
+    return x
+
+
+def batched_newton_schulz(g: Tensor, steps: int = 5, eps: float = NS_EPS,
+                          dtype: torch.dtype = torch.bfloat16) -> Tensor:
+    """engine.muon.newton_schulz on each matrix of g (K, rows, cols), as batched matmuls."""
+    x = _ns_iterate(_ns_start(g, eps, dtype), steps)
+    return (x.mT if g.size(1) > g.size(2) else x).to(g.dtype)
 
 
 class PackedMuon(torch.optim.Optimizer):
-    """engine.muon.Muon over stacked matrices (K, rows, cols); `lr` and `momentum` are K-lists."""
+    """engine.muon.Muon over stacked matrices (K, rows, cols); `lr` and `momentum` are K-lists.
+
+    Matrices of one (wide) shape go through Newton-Schulz together, all runs and layers in
+    one batch: each matrix is still orthogonalised on its own, with a few large matmuls
+    in place of many tiny ones (tiny models spend most of Muon's time on per-op overhead).
+    """
 
     def __init__(self, params, lr: Sequence[float], momentum: Sequence[float], nesterov: bool = True,
                  ns_steps: int = 5, ns_dtype: torch.dtype = torch.bfloat16):
@@ -309,32 +352,43 @@ class PackedMuon(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.ndim != 3:
-                    raise ValueError(f"PackedMuon updates stacked matrices (K, rows, cols); got shape {tuple(p.shape)}")
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(p.grad)
-                buf = state["momentum_buffer"]  # (K, rows, cols)
-                mom = _per_run(group["momentum"], p)  # (K, 1, 1)
-                buf.mul_(mom).add_(p.grad)
-                # grad.add(buf, alpha=m) computes grad + m*buf; addcmul gives the same rounding per run.
-                g = torch.addcmul(p.grad, buf, mom) if group["nesterov"] else buf
-                update = batched_newton_schulz(g, group["ns_steps"], dtype=self.ns_dtype)
-                scale = max(1.0, p.size(1) / p.size(2)) ** 0.5
-                p.addcmul_(update, _per_run([-lr * scale for lr in group["lr"]], p))
+        todo = [(g, p) for g in self.param_groups for p in g["params"] if p.grad is not None]
+        rows = []
+        for group, p in todo:
+            if p.ndim != 3:
+                raise ValueError(f"PackedMuon updates stacked matrices (K, rows, cols); got shape {tuple(p.shape)}")
+            scale = max(1.0, p.size(1) / p.size(2)) ** 0.5
+            rows += [group["momentum"], [-lr * scale for lr in group["lr"]]]  # as Muon's alpha=-lr*scale
+        scalars = _to_device(rows, todo[0][1].device) if todo else None  # (2 * params, K)
+        batches: dict[tuple, list[tuple[int, Tensor]]] = {}  # (wide shape, ns steps) -> [(param index, x)]
+        for i, (group, p) in enumerate(todo):
+            mom = scalars[2 * i].view(-1, 1, 1)  # (K, 1, 1)
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(p.grad)
+            buf = state["momentum_buffer"]  # (K, rows, cols)
+            buf.mul_(mom).add_(p.grad)
+            # grad.add(buf, alpha=m) computes grad + m*buf; addcmul rounds the same per run.
+            g = torch.addcmul(p.grad, buf, mom) if group["nesterov"] else buf
+            x = _ns_start(g, NS_EPS, self.ns_dtype)  # (K, r, c), r <= c
+            batches.setdefault((tuple(x.shape[1:]), group["ns_steps"]), []).append((i, x))
+        for (_, ns_steps), members in batches.items():
+            out = _ns_iterate(torch.cat([x for _, x in members]), ns_steps)  # (K * n, r, c)
+            for x_new, (i, _) in zip(out.split(scalars.size(1)), members):  # back to (K, r, c) per matrix
+                p = todo[i][1]
+                update = (x_new.mT if p.size(1) > p.size(2) else x_new).to(p.dtype)  # (K, rows, cols)
+                p.addcmul_(update, scalars[2 * i + 1].view(-1, 1, 1))  # p.add_(update, alpha=-lr*scale) per run
         return loss
 
 
 class PackedAdam(torch.optim.Optimizer):
-    """torch.optim.Adam / AdamW (single-tensor, CPU arithmetic) with per-run lr, betas, weight decay.
+    """torch.optim.Adam / AdamW (single-tensor arithmetic) with per-run lr, betas, weight decay.
 
     Group `lr`, `betas` and `weight_decay` are K-lists; weight decay is decoupled (AdamW)
     as in engine.optim's AdamW arm; a 0 entry leaves that run's weights undecayed.
     """
+
+    ROWS = 6  # per-run scalars per parameter, see step()
 
     def __init__(self, params, lr: Sequence[float], betas: Sequence[tuple[float, float]],
                  weight_decay: Sequence[float] | None = None, eps: float = ADAM_EPS):
@@ -345,29 +399,38 @@ class PackedAdam(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            lrs, betas, wds = group["lr"], group["betas"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad, state = p.grad, self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
-                state["step"] += 1
-                step = float(state["step"])  # torch keeps a float step; beta ** step is the same double
-                if any(wds):
-                    p.mul_(_per_run([1 - lr * wd for lr, wd in zip(lrs, wds)], p))
-                beta1 = [b[0] for b in betas]
-                beta2 = [b[1] for b in betas]
-                state["exp_avg"].lerp_(grad, _per_run([1 - b for b in beta1], p))
-                # value * g * g as addcmul computes it: (value * g) * g
-                state["exp_avg_sq"].mul_(_per_run(beta2, p)).addcmul_(grad * _per_run([1 - b for b in beta2], p), grad)
-                step_size = [lr / (1 - b1**step) for lr, b1 in zip(lrs, beta1)]
-                bc2_sqrt = [(1 - b2**step) ** 0.5 for b2 in beta2]
-                denom = (state["exp_avg_sq"].sqrt() / _per_run(bc2_sqrt, p)).add_(group["eps"])
-                p.addcdiv_(state["exp_avg"] * _per_run([-s for s in step_size], p), denom)
+        todo = [(g, p) for g in self.param_groups for p in g["params"] if p.grad is not None]
+        rows = []
+        for group, p in todo:
+            state = self.state[p]
+            if not state:
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(p)
+                state["exp_avg_sq"] = torch.zeros_like(p)
+            state["step"] += 1
+            step = float(state["step"])  # torch keeps a float step; beta ** step is the same double
+            lrs, wds = group["lr"], group["weight_decay"]
+            beta1, beta2 = [b[0] for b in group["betas"]], [b[1] for b in group["betas"]]
+            rows += [
+                [1 - lr * wd for lr, wd in zip(lrs, wds)],  # decoupled decay factor
+                [1 - b for b in beta1],  # lerp weight
+                beta2,
+                [1 - b for b in beta2],  # addcmul value
+                [(1 - b2**step) ** 0.5 for b2 in beta2],  # sqrt of bias correction 2
+                [-lr / (1 - b1**step) for lr, b1 in zip(lrs, beta1)],  # -step_size
+            ]
+        scalars = _to_device(rows, todo[0][1].device) if todo else None  # (ROWS * params, K)
+        for i, (group, p) in enumerate(todo):
+            shape = (-1,) + (1,) * (p.ndim - 1)
+            per_run = scalars[self.ROWS * i : self.ROWS * (i + 1)]  # (ROWS, K)
+            decay, w1, b2, c2, bc2_sqrt, neg_step = (r.view(shape) for r in per_run)
+            grad, state = p.grad, self.state[p]
+            if any(group["weight_decay"]):
+                p.mul_(decay)
+            state["exp_avg"].lerp_(grad, w1)
+            state["exp_avg_sq"].mul_(b2).addcmul_(grad * c2, grad)  # value*g*g as addcmul rounds it: (value*g)*g
+            denom = (state["exp_avg_sq"].sqrt() / bc2_sqrt).add_(group["eps"])
+            p.addcdiv_(state["exp_avg"] * neg_step, denom)  # addcdiv_(exp_avg, denom, value=-step_size) per run
         return loss
 
 
@@ -448,9 +511,72 @@ def build_packed_optimizer(packed: PackedGPT, specs: Sequence[RunSpec], ns_on_cu
 # --- training loop ----------------------------------------------------------------------
 
 
+def _schedule(spec: RunSpec, step: int) -> tuple[float, float, float]:
+    """(lr factor, Muon momentum, Adam beta2) at `step`, as engine.train.Session.step sets them."""
+    cooling = in_warmdown(step, spec.steps, spec.wd, spec.schedule)
+    return (
+        lr_factor(step, spec.steps, warmup_steps=spec.warmup_steps, wd=spec.wd, shape=spec.wd_shape,
+                  schedule=spec.schedule),
+        muon_momentum(step, spec.muon_momentum_warmup_start, spec.muon_momentum, spec.muon_momentum_warmup_steps),
+        spec.cooldown_beta2 if (cooling and spec.cooldown_beta2 is not None) else spec.beta2,
+    )
+
+
+@dataclass
+class PackedSession:
+    """Everything a pack trains with, and its training step (engine.train.Session for K runs)."""
+
+    specs: list[RunSpec]
+    device: torch.device
+    corpus: Corpus
+    packed: PackedGPT
+    optimizer: PackedOptimizer
+    forward: object  # the packed model, or its compiled version
+
+    def step(self, step: int, live: Sequence[bool] | None = None) -> Tensor:
+        """One optimiser step of every run at `step`; runs with live[k] False take LR 0.
+
+        Returns the (K,) losses, unsynchronised.
+        """
+        factors, momenta, beta2s = zip(*(_schedule(s, step) for s in self.specs))
+        if live is not None:
+            factors = [f if ok else 0.0 for f, ok in zip(factors, live)]  # a frozen run takes no updates
+        self.optimizer.apply_schedule(factors, momenta, beta2s)
+        batches = [batch_at(self.corpus.train, step, s.batch_seqs, s.seq_len, s.seed) for s in self.specs]
+        x = torch.stack([b[0] for b in batches]).to(self.device, non_blocking=True)  # (K, B, T)
+        y = torch.stack([b[1] for b in batches]).to(self.device, non_blocking=True)  # (K, B, T)
+        with autocast_for(self.device):
+            losses = self.forward(x, y)  # (K,)
+        losses.sum().backward()  # runs share no parameters: d(sum)/d(run k) = d(loss_k)/d(run k)
+        fault_point("backward")
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        return losses.detach()
+
+
+def build_packed_session(specs: Sequence[RunSpec], dev: torch.device, data_dir: Path | None = None,
+                         compile_model: bool | None = None) -> PackedSession:
+    """engine.train.build_session for a pack: each run seeded as engine.train.run seeds it."""
+    check_packable(specs)
+    specs = list(specs)
+    shared = specs[0]
+    corpus = load_corpus(shared.data, shared.tokenizer, data_dir or default_data_dir())
+    cfg = get_config(shared.size)
+    models = []
+    for s in specs:  # each run starts from exactly the weights engine.train.run would create
+        torch.manual_seed(s.seed)
+        models.append(GPT(cfg, corpus.vocab_size, quantize_embeddings=s.quantize_embeddings).to(dev))
+    packed = PackedGPT.from_models(models)
+    optimizer = build_packed_optimizer(packed, specs, ns_on_cuda=dev.type == "cuda")
+    forward = packed
+    if compile_model if compile_model is not None else dev.type == "cuda":
+        forward = torch.compile(packed)
+    return PackedSession(specs, dev, corpus, packed, optimizer, forward)
+
+
 @dataclass
 class _RunLog:
-    """What the single-run loop keeps in locals, kept per run."""
+    """What engine.train.run keeps in locals, kept per run of the pack."""
 
     spec: RunSpec
     probe_steps: dict[int, str]
@@ -468,15 +594,12 @@ class _RunLog:
         bad = (~torch.isfinite(window)).nonzero()
         self.diverged_step = first + int(bad[0]) if len(bad) else None
 
-    def schedule(self, step: int) -> tuple[float, float, float]:
-        """(lr factor, Muon momentum, Adam beta2) at `step`, as engine.train.run sets them."""
-        s = self.spec
-        cooling = in_warmdown(step, s.steps, s.wd, s.schedule)
-        return (
-            lr_factor(step, s.steps, warmup_steps=s.warmup_steps, wd=s.wd, shape=s.wd_shape, schedule=s.schedule),
-            muon_momentum(step, s.muon_momentum_warmup_start, s.muon_momentum, s.muon_momentum_warmup_steps),
-            s.cooldown_beta2 if (cooling and s.cooldown_beta2 is not None) else s.beta2,
-        )
+
+def pack_plan(k: int, device: str | None = None, data_dir: Path | None = None):
+    """The `pack` argument of ResultsCache.ensure: packs of up to k runs, or None for k <= 1."""
+    if k <= 1:
+        return None
+    return k, pack_key, lambda specs: train_packed(specs, device=device, data_dir=data_dir)
 
 
 def train_packed(specs: Sequence[RunSpec], device: str | None = None, data_dir: Path | None = None,
@@ -495,59 +618,38 @@ def run_packed(
 ) -> list[Trained]:
     """engine.train.run for K packable specs at once; per run its record, its model and the corpus."""
     t_start = time.time()
-    check_packable(specs)
-    specs = list(specs)
-    K, shared = len(specs), specs[0]
     dev = pick_device(device)
-    corpus = load_corpus(shared.data, shared.tokenizer, data_dir or default_data_dir())
-    cfg = get_config(shared.size)
-    models = []
-    for s in specs:  # each run starts from exactly the weights engine.train.run would create
-        torch.manual_seed(s.seed)
-        models.append(GPT(cfg, corpus.vocab_size, quantize_embeddings=s.quantize_embeddings).to(dev))
-    n_params = count_params(cfg, corpus.vocab_size)
-    packed = PackedGPT.from_models(models)
-    del models
-    optimizer = build_packed_optimizer(packed, specs, ns_on_cuda=dev.type == "cuda")
-    forward = packed
-    if compile_model if compile_model is not None else dev.type == "cuda":
-        forward = torch.compile(packed)
+    sess = build_packed_session(specs, dev, data_dir, compile_model)
+    specs, packed, corpus = sess.specs, sess.packed, sess.corpus
+    K, total = len(specs), specs[0].steps
+    n_params = count_params(packed.cfg, corpus.vocab_size)  # per run
 
     runs = [_RunLog(s, _probe_steps(s), max(1, s.steps // CURVE_POINTS)) for s in specs]
     check_every = 1 if dev.type == "cpu" else 25  # a host sync per step is cheap on CPU only
     pending: list[Tensor] = []
     t_train = time.time()
-    steps = range(shared.steps)
+    steps = range(total)
     if progress:
         from tqdm import tqdm
 
-        steps = tqdm(steps, desc=f"pack of {K} {shared.size}", unit="step", leave=False)
+        steps = tqdm(steps, desc=f"pack of {K} {specs[0].size}", unit="step", leave=False)
     for step in steps:
         live = [r.diverged_step is None for r in runs]
         if not any(live):
             break
         for k, r in enumerate(runs):
             if live[k] and step in r.probe_steps:
-                r.probes.append({"step": step, "label": r.probe_steps[step], **grid_probe(packed.model(k), r.spec.bits)})
+                probe = grid_probe(packed.model(k), r.spec.bits)
+                r.probes.append({"step": step, "label": r.probe_steps[step], **probe})
         switch = [live[k] and not r.qat_on and step >= r.spec.qat_start_step for k, r in enumerate(runs)]
         if any(switch):
             for k, r in enumerate(runs):
                 r.qat_on = r.qat_on or switch[k]
             packed.set_qat([r.spec.bits if r.qat_on else None for r in runs])
-        factors, momenta, beta2s = zip(*(r.schedule(step) for r in runs))
-        factors = [f if live[k] else 0.0 for k, f in enumerate(factors)]  # a frozen run takes no updates
-        optimizer.apply_schedule(factors, momenta, beta2s)
-        batches = [batch_at(corpus.train, step, s.batch_seqs, s.seq_len, s.seed) for s in specs]
-        x = torch.stack([b[0] for b in batches]).to(dev, non_blocking=True)  # (K, B, T)
-        y = torch.stack([b[1] for b in batches]).to(dev, non_blocking=True)  # (K, B, T)
-        with autocast_for(dev):
-            losses = forward(x, y)  # (K,)
-        losses.sum().backward()  # runs share no parameters: d(sum)/d(run k) = d(loss_k)/d(run k)
-        optimizer.step()
-        optimizer.zero_grad()
-        pending.append(losses.detach())
+        pending.append(sess.step(step, live))
+        fault_point("step")
         done = step + 1
-        if done % check_every == 0 or done == shared.steps:
+        if done % check_every == 0 or done == total:
             window = torch.stack(pending).float().cpu()  # (n, K)
             first = done - len(pending)
             pending.clear()
@@ -556,7 +658,7 @@ def run_packed(
                     r.flush(window[:, k], first)
                     if r.diverged_step is not None:
                         log.warning("run %s diverged at step %d (in a pack of %d)", r.spec.short_id, r.diverged_step, K)
-                        _freeze(packed, optimizer, k)
+                        _freeze(packed, sess.optimizer, k)
     train_time = time.time() - t_train
 
     trained = []
@@ -577,45 +679,9 @@ def _freeze(packed: PackedGPT, optimizer: PackedOptimizer, k: int) -> None:
 
 def _record(r: _RunLog, model: GPT, corpus, dev: torch.device, n_params: int, t_start: float,
             train_time: float, k: int) -> dict:
-    """engine.train.run's result record for one run of the pack, plus "packed": K."""
-    spec = r.spec
-    base = {**_provenance(spec, dev, n_params, t_start), "packed": k}
-    if r.diverged_step is not None:
-        return {**base, "status": "diverged", "diverged_step": r.diverged_step, "diverged_reason": "non-finite loss",
-                "loss_curve": r.curve, "tokens_seen": (r.diverged_step + 1) * spec.batch_tokens,
-                "train_time_s": train_time, "wall_time_s": time.time() - t_start}
-    probes = list(r.probes)
-    if spec.steps in r.probe_steps:
-        probes.append({"step": spec.steps, "label": r.probe_steps[spec.steps], **grid_probe(model, spec.bits)})
-    trained = evaluate(model, corpus, spec.seq_len, spec.val_tokens, dev)
-    rt_own = evaluate(round_trip(model, spec.bits, spec.clip_percentile).to(dev), corpus, spec.seq_len, spec.val_tokens, dev)
-    rt_int8 = evaluate(round_trip(model, 8, spec.clip_percentile).to(dev), corpus, spec.seq_len, spec.val_tokens, dev)
-    finite = all(math.isfinite(v) for v in (trained.bpb, rt_own.bpb, rt_int8.bpb))
-    collapsed = finite and trained.loss >= math.log(corpus.vocab_size) - COLLAPSE_MARGIN_NATS
-    why = None if finite and not collapsed else ("non-finite validation loss" if not finite else "no better than uniform")
-    pre = next((p for p in probes if p["label"] == "pre_warmdown"), None)
-    return {
-        **base,
-        "status": "ok" if why is None else "diverged",
-        "diverged_step": None if why is None else spec.steps,
-        "diverged_reason": why,
-        "final_train_loss": r.curve[-1][1] if r.curve else float("nan"),
-        "val_loss": trained.loss,
-        "val_bpb": trained.bpb,
-        "val_loss_q": rt_own.loss,
-        "val_bpb_q": rt_own.bpb,
-        "val_bpb_int8": rt_int8.bpb,
-        "quant_penalty": rt_own.bpb - trained.bpb,
-        "int8_penalty": rt_int8.bpb - trained.bpb,
-        "val_tokens_evaluated": trained.tokens,
-        "val_bytes_evaluated": trained.bytes,
-        "grid_dist_int6_prewd": pre["int6_mean"] if pre else None,
-        "grid_dist_own_prewd": pre["own_mean"] if pre else None,
-        "grid_probes": probes,
-        "loss_curve": r.curve,
-        "tokens_seen": spec.tokens,
-        "resumed_from_step": 0,
-        "train_time_s": train_time,  # of the whole pack: its K runs share this time
-        "tokens_per_s": spec.steps * spec.batch_tokens / max(train_time, 1e-9),  # this run's; the pack did K times as many
-        "wall_time_s": time.time() - t_start,
-    }
+    """engine.train's result record for one run of the pack, plus "packed": K."""
+    base = {**_provenance(r.spec, dev, n_params, t_start), "packed": k}
+    # This run's tokens over the pack's time: the pack as a whole trained K times as many.
+    return result_record(r.spec, model, corpus, dev, base, curve=r.curve, probes=r.probes,
+                         probe_steps=r.probe_steps, diverged_step=r.diverged_step, train_time=train_time,
+                         t_start=t_start, tokens_per_s=r.spec.tokens / max(train_time, 1e-9))

@@ -153,7 +153,7 @@ def run(
     t_start = time.time()
     dev = pick_device(device)
     sess = build_session(spec, dev, data_dir, compile_model)
-    model, corpus, optimizer, ds_engine = sess.model, sess.corpus, sess.optimizer, sess.ds_engine
+    model, corpus, ds_engine = sess.model, sess.corpus, sess.ds_engine
     n_params = sum(p.numel() for p in model.parameters())
 
     probe_steps = _probe_steps(spec)
@@ -210,12 +210,23 @@ def run(
     base = _provenance(spec, dev, n_params, t_start)
     if diverged_step is not None:
         log.warning("run %s diverged at step %d", spec.short_id, diverged_step)
-        result = {**base, "status": "diverged", "diverged_step": diverged_step, "diverged_reason": "non-finite loss",
-                  "loss_curve": curve,
-                  "tokens_seen": (diverged_step + 1) * spec.batch_tokens, "train_time_s": train_time,
-                  "wall_time_s": time.time() - t_start}
-        return Trained(result, model, corpus)
+    result = result_record(spec, model, corpus, dev, base, curve=curve, probes=probes, probe_steps=probe_steps,
+                           diverged_step=diverged_step, train_time=train_time, t_start=t_start, resumed_from=start)
+    return Trained(result, model, corpus)
 
+
+def result_record(spec: RunSpec, model: GPT, corpus: Corpus, dev: torch.device, base: dict, *, curve: list,
+                  probes: list, probe_steps: dict[int, str], diverged_step: int | None, train_time: float,
+                  t_start: float, resumed_from: int = 0, tokens_per_s: float | None = None) -> dict:
+    """The cached result of a trained model: evaluation, round trips, probes, timings.
+
+    Shared by the single-run loop and the packed one, so both record exactly the same fields.
+    """
+    if diverged_step is not None:
+        return {**base, "status": "diverged", "diverged_step": diverged_step, "diverged_reason": "non-finite loss",
+                "loss_curve": curve, "tokens_seen": (diverged_step + 1) * spec.batch_tokens,
+                "train_time_s": train_time, "wall_time_s": time.time() - t_start}
+    probes = list(probes)
     if spec.steps in probe_steps:
         probes.append({"step": spec.steps, "label": probe_steps[spec.steps], **grid_probe(model, spec.bits)})
     fault_point("before_eval")
@@ -228,7 +239,7 @@ def run(
     collapsed = finite and trained.loss >= math.log(corpus.vocab_size) - COLLAPSE_MARGIN_NATS
     why = None if finite and not collapsed else ("non-finite validation loss" if not finite else "no better than uniform")
     pre = next((p for p in probes if p["label"] == "pre_warmdown"), None)
-    result = {
+    return {
         **base,
         "status": "ok" if why is None else "diverged",
         "diverged_step": None if why is None else spec.steps,
@@ -248,12 +259,12 @@ def run(
         "grid_probes": probes,
         "loss_curve": curve,
         "tokens_seen": spec.tokens,
-        "resumed_from_step": start,
-        "train_time_s": train_time,  # of this process (after a resume: since the resume)
-        "tokens_per_s": (spec.steps - start) * spec.batch_tokens / max(train_time, 1e-9),
+        "resumed_from_step": resumed_from,
+        "train_time_s": train_time,  # of this process (after a resume: since the resume; packed: the pack's)
+        "tokens_per_s": tokens_per_s if tokens_per_s is not None
+        else (spec.steps - resumed_from) * spec.batch_tokens / max(train_time, 1e-9),
         "wall_time_s": time.time() - t_start,
     }
-    return Trained(result, model, corpus)
 
 
 def _probe_steps(spec: RunSpec) -> dict[int, str]:

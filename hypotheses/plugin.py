@@ -27,7 +27,7 @@ from typing import Callable
 
 import pytest
 
-from engine.cache import MissingRunsError, ResultsCache
+from engine.cache import ResultsCache
 from engine.design import Profile, ProfileError, available_profiles, estimate_flops, load_profile
 from engine.spec import RunSpec
 from hypotheses.cells import Cell
@@ -61,6 +61,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="a corrupt cache record: ERROR (default) or move it aside and retrain")
     g.addoption("--qat-device", dest="qat_device", default=None,
                 help="training device (default: cuda:<worker index mod GPUs> if CUDA, else cpu)")
+    g.addoption("--qat-pack", dest="qat_pack", type=int, default=None,
+                help="train up to K same-shape runs at once (seed packing; default: the profile's `pack`)")
     g.addoption("--qat-no-report", dest="qat_report", action="store_false", default=True,
                 help="do not write the Markdown/HTML report at the end")
 
@@ -75,6 +77,7 @@ class SuiteState:
     train_policy: str  # 'always' | 'never' | 'auto'
     device: str | None
     report_dir: Path
+    pack: int = 1
     verdicts: list[dict] = field(default_factory=list)
     trained: list[str] = field(default_factory=list)
 
@@ -108,7 +111,10 @@ class SuiteState:
             (lambda s: train(s, device=self.device, checkpoint_dir=self.cache.checkpoint_dir(s), checkpoint_every=every))
             if self.may_train else None
         )
-        self.cache.ensure(specs, train_fn, missing_hint=hint, on_trained=lambda s, r: self.trained.append(s.run_id))
+        from engine.packed import pack_plan
+
+        self.cache.ensure(specs, train_fn, missing_hint=hint, on_trained=lambda s, r: self.trained.append(s.run_id),
+                          pack=pack_plan(self.pack, self.device))
         return self.cache.table(specs)
 
 
@@ -151,6 +157,7 @@ def pytest_configure(config: pytest.Config) -> None:
         train_policy=config.getoption("qat_train") or "auto",
         device=device,
         report_dir=report_dir,
+        pack=config.getoption("qat_pack") or profile.pack,
     )
     if not getattr(config.option, "xmlpath", None) and not hasattr(config, "workerinput"):
         report_dir.mkdir(parents=True, exist_ok=True)

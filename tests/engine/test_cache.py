@@ -109,3 +109,20 @@ def test_records_to_table_keeps_diverged_rows():
     rec = {"run_id": s.run_id, "spec": s.to_dict(), "result": {"status": "diverged", "diverged_step": 3}}
     t = records_to_table([rec])
     assert t.loc[0, "status"] == "diverged" and t.loc[0, "diverged_step"] == 3
+
+
+def test_ensure_packs_same_shape_runs(tmp_path):
+    c = ResultsCache(tmp_path)
+    specs = [spec(k) for k in range(5)] + [spec(k, steps=7) for k in range(2)]
+    packs, singles = [], []
+
+    def many(group):
+        packs.append([s.steps for s in group])
+        return [fake_result(s) for s in group]
+
+    recs = c.ensure(specs, lambda s: singles.append(s) or fake_result(s),
+                    pack=(3, lambda s: s.steps, many))
+    assert len(recs) == 7 and all(r is not None for r in recs)
+    # 5 runs of one shape -> packs of 3 and 2; 2 runs of another -> one pack; never mixed
+    assert sorted(map(len, packs)) == [2, 2, 3] and all(len(set(p)) == 1 for p in packs)
+    assert singles == []
