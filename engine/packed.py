@@ -595,11 +595,11 @@ class _RunLog:
         self.diverged_step = first + int(bad[0]) if len(bad) else None
 
 
-def pack_plan(k: int, device: str | None = None, data_dir: Path | None = None):
+def pack_plan(k: int, device: str | None = None, data_dir: Path | None = None, progress: bool = False):
     """The `pack` argument of ResultsCache.ensure: packs of up to k runs, or None for k <= 1."""
     if k <= 1:
         return None
-    return k, pack_key, lambda specs: train_packed(specs, device=device, data_dir=data_dir)
+    return k, pack_key, lambda specs: train_packed(specs, device=device, data_dir=data_dir, progress=progress)
 
 
 def train_packed(specs: Sequence[RunSpec], device: str | None = None, data_dir: Path | None = None,

@@ -63,6 +63,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="training device (default: cuda:<worker index mod GPUs> if CUDA, else cpu)")
     g.addoption("--qat-pack", dest="qat_pack", type=int, default=None,
                 help="train up to K same-shape runs at once (seed packing; default: the profile's `pack`)")
+    g.addoption("--qat-progress", dest="qat_progress", action="store_true",
+                help="show a progress bar per training run (quiet by default; use with -s)")
     g.addoption("--qat-no-report", dest="qat_report", action="store_false", default=True,
                 help="do not write the Markdown/HTML report at the end")
 
@@ -78,6 +80,7 @@ class SuiteState:
     device: str | None
     report_dir: Path
     pack: int = 1
+    progress: bool = False
     verdicts: list[dict] = field(default_factory=list)
     trained: list[str] = field(default_factory=list)
 
@@ -108,13 +111,14 @@ class SuiteState:
             preflight(self.cache.missing(specs))  # bad data paths fail before any run starts
         every = self.profile.checkpoint_every
         train_fn = (
-            (lambda s: train(s, device=self.device, checkpoint_dir=self.cache.checkpoint_dir(s), checkpoint_every=every))
+            (lambda s: train(s, device=self.device, progress=self.progress,
+                             checkpoint_dir=self.cache.checkpoint_dir(s), checkpoint_every=every))
             if self.may_train else None
         )
         from engine.packed import pack_plan
 
         self.cache.ensure(specs, train_fn, missing_hint=hint, on_trained=lambda s, r: self.trained.append(s.run_id),
-                          pack=pack_plan(self.pack, self.device))
+                          pack=pack_plan(self.pack, self.device, progress=self.progress))
         return self.cache.table(specs)
 
 
@@ -158,6 +162,7 @@ def pytest_configure(config: pytest.Config) -> None:
         device=device,
         report_dir=report_dir,
         pack=config.getoption("qat_pack") or profile.pack,
+        progress=config.getoption("qat_progress"),
     )
     if not getattr(config.option, "xmlpath", None) and not hasattr(config, "workerinput"):
         report_dir.mkdir(parents=True, exist_ok=True)
@@ -204,7 +209,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         cell = getattr(item, "callspec", None) and item.callspec.params.get("cell")
         if not isinstance(cell, Cell):
             return 0.0
-        return sum(estimate_flops(s) for s in _cell_specs(st.profile, cell))
+        try:
+            return sum(estimate_flops(s) for s in _cell_specs(st.profile, cell))
+        except ProfileError:  # a design the profile lacks: the test's setup reports it
+            return 0.0
 
     items.sort(key=cost, reverse=True)
 
