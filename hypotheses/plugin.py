@@ -100,6 +100,7 @@ class SuiteState:
 
     def fetch(self, specs: list[RunSpec], designs: list[str]):
         """The results table of `specs`, training what is missing if allowed."""
+        from engine.packed import pack_plan
         from engine.train import preflight, train
 
         why = (
@@ -115,8 +116,6 @@ class SuiteState:
                              checkpoint_dir=self.cache.checkpoint_dir(s), checkpoint_every=every))
             if self.may_train else None
         )
-        from engine.packed import pack_plan
-
         self.cache.ensure(specs, train_fn, missing_hint=hint, on_trained=lambda s, r: self.trained.append(s.run_id),
                           pack=pack_plan(self.pack, self.device, progress=self.progress))
         return self.cache.table(specs)

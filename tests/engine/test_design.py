@@ -1,0 +1,69 @@
+"""Profiles as data: counts, validation errors, and that every profile's runs can train."""
+
+import pytest
+
+from engine.design import ProfileError, available_profiles, estimate_flops, load_profile
+from engine.spec import RunSpec
+
+
+def test_paper_profile_reproduces_the_reported_run_counts():
+    p = load_profile("paper")
+    assert len(p.design("phase2").specs) == 720
+    phase5 = [d for name, d in p.designs.items() if name != "phase2"]
+    assert sum(len(d.specs) for d in phase5) == 625
+    assert len(p.all_specs()) == 1345  # no run is shared (or double counted) between designs
+    assert p.role("int4_small") == ["3M", "5M", "8M", "15M", "20M", "30M"]
+
+
+@pytest.mark.parametrize("name", available_profiles())
+def test_every_profile_has_every_claims_design(name):
+    p = load_profile(name)
+    for design in ("phase2", "phase5_adamw", "phase5_cosine", "phase5_long", "phase5_sizes", "phase5_int4",
+                   "mechanism_probe"):
+        assert p.design(design).specs
+    assert set(p.role("int4_large")) <= set(p.design("phase5_int4").sizes)
+    assert not set(p.design("phase5_sizes").sizes) & set(p.design("phase2").sizes)  # held out
+
+
+def test_tiny_profile_size():
+    assert len(load_profile("tiny").all_specs()) == 185
+
+
+def _write(tmp_path, body: str):
+    path = tmp_path / "p.toml"
+    path.write_text('[profile]\nname = "x"\n' + body)
+    return path
+
+
+@pytest.mark.parametrize(
+    "body, needle",
+    [
+        ("[designs.a]\ngrid = { size = ['t10k'], warmdown = [0.1] }", "grid key 'warmdown' is not a RunSpec field"),
+        ("[designs.a]\ngrid = { size = ['t10k'], bits = [3] }", "makes an invalid run: RunSpec.bits=3"),
+        ("[designs.a]\ngrid = { size = [] }", "must be a non-empty list"),
+        ("[defaults]\nlr = 1\n[designs.a]\ngrid = { size = ['t10k'] }", "unknown RunSpec field(s) ['lr']"),
+        ("[designs.a]\nset = { size = 't10k' }", "missing key [designs.a] 'grid'"),
+        ("", "missing key 'designs'"),
+    ],
+)
+def test_malformed_profiles_name_file_and_key(tmp_path, body, needle):
+    with pytest.raises(ProfileError) as e:
+        load_profile(_write(tmp_path, body))
+    assert needle in str(e.value) and "p.toml" in str(e.value)
+
+
+def test_flops_estimate_grows_with_size_and_tokens():
+    a, b = RunSpec(size="t20k", steps=10), RunSpec(size="t60k", steps=10)
+    assert estimate_flops(b) > estimate_flops(a) > 0
+    assert estimate_flops(a.replace(steps=20)) == pytest.approx(2 * estimate_flops(a))
+
+
+@pytest.mark.slow
+def test_small_profile_run_trains_on_cpu(tmp_path):
+    """A small-profile spec (3M, sp1024 on KJV) runs end to end, shortened to 8 steps."""
+    from engine.train import train
+
+    spec = load_profile("small").design("phase2").specs[0].replace(steps=8, batch_tokens=1024, val_tokens=2048)
+    r = train(spec, data_dir=tmp_path)
+    assert r["status"] == "ok", r.get("diverged_reason")
+    assert abs(r["n_params"] / 3e6 - 1) < 0.1 and r["val_tokens_evaluated"] == 2048
