@@ -16,9 +16,12 @@ at 1,024 tokens per step, where the work is mostly arithmetic, and 2.7x at 128 t
 Equivalence: every per-run number is computed with the arithmetic the single-run path uses,
 op for op (the optimiser updates mirror `engine.muon.Muon` and torch's single-tensor Adam;
 per-run scalars become (K, 1, ...) float32 tensors, rounded from the same Python doubles).
-On CPU (checked on the AVX2 development machine, torch 2.13) a slice of a bmm equals the mm
-of that slice bit for bit, as does a batch of attention, so a packed run reproduces
-`engine.train.run`'s record exactly there (tests/engine/test_packed.py checks it end to end).
+On CPU (checked on the AVX2 development machine, torch 2.13) at the t20k-t100k shapes a slice
+of a bmm equals the mm of that slice bit for bit, as does a batch of attention, so a packed run
+reproduces `engine.train.run`'s record exactly there (tests/engine/test_packed.py checks it end
+to end). At t10k (head dim 10) BLAS picks other kernels for the batched matmuls: the last bits
+differ and QAT's rounding amplifies that over training (up to 0.03 bpb at INT4 after 120
+steps, the same as changing machine or thread count would); records say `"packed": K`.
 On CUDA (bf16 autocast, other kernels for batched and single matmuls; not yet run there)
 expect close, not identical, results.
 
