@@ -124,6 +124,13 @@ class SuiteState:
 STATE = pytest.StashKey[SuiteState]()
 
 
+@dataclass(frozen=True)
+class MissingDesign:
+    """Stands in for a claim's cells when the profile lacks the design they need."""
+
+    message: str
+
+
 def _worker_index(config: pytest.Config) -> int:
     wid = getattr(config, "workerinput", {}).get("workerid", "gw0")
     return int(wid[2:]) if wid.startswith("gw") and wid[2:].isdigit() else 0
@@ -192,7 +199,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     cells_fn: Callable[[Profile], list] = marker.kwargs["cells"]
     profile = metafunc.config.stash[STATE].profile
-    params = cells_fn(profile)
+    try:
+        params = cells_fn(profile)
+    except ProfileError as e:  # the profile lacks this claim's design: an ERROR at setup, not a crash
+        params = [pytest.param(MissingDesign(str(e)), id="missing-design")]
     if not params:
         params = [pytest.param(None, id="no-cells", marks=pytest.mark.skip(
             reason=f"profile {profile.name!r} has no cell for this claim"))]
@@ -253,6 +263,8 @@ def table(request: pytest.FixtureRequest, cell, suite: SuiteState):
     Missing runs without permission to train raise here, so pytest reports an ERROR (a
     pipeline problem naming the sweep command), never a failed or skipped claim.
     """
+    if isinstance(cell, MissingDesign):
+        raise ProfileError(cell.message)
     specs = _cell_specs(suite.profile, cell)
     if not specs:
         raise ProfileError(f"profile {suite.profile.name!r}: no runs in {cell.designs} match {cell.filters}")
@@ -332,7 +344,7 @@ class VerdictCollector:
         try:
             from engine.report import build_report
 
-            out = build_report(cache_dir=st.cache.root, report_dir=st.report_dir, profile=st.profile.name)
+            out = build_report(cache_dir=st.cache.root, report_dir=st.report_dir, profile=str(st.profile.path))
             if tr:
                 tr.write_line(f"qat report: {out}")
         except Exception as e:  # a broken report must not hide the verdicts themselves
