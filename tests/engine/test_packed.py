@@ -18,7 +18,9 @@ import torch
 from engine.ladder import get_config
 from engine.model import GPT
 from engine.muon import Muon
-from engine.packed import PackedAdam, PackedGPT, PackedMuon, check_packable, train_packed
+from engine.packed import check_packable, train_packed
+from engine.packed_model import PackedGPT
+from engine.packed_optim import PackedAdam, PackedMuon
 from engine.spec import RunSpec
 from engine.train import train
 
