@@ -1,6 +1,5 @@
 """End to end: tiny real runs on the embedded corpus through the DeepSpeed loop."""
 
-import math
 
 import pytest
 
