@@ -213,6 +213,7 @@ class ResultsCache:
         poll_s: float = 0.5,
         on_trained: Callable[[RunSpec, dict], None] | None = None,
         pack: tuple[int, Callable[[RunSpec], tuple], Callable[[list[RunSpec]], list[dict]]] | None = None,
+        before_training: Callable[[list[RunSpec]], None] | None = None,
     ) -> list[dict]:
         """Return the record of every spec, training the missing ones with `train_fn`.
 
@@ -223,11 +224,14 @@ class ResultsCache:
         `train_fn=None` means training is not allowed: missing runs raise MissingRunsError.
         `pack=(k, key, train_many)`: up to k missing runs with the same `key` are claimed
         together and trained in one call of `train_many` (seed packing).
+        `before_training(missing)` runs once, before any lock is taken (input checks).
         """
-        unique = list({s.run_id: s for s in specs}.values())
-        pending = [s for s in unique if not self.has(s)]
+        records = {s.run_id: self.get(s) for s in specs}
+        pending = [s for s in {s.run_id: s for s in specs}.values() if records[s.run_id] is None]
         if pending and train_fn is None:
             raise MissingRunsError(pending, missing_hint)
+        if pending and before_training:
+            before_training(pending)
         k, key, train_many = pack if pack else (1, None, None)
         while pending:
             progressed = False
@@ -244,7 +248,7 @@ class ResultsCache:
                         self._remove_debris(s)
                     results = [train_fn(group[0])] if len(group) == 1 else train_many(group)
                     for s, result in zip(group, results, strict=True):
-                        self.put(s, result)
+                        records[s.run_id] = self.put(s, result)
                         shutil.rmtree(self.checkpoint_dir(s), ignore_errors=True)
                         if on_trained:
                             on_trained(s, result)
@@ -256,7 +260,8 @@ class ResultsCache:
                 progressed = True
             if pending and not progressed:
                 time.sleep(poll_s)
-        return [self.get(s) for s in specs]
+        # Runs another process finished while we waited are read now, once.
+        return [records[s.run_id] or self.get(s) for s in specs]
 
     def _claim_group(self, candidates: list[RunSpec], k: int, pending: list[RunSpec]) -> list[tuple[RunSpec, FileLock]]:
         """Take the locks of up to k still-missing candidates; drop from `pending` what others finished."""

@@ -84,10 +84,7 @@ def _atomic_write_bytes(path: Path, write) -> None:
             write(f)
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        Path(tmp).unlink(missing_ok=True)
         raise
 
 

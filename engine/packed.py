@@ -56,9 +56,10 @@ from engine.ladder import count_params, get_config
 from engine.model import GPT
 from engine.packed_model import PackedGPT
 from engine.packed_optim import PackedOptimizer, build_packed_optimizer
-from engine.schedule import in_warmdown, lr_factor, muon_momentum
 from engine.spec import RunSpec
-from engine.train import CURVE_POINTS, Trained, _probe_steps, _provenance, default_data_dir, result_record
+from engine.train import (
+    CURVE_POINTS, Trained, default_data_dir, probe_steps_of, provenance, result_record, schedule_at,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,17 +85,6 @@ def check_packable(specs: Sequence[RunSpec]) -> None:
             )
 
 
-def _schedule(spec: RunSpec, step: int) -> tuple[float, float, float]:
-    """(lr factor, Muon momentum, Adam beta2) at `step`, as engine.train.Session.step sets them."""
-    cooling = in_warmdown(step, spec.steps, spec.wd, spec.schedule)
-    return (
-        lr_factor(step, spec.steps, warmup_steps=spec.warmup_steps, wd=spec.wd, shape=spec.wd_shape,
-                  schedule=spec.schedule),
-        muon_momentum(step, spec.muon_momentum_warmup_start, spec.muon_momentum, spec.muon_momentum_warmup_steps),
-        spec.cooldown_beta2 if (cooling and spec.cooldown_beta2 is not None) else spec.beta2,
-    )
-
-
 @dataclass
 class PackedSession:
     """Everything a pack trains with, and its training step (engine.train.Session for K runs)."""
@@ -111,7 +101,7 @@ class PackedSession:
 
         Returns the (K,) losses, unsynchronised.
         """
-        factors, momenta, beta2s = zip(*(_schedule(s, step) for s in self.specs))
+        factors, momenta, beta2s = zip(*(schedule_at(s, step) for s in self.specs))
         if live is not None:
             factors = [f if ok else 0.0 for f, ok in zip(factors, live)]  # a frozen run takes no updates
         self.optimizer.apply_schedule(factors, momenta, beta2s)
@@ -197,7 +187,7 @@ def run_packed(
     K, total = len(specs), specs[0].steps
     n_params = count_params(packed.cfg, corpus.vocab_size)  # per run
 
-    runs = [_RunLog(s, _probe_steps(s), max(1, s.steps // CURVE_POINTS)) for s in specs]
+    runs = [_RunLog(s, probe_steps_of(s), max(1, s.steps // CURVE_POINTS)) for s in specs]
     check_every = 1 if dev.type == "cpu" else 25  # a host sync per step is cheap on CPU only
     pending: list[Tensor] = []
     t_train = time.time()
@@ -253,7 +243,7 @@ def _freeze(packed: PackedGPT, optimizer: PackedOptimizer, k: int) -> None:
 def _record(r: _RunLog, model: GPT, corpus, dev: torch.device, n_params: int, t_start: float,
             train_time: float, k: int) -> dict:
     """engine.train's result record for one run of the pack, plus "packed": K."""
-    base = {**_provenance(r.spec, dev, n_params, t_start), "packed": k}
+    base = {**provenance(r.spec, dev, n_params, t_start), "packed": k}
     # This run's tokens over the pack's time: the pack as a whole trained K times as many.
     return result_record(r.spec, model, corpus, dev, base, curve=r.curve, probes=r.probes,
                          probe_steps=r.probe_steps, diverged_step=r.diverged_step, train_time=train_time,

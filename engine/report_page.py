@@ -70,7 +70,7 @@ class Link:
 
 @dataclass(frozen=True)
 class Br:
-    pass
+    """A line break inside a table cell (`<br>` in both Markdown and HTML)."""
 
 
 @dataclass(frozen=True)

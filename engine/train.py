@@ -60,6 +60,17 @@ class Trained:
     corpus: Corpus
 
 
+def schedule_at(spec: RunSpec, step: int) -> tuple[float, float, float]:
+    """(LR factor, Muon momentum, Adam beta2) of `spec` at `step`; shared with the packed loop."""
+    cooling = in_warmdown(step, spec.steps, spec.wd, spec.schedule)
+    return (
+        lr_factor(step, spec.steps, warmup_steps=spec.warmup_steps, wd=spec.wd, shape=spec.wd_shape,
+                  schedule=spec.schedule),
+        muon_momentum(step, spec.muon_momentum_warmup_start, spec.muon_momentum, spec.muon_momentum_warmup_steps),
+        spec.cooldown_beta2 if (cooling and spec.cooldown_beta2 is not None) else spec.beta2,
+    )
+
+
 @dataclass
 class Session:
     """Everything one run trains with, and its training step (shared with `engine bench`)."""
@@ -75,14 +86,7 @@ class Session:
     def step(self, step: int) -> torch.Tensor:
         """One optimiser step at `step` of the schedule; returns the (unsynchronised) loss."""
         spec = self.spec
-        cooling = in_warmdown(step, spec.steps, spec.wd, spec.schedule)
-        apply_schedule(
-            self.optimizer,
-            lr_factor(step, spec.steps, warmup_steps=spec.warmup_steps, wd=spec.wd, shape=spec.wd_shape,
-                      schedule=spec.schedule),
-            muon_momentum(step, spec.muon_momentum_warmup_start, spec.muon_momentum, spec.muon_momentum_warmup_steps),
-            spec.cooldown_beta2 if (cooling and spec.cooldown_beta2 is not None) else spec.beta2,
-        )
+        apply_schedule(self.optimizer, *schedule_at(spec, step))
         x, y = batch_at(self.corpus.train, step, spec.batch_seqs, spec.seq_len, spec.seed)
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         with autocast_for(self.device):
@@ -156,7 +160,7 @@ def run(
     model, corpus, ds_engine = sess.model, sess.corpus, sess.ds_engine
     n_params = sum(p.numel() for p in model.parameters())
 
-    probe_steps = _probe_steps(spec)
+    probe_steps = probe_steps_of(spec)
     probes: list[dict] = []
     losses: list[torch.Tensor] = []
     curve: list[tuple[int, float]] = []
@@ -207,7 +211,7 @@ def run(
             ckpt.save(ds_engine, done, {"step": done, "curve": curve, "probes": probes, "qat_on": qat_on})
     train_time = time.time() - t_train
 
-    base = _provenance(spec, dev, n_params, t_start)
+    base = provenance(spec, dev, n_params, t_start)
     if diverged_step is not None:
         log.warning("run %s diverged at step %d", spec.short_id, diverged_step)
     result = result_record(spec, model, corpus, dev, base, curve=curve, probes=probes, probe_steps=probe_steps,
@@ -267,14 +271,14 @@ def result_record(spec: RunSpec, model: GPT, corpus: Corpus, dev: torch.device, 
     }
 
 
-def _probe_steps(spec: RunSpec) -> dict[int, str]:
+def probe_steps_of(spec: RunSpec) -> dict[int, str]:
     """Steps (counted in completed updates) at which weights are measured against the grids."""
     steps = {min(max(round(f * spec.steps), 0), spec.steps): "probe" for f in spec.probe_fracs}
     steps[spec.warmdown_start] = "pre_warmdown"  # C9: the last weights before any LR decay
     return steps
 
 
-def _provenance(spec: RunSpec, dev: torch.device, n_params: int, t_start: float) -> dict:
+def provenance(spec: RunSpec, dev: torch.device, n_params: int, t_start: float) -> dict:
     import deepspeed
 
     return {

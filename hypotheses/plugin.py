@@ -27,7 +27,7 @@ from typing import Callable
 
 import pytest
 
-from engine.cache import ResultsCache
+from engine.cache import ResultsCache, records_to_table
 from engine.design import Profile, ProfileError, available_profiles, estimate_flops, load_profile
 from engine.spec import RunSpec
 from hypotheses.cells import Cell
@@ -108,17 +108,17 @@ class SuiteState:
             else f"(profile {self.profile.name!r} is GPU-scale and no GPU is visible; --qat-train forces it)"
         )
         hint = f"{why} Produce them with: {self.sweep_command(designs)}"
-        if self.may_train:
-            preflight(self.cache.missing(specs))  # bad data paths fail before any run starts
         every = self.profile.checkpoint_every
         train_fn = (
             (lambda s: train(s, device=self.device, progress=self.progress,
                              checkpoint_dir=self.cache.checkpoint_dir(s), checkpoint_every=every))
             if self.may_train else None
         )
-        self.cache.ensure(specs, train_fn, missing_hint=hint, on_trained=lambda s, r: self.trained.append(s.run_id),
-                          pack=pack_plan(self.pack, self.device, progress=self.progress))
-        return self.cache.table(specs)
+        records = self.cache.ensure(specs, train_fn, missing_hint=hint,
+                                    on_trained=lambda s, r: self.trained.append(s.run_id),
+                                    pack=pack_plan(self.pack, self.device, progress=self.progress),
+                                    before_training=preflight)  # bad data paths fail before any run starts
+        return records_to_table(records)
 
 
 STATE = pytest.StashKey[SuiteState]()
