@@ -20,9 +20,9 @@ import time
 
 import torch
 
+from engine.atomic import atomic_write
 from engine.design import estimate_flops
-from engine.distributed import pick_device
-from engine.evaluate import autocast_for
+from engine.runtime import autocast_for, pick_device, set_threads
 from engine.spec import RunSpec
 
 # Dense bf16 peaks (no sparsity) by device-name fragment, in FLOP/s.
@@ -56,9 +56,9 @@ def plain_step_fn(spec: RunSpec, dev: torch.device):
     from engine.ladder import get_config
     from engine.model import GPT
     from engine.optim import build_optimizer
-    from engine.train import default_data_dir
+    from engine.paths import data_dir
 
-    corpus = load_corpus(spec.data, spec.tokenizer, default_data_dir())
+    corpus = load_corpus(spec.data, spec.tokenizer, data_dir())
     torch.manual_seed(spec.seed)
     model = GPT(get_config(spec.size), corpus.vocab_size).to(dev)
     model.set_qat(spec.bits)
@@ -106,8 +106,6 @@ def measure(spec: RunSpec, dev: torch.device, steps: int, repeats: int, with_pla
 
 
 def main(args) -> int:
-    from engine.cli import set_threads
-
     dev = pick_device(args.device)
     threads = set_threads(getattr(args, "threads", None))
     cpu = dev.type == "cpu"
@@ -134,7 +132,7 @@ def main(args) -> int:
               "steps_per_repeat": args.steps, "repeats": args.repeats, "spec_base": base, **rows}
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench-{'cpu' if cpu else 'cuda'}.json"
-    path.write_text(json.dumps(report, indent=1))
+    atomic_write(path, json.dumps(report, indent=1))
     print(f"device {dev_name}, {threads} thread(s), batch {base['batch_tokens']} tokens x seq {base['seq_len']}")
     print(f"{'size':>6} {'engine ms':>10} {'plain ms':>9} {'ratio':>6} {'tok/s':>10} {'GFLOP/s':>8} {'MFU':>6}")
     for r in rows["throughput"]:

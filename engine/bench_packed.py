@@ -15,8 +15,8 @@ import statistics
 import torch
 
 from engine.bench import _time_steps, engine_step_fn, plain_step_fn
-from engine.distributed import pick_device
 from engine.packed import build_packed_session
+from engine.runtime import pick_device
 from engine.spec import RunSpec
 
 WARMUP_STEPS = 3  # untimed: compile, allocator, first touch

@@ -6,10 +6,10 @@ Layout (readable by a person; `ls cache/ab/` shows runs):
     cache/<..>/<run id>/.lock                            per-run lock (fcntl: dies with its owner)
     cache/<..>/<run id>/owner.json                       who holds/held the lock (pid, host, time)
     cache/_quarantine/                                   corrupt records moved aside on request
-    cache/_data/                                         tokenised corpora and tokenizers
+    cache/_data/                                         tokenised corpora and tokenizers (engine.paths)
 
-Writes are atomic: a unique temp file in the same directory, flush + fsync, `os.replace`,
-fsync of the directory. A reader therefore sees either no record or a whole one; only a
+Writes are atomic (`engine.atomic`): a unique temp file in the same directory, flush + fsync,
+`os.replace`, fsync of the directory. A reader therefore sees either no record or a whole one; only a
 finished run (ok or diverged) is ever written. The lock is an OS file lock (filelock's
 fcntl backend), so a killed owner releases it: there is no stale lock to break on a
 local file system; `owner.json` says who held it, for people.
@@ -23,20 +23,21 @@ import os
 import shutil
 import socket
 import time
-import uuid
 from pathlib import Path
 from typing import Callable, Iterable
 
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from engine.faults import fault_point
+from engine.atomic import TMP_SUFFIX, atomic_write_json
+from engine.paths import QUARANTINE_SUBDIR, default_cache_dir
+from engine.paths import data_dir as data_dir_of
 from engine.spec import RESULT_FORMAT_VERSION, RunSpec
 
 log = logging.getLogger(__name__)
 
 RECORD = "record.json"
-CACHE_ENV = "QAT_CACHE_DIR"
+CACHE_WRITE_FAULT = "cache_write"  # engine.faults point: temp file durable, not yet renamed
 
 
 class CorruptRecordError(RuntimeError):
@@ -49,33 +50,6 @@ class MissingRunsError(RuntimeError):
     def __init__(self, missing: list[RunSpec], hint: str):
         self.missing = missing
         super().__init__(f"{len(missing)} run(s) missing from the cache and training is off. {hint}")
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV, Path(__file__).resolve().parent.parent / "cache"))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(payload, f, indent=1, sort_keys=True, allow_nan=True)
-            f.flush()
-            os.fsync(f.fileno())
-        fault_point("cache_write")
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _fix(path: Path) -> str:
@@ -99,6 +73,11 @@ class ResultsCache:
 
     def record_path(self, spec: RunSpec | str) -> Path:
         return self.run_dir(spec) / RECORD
+
+    @property
+    def data_dir(self) -> Path:
+        """Where this cache's tokenised corpora and tokenizers live (`engine.paths.data_dir`)."""
+        return data_dir_of(self.root)
 
     def checkpoint_dir(self, spec: RunSpec) -> Path:
         """Where a run's resume checkpoints live until its record is written."""
@@ -139,7 +118,7 @@ class ResultsCache:
         return record
 
     def quarantine(self, path: Path) -> Path:
-        dest = self.root / "_quarantine" / f"{path.parent.name}.{int(time.time())}"
+        dest = self.root / QUARANTINE_SUBDIR / f"{path.parent.name}.{int(time.time())}"
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(path.parent), dest)
         log.warning("quarantined corrupt record %s -> %s", path, dest)
@@ -178,7 +157,7 @@ class ResultsCache:
         }
         run_dir = self.run_dir(spec)
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run_dir / RECORD, record)
+        atomic_write_json(run_dir / RECORD, record, fault=CACHE_WRITE_FAULT)
         return record
 
     def lock(self, spec: RunSpec) -> FileLock:
@@ -195,12 +174,13 @@ class ResultsCache:
         atomic_write_json(
             self.run_dir(spec) / "owner.json",
             {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()},
+            fault=CACHE_WRITE_FAULT,
         )
         return lock
 
     def _remove_debris(self, spec: RunSpec) -> None:
         """Temp files a killed writer left behind (never read as results; we hold the lock)."""
-        for tmp in self.run_dir(spec).glob(".*.tmp"):
+        for tmp in self.run_dir(spec).glob(f".*{TMP_SUFFIX}"):
             tmp.unlink(missing_ok=True)
 
     # --- the run queue ----------------------------------------------------------------

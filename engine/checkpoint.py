@@ -12,10 +12,10 @@ Resuming gives the same result as an uninterrupted run: batches are a pure funct
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
 
+from engine.atomic import atomic_write
 from engine.faults import fault_point
 
 log = logging.getLogger(__name__)
@@ -42,10 +42,7 @@ class Checkpointer:
         tag = f"step{steps_done}"
         ds_engine.save_checkpoint(str(self.dir), tag=tag, client_state={"loop": loop_state}, save_latest=False)
         fault_point("checkpoint")
-        marker = self.dir / tag / MARKER
-        tmp = marker.with_suffix(".tmp")
-        tmp.write_text(str(steps_done))
-        os.replace(tmp, marker)
+        atomic_write(self.dir / tag / MARKER, str(steps_done))
         for old in self.dir.iterdir():
             if old.is_dir() and old.name != tag:
                 shutil.rmtree(old, ignore_errors=True)

@@ -14,20 +14,12 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from engine.spec import RunSpec, SpecError
+from engine.spec import RunSpec, SpecError, bits_label
 
 log = logging.getLogger("engine")
 
 
 # --- helpers ------------------------------------------------------------------------
-
-
-def set_threads(threads: int | None) -> int:
-    import torch
-
-    n = threads or max(1, os.cpu_count() or 1)
-    torch.set_num_threads(n)
-    return n
 
 
 def _parse_value(kind: str, text: str):
@@ -71,16 +63,16 @@ def spec_from_args(args) -> RunSpec:
 def summary(record: dict) -> str:
     s, r = record["spec"], record["result"]
     lines = [
-        f"run {record['run_id'][:12]}  {s['size']} ({r['n_params']:,} params)  int{s['bits']}  wd={s['wd']} "
-        f"{s['wd_shape']}  lr x{s['lr_mult']}  {s['optimizer']}  seed {s['seed']}",
+        f"run {record['run_id'][:12]}  {s['size']} ({r['n_params']:,} params)  {bits_label(s['bits'])}  "
+        f"warmdown {s['wd']} {s['wd_shape']}  lr x{s['lr_mult']}  {s['optimizer']}  seed {s['seed']}",
         f"  status      {r['status']}" + (f" at step {r['diverged_step']}" if r["status"] == "diverged" else ""),
     ]
     if r["status"] == "ok":
         lines += [
             f"  val_bpb     {r['val_bpb']:.4f} (training precision)",
-            f"  val_bpb_q   {r['val_bpb_q']:.4f} (after int{s['bits']} export round trip; penalty {r['quant_penalty']:+.4f})",
+            f"  val_bpb_q   {r['val_bpb_q']:.4f} (after {bits_label(s['bits'])} export round trip; penalty {r['quant_penalty']:+.4f})",
             f"  val_bpb_int8 {r['val_bpb_int8']:.4f} (int8 export; penalty {r['int8_penalty']:+.4f})",
-            f"  grid dist   int6 {r['grid_dist_int6_prewd']:.4f}, own {r['grid_dist_own_prewd']:.4f} (before warmdown)",
+            f"  grid dist   int6 {r['grid_dist_int6_prewd']:.4f}, own {r['grid_dist_own_prewd']:.4f} (before the warmdown)",
             f"  tokens      {r['tokens_seen']:,} in {r['train_time_s']:.1f} s ({r['tokens_per_s']:,.0f} tok/s) on {r['device']}",
         ]
     lines.append(f"  engine {r['versions']['engine']}  torch {r['versions']['torch']}  "
@@ -93,18 +85,19 @@ def summary(record: dict) -> str:
 
 def cmd_train(args) -> int:
     from engine.cache import ResultsCache
+    from engine.runtime import set_threads
     from engine.train import preflight, train
 
     spec = spec_from_args(args)
     set_threads(args.threads)
-    preflight([spec])
     cache = ResultsCache(args.cache_dir, on_corrupt=args.on_corrupt)
+    preflight([spec], cache.data_dir)
     if args.force and cache.has(spec):
         cache.quarantine(cache.record_path(spec))
     trained = []
     [record] = cache.ensure(
         [spec],
-        lambda s: train(s, device=args.device, progress=not args.quiet,
+        lambda s: train(s, device=args.device, data_dir=cache.data_dir, progress=not args.quiet,
                         checkpoint_dir=cache.checkpoint_dir(s), checkpoint_every=args.checkpoint_every),
         on_trained=lambda s, r: trained.append(s),
     )
@@ -126,6 +119,7 @@ def _sweep_task(spec_dicts: list[dict], cache_dir: str | None, device: str | Non
     """One sweep task in a joblib worker: train its runs (one, or one pack) unless cached. Never raises."""
     from engine.cache import ResultsCache
     from engine.packed import pack_plan
+    from engine.runtime import set_threads
     from engine.train import train
 
     specs = [RunSpec.from_dict(d) for d in spec_dicts]
@@ -135,9 +129,10 @@ def _sweep_task(spec_dicts: list[dict], cache_dir: str | None, device: str | Non
         cache = ResultsCache(cache_dir)
         records = cache.ensure(
             specs,
-            lambda s: train(s, device=device, checkpoint_dir=cache.checkpoint_dir(s), checkpoint_every=checkpoint_every),
+            lambda s: train(s, device=device, data_dir=cache.data_dir, checkpoint_dir=cache.checkpoint_dir(s),
+                            checkpoint_every=checkpoint_every),
             on_trained=lambda s, r: trained.add(s.run_id),
-            pack=pack_plan(pack, device),
+            pack=pack_plan(pack, device, data_dir=cache.data_dir),
         )
         return [(s.run_id, "trained" if s.run_id in trained else "cached", r["result"]["status"])
                 for s, r in zip(specs, records)]
@@ -153,6 +148,7 @@ def cmd_sweep(args) -> int:
     from engine.cache import ResultsCache
     from engine.design import estimate_flops, load_profile
     from engine.packed import pack_key
+    from engine.runtime import cpu_threads
     from engine.train import preflight
 
     profile = load_profile(args.profile)
@@ -160,13 +156,13 @@ def cmd_sweep(args) -> int:
     specs = list({s.run_id: s for d in designs for s in profile.design(d).specs}.values())
     cache = ResultsCache(args.cache_dir, on_corrupt=args.on_corrupt)
     todo = cache.missing(specs)
-    preflight(todo)
+    preflight(todo, cache.data_dir)
     print(f"profile {profile.name}: {len(specs)} runs in {designs}, {len(specs) - len(todo)} cached, {len(todo)} to train")
     if not todo:
         return 0
     n_gpu = torch.cuda.device_count() if args.device in (None, "cuda") else 0
-    jobs = args.jobs or (n_gpu or max(1, (os.cpu_count() or 1)))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    jobs = args.jobs or (n_gpu or cpu_threads())
+    threads = cpu_threads(jobs)
     pack = args.pack if args.pack is not None else profile.pack
     # Tasks: single runs, or packs of up to `pack` same-shape runs; longest first (short tail).
     groups: dict[tuple, list[RunSpec]] = {}

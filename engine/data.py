@@ -12,16 +12,15 @@ import functools
 import hashlib
 import json
 import logging
-import os
 import re
 import sqlite3
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from engine.atomic import atomic_write
 from engine.bpb import target_bytes
 from engine.tokenizer import Tokenizer, make_tokenizer, parse_spec
 
@@ -76,18 +75,6 @@ def read_shard(path) -> np.ndarray:
     return tokens.astype(np.uint16, copy=False)
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_shard(path, tokens: np.ndarray) -> None:
     """Write `tokens` (ints in 0..65535) in the shard format read by `read_shard`, atomically."""
     path = Path(path)
@@ -109,7 +96,7 @@ def write_shard(path, tokens: np.ndarray) -> None:
         f.write(header.tobytes())
         f.write(body.tobytes())
 
-    _atomic_write_bytes(path, write)
+    atomic_write(path, write)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,7 +267,7 @@ def _corpus_id(data: str, val_fraction: float) -> str:
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
-    _atomic_write_bytes(path, lambda f: np.save(f, arr, allow_pickle=False))
+    atomic_write(path, lambda f: np.save(f, arr, allow_pickle=False))
 
 
 def _encode(tokenizer: Tokenizer, text: str) -> np.ndarray:
@@ -329,7 +316,7 @@ def _load_text_corpus(data: str, tokenizer_spec: str, cache_dir: Path, val_fract
                 train = _encode(tok, DOC_SEPARATOR.join(train_docs))
                 val = _encode(tok, DOC_SEPARATOR.join(val_docs))
                 out_dir.mkdir(parents=True, exist_ok=True)
-                (out_dir / "key.json").write_text(key_src)  # human-readable record of what this is
+                atomic_write(out_dir / "key.json", key_src)  # human-readable record of what this is
                 _save_npy(val_p, val)
                 _save_npy(train_p, train)
                 arrays = (train, val)

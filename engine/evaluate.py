@@ -10,7 +10,6 @@ quantisation off: what counts is the model that ships.
 from __future__ import annotations
 
 import copy
-import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +18,10 @@ from engine.bpb import bits_per_byte, target_bytes
 from engine.data import Corpus, val_batches
 from engine.model import GPT
 from engine.quant import export_state_dict, grid_distance, import_state_dict
+from engine.runtime import autocast_for
+from engine.spec import is_quantised
 
+FP16_PROBE_BITS = 6  # an FP16 run's "own grid" is INT6's: the paper's deployment target
 EVAL_BATCH_SEQS = 32  # sequences per forward pass in evaluation; memory only, not the result
 
 
@@ -29,12 +31,6 @@ class EvalResult:
     bpb: float
     tokens: int
     bytes: int
-
-
-def autocast_for(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 @torch.no_grad()
@@ -76,7 +72,7 @@ def grid_probe(model: GPT, own_bits: int) -> dict:
         w = params[name]
         per_matrix[name] = {
             "int6": grid_distance(w, 6),
-            "own": grid_distance(w, own_bits if own_bits != 16 else 6),
+            "own": grid_distance(w, own_bits if is_quantised(own_bits) else FP16_PROBE_BITS),
         }
     n = len(per_matrix)
     return {

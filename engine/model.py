@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from engine.ladder import ModelConfig
 from engine.quant import fake_quantize
+from engine.spec import is_quantised
 
 
 class QATLinear(nn.Linear):
@@ -125,7 +126,7 @@ class GPT(nn.Module):
 
     def set_qat(self, bits: int | None) -> None:
         """Switch fake quantisation on at `bits` (None or 16 = off)."""
-        self.qat_bits = None if bits in (None, 16) else bits
+        self.qat_bits = bits if is_quantised(bits) else None
         for m in self.modules():
             if isinstance(m, QATLinear):
                 m.qat_bits = self.qat_bits

@@ -49,16 +49,17 @@ import torch
 from torch import Tensor
 
 from engine.data import Corpus, batch_at, load_corpus
-from engine.distributed import pick_device
-from engine.evaluate import autocast_for, grid_probe
+from engine.evaluate import grid_probe
 from engine.faults import fault_point
 from engine.ladder import count_params, get_config
 from engine.model import GPT
 from engine.packed_model import PackedGPT
 from engine.packed_optim import PackedOptimizer, build_packed_optimizer
+from engine.paths import data_dir as default_data_dir
+from engine.runtime import autocast_for, pick_device
 from engine.spec import RunSpec
 from engine.train import (
-    CURVE_POINTS, Trained, default_data_dir, probe_steps_of, provenance, result_record, schedule_at,
+    CURVE_POINTS, Trained, probe_steps_of, provenance, result_record, schedule_at,
 )
 
 log = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from engine.ladder import ModelConfig
 from engine.model import GPT, Rotary, apply_rotary
 from engine.quant import _EPS as QUANT_EPS, qmax
+from engine.spec import is_quantised
 
 
 def packed_fake_quantize(w: Tensor, qmax_k: Tensor, on_k: Tensor) -> Tensor:
@@ -190,7 +191,7 @@ class PackedGPT(nn.Module):
         """Per-run fake quantisation: bits[k] in 2..8 on, None or 16 off (as GPT.set_qat)."""
         if len(bits) != self.k:
             raise ValueError(f"set_qat got {len(bits)} bit-widths for {self.k} runs")
-        self.qat_bits = [None if b in (None, 16) else int(b) for b in bits]
+        self.qat_bits = [int(b) if is_quantised(b) else None for b in bits]
         on = [b is not None for b in self.qat_bits]
         qmax_k = [float(qmax(b)) if b else 1.0 for b in self.qat_bits]  # 1 for off runs: finite, discarded scales
         for m in self.modules():

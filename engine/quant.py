@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from engine.spec import is_quantised
+
 QUANT_FORMAT = "perrow_sym_v1"  # tag of `export_state_dict` objects; bump on any change
 _EPS = 1e-12
 
@@ -77,7 +79,7 @@ def export_state_dict(
     """
     out: dict = {"__quant_format__": QUANT_FORMAT, "bits": bits, "codes": {}, "scales": {}, "float": {}}
     for name, t in state.items():
-        if name in quantized and bits != 16:
+        if name in quantized and is_quantised(bits):
             if t.ndim != 2:
                 raise ValueError(f"only 2D tensors are quantised per row; {name} has shape {tuple(t.shape)}")
             out["codes"][name], out["scales"][name] = quantize_rows(t, bits, clip_percentile)

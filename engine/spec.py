@@ -23,10 +23,21 @@ from typing import Any
 # with it, so old records are never read as new ones.
 RESULT_FORMAT_VERSION = 1
 
-ALLOWED_BITS = (16, 8, 6, 5, 4)
+FULL_PRECISION_BITS = 16  # the paper's "FP16" arm: no fake quantisation, fp16 export
+ALLOWED_BITS = (FULL_PRECISION_BITS, 8, 6, 5, 4)
 ALLOWED_OPTIMIZERS = ("muon", "adamw")
 ALLOWED_SCHEDULES = ("wsd", "cosine_to_zero")
 ALLOWED_WD_SHAPES = ("linear", "cosine", "1-sqrt")
+
+
+def is_quantised(bits: int | None) -> bool:
+    """Whether a bit-width means fake quantisation / integer export (None and 16 do not)."""
+    return bits is not None and bits != FULL_PRECISION_BITS
+
+
+def bits_label(bits: int) -> str:
+    """'fp16' or 'int6': how tables and summaries name a bit-width."""
+    return f"int{bits}" if is_quantised(bits) else "fp16"
 
 
 class SpecError(ValueError):
@@ -37,7 +48,7 @@ class SpecError(ValueError):
 class RunSpec:
     # --- model and quantisation ---------------------------------------------------
     size: str
-    bits: int = 16  # 16 = no fake quantisation ("FP16" in the paper)
+    bits: int = FULL_PRECISION_BITS  # 16 = no fake quantisation ("FP16" in the paper); see `quantised`
     qat_start: float = 0.0  # fraction of steps before fake quantisation switches on (paper: 0)
     quantize_embeddings: bool = False  # tied embedding kept in fp16 (parameter-golf PR #61)
     clip_percentile: float = 99.99984  # export clip percentile of parameter-golf's int8 export
@@ -105,8 +116,13 @@ class RunSpec:
         return warmdown_start(self.steps, self.wd if self.schedule == "wsd" else 1.0)
 
     @property
+    def quantised(self) -> bool:
+        """Whether this run trains with fake quantisation (bits < 16)."""
+        return is_quantised(self.bits)
+
+    @property
     def qat_start_step(self) -> int:
-        return int(round(self.qat_start * self.steps)) if self.bits != 16 else self.steps
+        return int(round(self.qat_start * self.steps)) if self.quantised else self.steps
 
     @property
     def tokens(self) -> int:

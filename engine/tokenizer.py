@@ -11,17 +11,16 @@ val_bpb computed here is comparable with theirs.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
+
+from engine.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -179,18 +178,6 @@ def _training_lines(texts: list[str]):
                 yield line
 
 
-def _atomic_write(path: Path, payload: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def train_sentencepiece(texts: list[str], vocab_size: int, out_prefix: Path) -> Path:
     """Train a BPE model on `texts`; write `<out_prefix>.model` (and `.vocab`) and return the .model path.
 
@@ -198,7 +185,7 @@ def train_sentencepiece(texts: list[str], vocab_size: int, out_prefix: Path) -> 
     byte_fallback (every byte representable, no <unk>), identity normalisation, no whitespace
     collapsing and no dummy prefix (so every '▁' in a piece stands for a real space in the text).
     num_threads=1 and using every sentence make the result deterministic for given texts.
-    Written atomically: each file goes to a temp file beside it, then os.replace'd into place.
+    Written atomically (`engine.atomic`): each file goes to a temp file beside it, then is renamed into place.
     """
     import sentencepiece as spm
 
@@ -243,8 +230,8 @@ def train_sentencepiece(texts: list[str], vocab_size: int, out_prefix: Path) -> 
     vocab_text = "".join(f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}\n" for i in range(sp.vocab_size()))
     model_path = out_prefix.with_name(out_prefix.name + ".model")
     # .vocab (for humans) first: the .model file appearing is what readers treat as "done".
-    _atomic_write(out_prefix.with_name(out_prefix.name + ".vocab"), vocab_text.encode("utf-8"))
-    _atomic_write(model_path, model_bytes)
+    atomic_write(out_prefix.with_name(out_prefix.name + ".vocab"), vocab_text.encode("utf-8"))
+    atomic_write(model_path, model_bytes)
     logger.info("trained SentencePiece BPE vocab=%d on %d lines -> %s", vocab_size, len(lines), model_path)
     return model_path
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import platform
 import socket
 import subprocess
@@ -32,25 +31,21 @@ import torch
 from engine import __version__
 from engine.data import Corpus, batch_at, load_corpus
 from engine.faults import fault_point
-from engine.distributed import ensure_process_group, pick_device
 from engine.checkpoint import Checkpointer
-from engine.evaluate import autocast_for, evaluate, grid_probe, round_trip
+from engine.evaluate import evaluate, grid_probe, round_trip
 from engine.ladder import count_params, get_config
 from engine.model import GPT
 from engine.optim import apply_schedule, build_optimizer
+from engine.paths import REPO_ROOT
+from engine.paths import data_dir as default_data_dir
+from engine.runtime import autocast_for, ensure_process_group, pick_device
 from engine.schedule import in_warmdown, lr_factor, muon_momentum
-from engine.spec import RunSpec
+from engine.spec import RunSpec, bits_label
 
 log = logging.getLogger(__name__)
 
 CURVE_POINTS = 64  # points kept of the training-loss curve
 COLLAPSE_MARGIN_NATS = 0.01  # val loss within this of ln(vocab) = a uniform guess = collapsed
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get("QAT_DATA_DIR", REPO_ROOT / "cache" / "_data"))
 
 
 @dataclass
@@ -190,7 +185,7 @@ def run(
     if progress:
         from tqdm import tqdm
 
-        steps = tqdm(steps, desc=f"train {spec.short_id} {spec.size} int{spec.bits}", unit="step", leave=False,
+        steps = tqdm(steps, desc=f"train {spec.short_id} {spec.size} {bits_label(spec.bits)}", unit="step", leave=False,
                      initial=start, total=spec.steps)
     for step in steps:
         if step in probe_steps:

@@ -1,0 +1,96 @@
+"""The process a run lives in: device choice, process group, autocast, CPU threads.
+
+Owns every decision about the machine, so the CLI, the training loops and the benchmark
+make it the same way:
+- `pick_device`: an explicit request is honoured (and refused clearly if CUDA is absent),
+  else CUDA when visible, else CPU;
+- `ensure_process_group`: DeepSpeed needs a torch.distributed process group even for one
+  process. Outside the `deepspeed` launcher we create a world of one: RANK/LOCAL_RANK/
+  WORLD_SIZE/MASTER_ADDR and a free MASTER_PORT (so concurrent workers on one machine never
+  collide), gloo on CPU and nccl on CUDA. Done once per process, on first use, never at import;
+- `autocast_for`: bf16 autocast on CUDA (fp32 master weights), plain fp32 on CPU;
+- the thread policy: `cpu_threads(workers)` shares the cores among `workers` processes
+  (oversubscribed BLAS threads make every worker slower), `set_threads` applies it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+# --- device ---------------------------------------------------------------------------
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    if requested:
+        dev = torch.device(requested)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {requested!r} requested but CUDA is not available; use --device cpu")
+        return dev
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast_for(device: torch.device):
+    """The forward's precision context: bf16 autocast on CUDA, nothing (fp32) on CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# --- CPU threads ----------------------------------------------------------------------
+
+
+def cpu_threads(workers: int = 1) -> int:
+    """Torch threads per process when `workers` processes share this machine's cores."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def set_threads(threads: int | None = None, workers: int = 1) -> int:
+    """Set torch's intra-op threads: `threads` if given, else this process's share of the cores."""
+    n = threads or cpu_threads(workers)
+    torch.set_num_threads(n)
+    return n
+
+
+# --- process group ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_process_group(device: torch.device) -> None:
+    import deepspeed
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return
+    os.environ.setdefault("RANK", "0")
+    os.environ.setdefault("LOCAL_RANK", "0")
+    os.environ.setdefault("WORLD_SIZE", "1")
+    ours = "MASTER_PORT" not in os.environ
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(free_port()))
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    quiet_deepspeed()
+    deepspeed.init_distributed(dist_backend=backend, verbose=False)
+    log.debug("process group: %s on port %s", backend, os.environ["MASTER_PORT"])
+    if ours:
+        # The store now holds this port; a child process inheriting it would collide.
+        del os.environ["MASTER_PORT"]
+
+
+def quiet_deepspeed() -> None:
+    # DeepSpeed logs its whole config at INFO for every engine; keep warnings only.
+    from deepspeed.utils import logger as ds_logger
+
+    ds_logger.setLevel(logging.WARNING)
