@@ -12,16 +12,11 @@ from engine.cache import CorruptRecordError, MissingRunsError, ResultsCache, rec
 from engine.spec import RunSpec
 
 
-def fake_result(spec: RunSpec, status: str = "ok") -> dict:
-    return {"status": status, "val_bpb": 2.0 + spec.seed / 100, "val_bpb_q": 2.1, "n_params": 1,
-            "loss_curve": [[0, 5.0]], "diverged_step": None}
-
-
 def spec(seed: int = 0, **kw) -> RunSpec:
     return RunSpec(size="t20k", seed=seed, **kw)
 
 
-def test_put_get_layout(tmp_path):
+def test_put_get_layout(tmp_path, fake_result):
     c = ResultsCache(tmp_path)
     s = spec()
     assert c.get(s) is None
@@ -29,7 +24,7 @@ def test_put_get_layout(tmp_path):
     rid = s.run_id
     assert (tmp_path / rid[:2] / rid / "record.json").exists()
     rec = c.get(s)
-    assert rec["spec"] == s.to_dict() and rec["result"]["val_bpb"] == 2.0
+    assert rec["spec"] == s.to_dict() and rec["result"]["val_bpb"] == fake_result(s)["val_bpb"]
     assert not list(tmp_path.rglob("*.tmp"))  # no temp file left behind
     assert c.find(rid[:8])["run_id"] == rid
 
@@ -51,7 +46,7 @@ def test_only_finished_runs_are_written(tmp_path):
          "does not match"),
     ],
 )
-def test_corrupt_record_is_a_clear_error_or_quarantined(tmp_path, damage, needle):
+def test_corrupt_record_is_a_clear_error_or_quarantined(tmp_path, damage, needle, fake_result):
     c = ResultsCache(tmp_path)
     s = spec()
     c.put(s, fake_result(s))
@@ -69,7 +64,7 @@ def test_missing_runs_without_training_raise(tmp_path):
         ResultsCache(tmp_path).ensure([spec(0), spec(1)], None, missing_hint="run the sweep")
 
 
-def test_ensure_trains_once_and_table(tmp_path):
+def test_ensure_trains_once_and_table(tmp_path, fake_result):
     c = ResultsCache(tmp_path)
     calls = []
     recs = c.ensure([spec(0), spec(1), spec(0)], lambda s: calls.append(s) or fake_result(s))
@@ -80,7 +75,7 @@ def test_ensure_trains_once_and_table(tmp_path):
     assert "loss_curve" not in t.columns  # only scalars in the table
 
 
-def _worker(root: str, seeds: list[int], counter_dir: str) -> list[str]:
+def _worker(root: str, seeds: list[int], counter_dir: str, fake_result) -> list[str]:
     def train(s: RunSpec) -> dict:
         Path(counter_dir, f"{s.run_id}.{os.getpid()}.{time.time_ns()}").touch()
         time.sleep(0.05)
@@ -90,13 +85,14 @@ def _worker(root: str, seeds: list[int], counter_dir: str) -> list[str]:
     return [json.dumps(r, sort_keys=True) for r in recs]
 
 
-def test_four_processes_train_each_run_exactly_once(tmp_path):
+def test_four_processes_train_each_run_exactly_once(tmp_path, fake_result):
     counter = tmp_path / "counter"
     counter.mkdir()
     seeds = list(range(12))
     ctx = mp.get_context("spawn")
     with ctx.Pool(4) as pool:
-        outs = pool.starmap(_worker, [(str(tmp_path / "c"), seeds[i:] + seeds[:i], str(counter)) for i in (0, 3, 6, 9)])
+        outs = pool.starmap(_worker, [(str(tmp_path / "c"), seeds[i:] + seeds[:i], str(counter), fake_result)
+                                     for i in (0, 3, 6, 9)])
     trained = [p.name.split(".")[0] for p in counter.iterdir()]
     assert sorted(trained) == sorted(spec(k).run_id for k in seeds)  # each exactly once
     by_run = [dict(zip([spec(k).run_id for k in seeds[i:] + seeds[:i]], o)) for i, o in zip((0, 3, 6, 9), outs)]
@@ -111,7 +107,7 @@ def test_records_to_table_keeps_diverged_rows():
     assert t.loc[0, "status"] == "diverged" and t.loc[0, "diverged_step"] == 3
 
 
-def test_ensure_packs_same_shape_runs(tmp_path):
+def test_ensure_packs_same_shape_runs(tmp_path, fake_result):
     c = ResultsCache(tmp_path)
     specs = [spec(k) for k in range(5)] + [spec(k, steps=7) for k in range(2)]
     packs, singles = [], []

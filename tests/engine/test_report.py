@@ -7,18 +7,14 @@ stand in for training: these are rendering tests, so the numbers only need the r
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from engine.cache import ResultsCache
 from engine.design import ProfileError, load_profile
-from engine.ladder import count_params, get_config
 from engine.report import REPORT_HTML, SUMMARY_MD, build_report, load_verdicts, main_figure
-from engine.spec import RunSpec
 
 PROFILE_TOML = """
 [profile]
@@ -52,30 +48,6 @@ grid = { size = ["t20k"], bits = [16, 6], wd = [0.33], seed = [0, 1, 2] }
 set = { probe_fracs = [0.5] }
 """
 
-PENALTY = {16: 0.0, 8: 0.01, 6: 0.05, 4: 0.2}
-
-
-def fake_result(spec: RunSpec, diverged: bool = False) -> dict:
-    """A result record shaped like engine.train's, with numbers that vary sensibly."""
-    rng = np.random.default_rng(int(spec.run_id[:8], 16))
-    n = count_params(get_config(spec.size), 256)
-    base = 3.2 - 0.08 * math.log(n) + 0.3 * (spec.wd - 0.33) ** 2 + rng.normal(0, 0.005)
-    pen = PENALTY[spec.bits] * (20_000 / n) ** 0.3
-    curve = [[s, 5.5 * math.exp(-s / 8) + base + 0.1 * rng.random()] for s in range(0, spec.steps, 4)]
-    common = {"run_id": spec.run_id, "n_params": n, "device": "cpu (synthetic)", "loss_curve": curve,
-              "tokens_seen": spec.tokens, "train_time_s": 1.5, "wall_time_s": 2.0}
-    if diverged:
-        return {**common, "status": "diverged", "diverged_step": 7}
-    mats = {f"blocks.{i}.{m}": {"int6": 0.245 + rng.normal(0, 0.003) - (0.01 if spec.bits != 16 else 0),
-                                "own": 0.24}
-            for i in range(2) for m in ("attn.q", "attn.k", "mlp.fc", "mlp.proj")}
-    probe = {"step": spec.warmdown_start, "label": "pre_warmdown", "per_matrix": mats,
-             "int6_mean": float(np.mean([v["int6"] for v in mats.values()])), "own_mean": 0.24}
-    return {**common, "status": "ok", "diverged_step": None, "val_bpb": base, "val_bpb_q": base + pen,
-            "val_bpb_int8": base + 0.001, "quant_penalty": pen, "grid_dist_int6_prewd": probe["int6_mean"],
-            "grid_dist_own_prewd": 0.24, "grid_probes": [probe]}
-
-
 def write_profile(directory: Path) -> Path:
     path = directory / "reporttest.toml"
     path.write_text(PROFILE_TOML)
@@ -87,7 +59,7 @@ def profile_path(tmp_path: Path) -> Path:
     return write_profile(tmp_path)
 
 
-def fill(cache_dir: Path, profile_path: Path, keep=lambda spec: True, diverge=()) -> int:
+def fill(cache_dir: Path, profile_path: Path, fake_result, keep=lambda spec: True, diverge=()) -> int:
     """Store a fake record for every spec of the profile that `keep` accepts; returns how many."""
     cache = ResultsCache(cache_dir)
     n = 0
@@ -130,12 +102,12 @@ def html_links(text: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def full_report(tmp_path_factory) -> Path:
+def full_report(tmp_path_factory, fake_result) -> Path:
     """A complete cache plus a verdicts.json with reproduced, undecided and error rows; the
     profile is taken from verdicts.json (profile=None). Built once: figures take seconds."""
     root = tmp_path_factory.mktemp("full")
     profile_path = write_profile(root)
-    fill(root / "cache", profile_path)
+    fill(root / "cache", profile_path, fake_result)
     write_verdicts(root / "reports", profile_path, [OK_ROW, UNDECIDED_ROW, ERROR_ROW])
     out = build_report(root / "cache", root / "reports", None)
     assert out == root / "reports" / REPORT_HTML
@@ -176,12 +148,12 @@ def test_verdict_rows_render_error_undecided_and_multi_cell_tally(full_report):
     assert "**ERROR**" in c9, "C9's error row is parsed to its claim from the node id"
 
 
-def test_missing_runs_are_counted_with_the_sweep_command(tmp_path, profile_path):
+def test_missing_runs_are_counted_with_the_sweep_command(tmp_path, profile_path, fake_result):
     # Drop every seed-1 run and all of phase5_int4: the report still renders.
     profile = load_profile(profile_path)
     int4 = {s.run_id for s in profile.design("phase5_int4").specs}
     diverged = {profile.design("phase2").specs[0].run_id}
-    stored = fill(tmp_path / "cache", profile_path, keep=lambda s: s.seed != 1 and s.run_id not in int4,
+    stored = fill(tmp_path / "cache", profile_path, fake_result, keep=lambda s: s.seed != 1 and s.run_id not in int4,
                   diverge=diverged)
     report_dir = tmp_path / "reports"
     build_report(tmp_path / "cache", report_dir, str(profile_path))
@@ -199,10 +171,10 @@ def test_missing_runs_are_counted_with_the_sweep_command(tmp_path, profile_path)
     assert "figure failed" not in md
 
 
-def test_partial_design_is_marked_and_a_lone_bit_width_is_not_called_consistent(tmp_path, profile_path):
+def test_partial_design_is_marked_and_a_lone_bit_width_is_not_called_consistent(tmp_path, profile_path, fake_result):
     # Only FP16 runs of phase5_adamw exist: the figure must say it is partial and must not
     # claim "the same optimum for every bit-width" with one bit-width to compare.
-    stored = fill(tmp_path / "cache", profile_path, keep=lambda s: s.optimizer != "adamw" or s.bits == 16)
+    stored = fill(tmp_path / "cache", profile_path, fake_result, keep=lambda s: s.optimizer != "adamw" or s.bits == 16)
     assert stored
     build_report(tmp_path / "cache", tmp_path / "reports", str(profile_path))
     md = (tmp_path / "reports" / SUMMARY_MD).read_text()
@@ -211,8 +183,8 @@ def test_partial_design_is_marked_and_a_lone_bit_width_is_not_called_consistent(
     assert "Drawn from a partly filled cache (partial: 4/8 runs of phase5_adamw)" in md
 
 
-def test_a_figure_skipped_now_leaves_no_stale_png(tmp_path, profile_path):
-    fill(tmp_path / "cache", profile_path)
+def test_a_figure_skipped_now_leaves_no_stale_png(tmp_path, profile_path, fake_result):
+    fill(tmp_path / "cache", profile_path, fake_result)
     report_dir = tmp_path / "reports"
     build_report(tmp_path / "cache", report_dir, str(profile_path))
     assert (report_dir / "plots" / "wd_phase2.png").exists()
@@ -220,8 +192,8 @@ def test_a_figure_skipped_now_leaves_no_stale_png(tmp_path, profile_path):
     assert not list((report_dir / "plots").glob("*.png"))
 
 
-def test_no_verdicts_still_renders_cache_and_figures(tmp_path, profile_path):
-    fill(tmp_path / "cache", profile_path)
+def test_no_verdicts_still_renders_cache_and_figures(tmp_path, profile_path, fake_result):
+    fill(tmp_path / "cache", profile_path, fake_result)
     out = build_report(tmp_path / "cache", tmp_path / "reports", str(profile_path))
     md = (tmp_path / "reports" / SUMMARY_MD).read_text()
     assert "no suite run recorded; verdicts not available — run `pytest hypotheses/ --profile reporttest`" in md
