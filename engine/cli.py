@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from dataclasses import fields
 from pathlib import Path
 
+from engine.options import add_shared
 from engine.spec import RunSpec, SpecError, bits_label
 
 log = logging.getLogger("engine")
@@ -38,10 +38,20 @@ def _parse_value(kind: str, text: str):
     return text
 
 
+# The warmdown fields keep their short RunSpec names (`wd` is hashed into every run id), but the
+# command line spells them out; the short flags stay as aliases so old commands still work.
+SPEC_FLAGS = {"wd": ("--warmdown", "--wd"), "wd_shape": ("--warmdown-shape", "--wd-shape")}
+SPEC_HELP = {
+    "wd": "warmdown: the fraction of all steps over which the LR decays to its floor (RunSpec.wd)",
+    "wd_shape": "shape of the warmdown decay: linear, cosine or 1-sqrt (RunSpec.wd_shape)",
+}
+
+
 def add_spec_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run spec (any RunSpec field; defaults = parameter-golf recipe)")
     for f in fields(RunSpec):
-        g.add_argument(f"--{f.name.replace('_', '-')}", dest=f"spec_{f.name}", metavar=f.type.upper().split()[0],
+        flags = SPEC_FLAGS.get(f.name, (f"--{f.name.replace('_', '-')}",))
+        g.add_argument(*flags, dest=f"spec_{f.name}", metavar=f.type.upper().split()[0], help=SPEC_HELP.get(f.name),
                        type=lambda t, k=f.type: _parse_value(k, t), default=None)
     g.add_argument("--spec", type=Path, help="JSON file with RunSpec fields (flags override it)")
 
@@ -271,15 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp):
-        sp.add_argument("--cache-dir", type=Path, default=None, help="results cache (default: cache/ or $QAT_CACHE_DIR)")
-        sp.add_argument("--on-corrupt", choices=("error", "quarantine"), default=os.environ.get("QAT_ON_CORRUPT", "error"),
-                        help="corrupt cache record: stop with an error (default) or move it aside and retrain")
+        add_shared(sp, "cache_dir", "on_corrupt")  # the same options as the plugin's --qat-cache-dir/--qat-on-corrupt
 
     t = sub.add_parser("train", help="train one run (or load it from the cache) and print its summary")
     add_spec_flags(t)
     common(t)
-    t.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    add_shared(t, "device", "threads")
     t.add_argument("--force", action="store_true", help="retrain even if cached (the old record is quarantined)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--checkpoint-every", type=int, default=0,
@@ -296,9 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--profile", required=True)
     w.add_argument("--design", action="append", help="only this design (repeatable)")
     w.add_argument("--jobs", type=int, default=None, help="parallel workers (default: one per GPU, else one per core)")
-    w.add_argument("--device", default=None)
-    w.add_argument("--pack", type=int, default=None,
-                   help="train up to K same-shape runs at once (seed packing; default: the profile's `pack`)")
+    add_shared(w, "device", "pack")
     w.add_argument("--checkpoint-every", type=int, default=None,
                    help="resume checkpoints every N steps (default: the profile's checkpoint_every)")
     common(w)
@@ -323,8 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--sizes", default="t20k,t60k,t130k")
     b.add_argument("--steps", type=int, default=20, help="steps per timed repeat")
     b.add_argument("--repeats", type=int, default=5, help="interleaved repeats (median reported)")
-    b.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
-    b.add_argument("--device", default=None)
+    add_shared(b, "threads", "device")
     b.add_argument("--out", type=Path, default=Path("reports/bench"))
     b.set_defaults(func=cmd_bench)
     return p

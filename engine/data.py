@@ -22,6 +22,7 @@ import numpy as np
 
 from engine.atomic import atomic_write
 from engine.bpb import target_bytes
+from engine.source import KJV, DataSource
 from engine.tokenizer import Tokenizer, make_tokenizer, parse_spec
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,6 @@ HEADER_BYTES = HEADER_INTS * 4
 # are never reused.
 TOKEN_CACHE_VERSION = 1
 DOC_SEPARATOR = "\n\n"
-_DATA_HELP = "'kjv', 'text:/dir/with/txt/files' or 'fineweb:/dir/with/fineweb_{train,val}_*.bin'"
 
 # ---------------------------------------------------------------------------------------------
 # FineWeb shards (parameter-golf / modded-nanogpt format)
@@ -160,24 +160,33 @@ def _text_files(directory: Path) -> list[Path]:
     return files
 
 
-def load_documents(source: str) -> list[str]:
+def _document_source(source: str | DataSource) -> DataSource:
+    try:
+        src = source if isinstance(source, DataSource) else DataSource.parse(source)
+    except ValueError:
+        src = None
+    if src is None or not src.has_documents:
+        shown = source if not isinstance(source, DataSource) else str(source)
+        raise ValueError(f"unknown document source {shown!r}; allowed: 'kjv' or 'text:/dir/with/txt/files'")
+    return src
+
+
+def load_documents(source: str | DataSource) -> list[str]:
     """Raw documents of a text source.
 
     'kjv': the King James Bible, one document per chapter (1189), verses one per line, verse
     numbers removed. 'text:/dir': every *.txt under dir (recursive, sorted by path), one per file.
     """
-    if source == "kjv":
+    src = _document_source(source)
+    if src.kind == KJV:
         return list(_kjv_chapters())
-    if isinstance(source, str) and source.startswith("text:"):
-        directory = Path(source[5:]).expanduser()
-        docs = []
-        for f in _text_files(directory):
-            try:
-                docs.append(f.read_text(encoding="utf-8"))
-            except UnicodeDecodeError as exc:
-                raise ValueError(f"text corpus file {str(f)!r} is not valid UTF-8: {exc}") from exc
-        return docs
-    raise ValueError(f"unknown document source {source!r}; allowed: 'kjv' or 'text:/dir/with/txt/files'")
+    docs = []
+    for f in _text_files(src.path):
+        try:
+            docs.append(f.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"text corpus file {str(f)!r} is not valid UTF-8: {exc}") from exc
+    return docs
 
 
 def split_documents(docs: list[str], val_fraction: float) -> tuple[list[str], list[str]]:
@@ -238,12 +247,12 @@ def count_target_bytes(tokens: np.ndarray, tokenizer: Tokenizer) -> int:
     return total
 
 
-def _source_fingerprint(data: str) -> list:
+def _source_fingerprint(src: DataSource) -> list:
     # Cheap identity of the raw text so an edited corpus does not reuse stale token caches.
-    if data == "kjv":
+    if src.kind == KJV:
         st = _kjv_db_path().stat()
         return ["kjv", st.st_size]
-    directory = Path(data[5:]).expanduser()
+    directory = src.path
     return [[str(p.relative_to(directory)), p.stat().st_size, p.stat().st_mtime_ns] for p in _text_files(directory)]
 
 
@@ -257,11 +266,11 @@ def _tokenizer_fingerprint(spec: str) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _corpus_id(data: str, val_fraction: float) -> str:
-    if data == "kjv":
+def _corpus_id(src: DataSource, val_fraction: float) -> str:
+    if src.kind == KJV:
         base = "kjv"
     else:
-        directory = str(Path(data[5:]).expanduser().resolve())
+        directory = str(src.path.resolve())
         base = "text-" + hashlib.sha256(directory.encode()).hexdigest()[:12]
     return f"{base}-val{val_fraction:g}"
 
@@ -276,23 +285,23 @@ def _encode(tokenizer: Tokenizer, text: str) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.int32)
 
 
-def _load_text_corpus(data: str, tokenizer_spec: str, cache_dir: Path, val_fraction: float) -> Corpus:
+def _load_text_corpus(src: DataSource, tokenizer_spec: str, cache_dir: Path, val_fraction: float) -> Corpus:
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be strictly between 0 and 1, got {val_fraction!r}")
 
     @functools.lru_cache(maxsize=1)
     def splits() -> tuple[list[str], list[str]]:
-        return split_documents(load_documents(data), val_fraction)
+        return split_documents(load_documents(src), val_fraction)
 
     tok = make_tokenizer(
         tokenizer_spec,
         lambda: splits()[0],
         cache_dir,
-        corpus_id=_corpus_id(data, val_fraction),
+        corpus_id=_corpus_id(src, val_fraction),
     )
     key_src = json.dumps(
-        [TOKEN_CACHE_VERSION, data, tokenizer_spec, float(val_fraction),
-         _source_fingerprint(data), _tokenizer_fingerprint(tokenizer_spec)],
+        [TOKEN_CACHE_VERSION, str(src), tokenizer_spec, float(val_fraction),
+         _source_fingerprint(src), _tokenizer_fingerprint(tokenizer_spec)],
         sort_keys=True,
     )
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
@@ -321,7 +330,7 @@ def _load_text_corpus(data: str, tokenizer_spec: str, cache_dir: Path, val_fract
                 _save_npy(train_p, train)
                 arrays = (train, val)
                 logger.info("encoded %s with %s: %d train / %d val tokens -> %s",
-                            data, tok.name, train.size, val.size, out_dir)
+                            src, tok.name, train.size, val.size, out_dir)
     return _make_corpus(arrays[0], arrays[1], tok)
 
 
@@ -341,8 +350,8 @@ def _make_corpus(train: np.ndarray, val: np.ndarray, tok: Tokenizer) -> Corpus:
                   val_bytes=count_target_bytes(val, tok))
 
 
-def _load_fineweb(data: str, tokenizer_spec: str, cache_dir: Path) -> Corpus:
-    directory = Path(data[len("fineweb:"):]).expanduser()
+def _load_fineweb(src: DataSource, tokenizer_spec: str, cache_dir: Path) -> Corpus:
+    data, directory = str(src), src.path
     if not tokenizer_spec.startswith("sp:"):
         raise ValueError(
             f"data {data!r} is pre-tokenized FineWeb shards, so the tokenizer must be the SentencePiece "
@@ -365,16 +374,14 @@ def _load_fineweb(data: str, tokenizer_spec: str, cache_dir: Path) -> Corpus:
 
 
 @functools.lru_cache(maxsize=8)
-def _load_corpus_cached(data: str, tokenizer: str, cache_dir: str, val_fraction: float) -> Corpus:
-    if data.startswith("fineweb:"):
-        return _load_fineweb(data, tokenizer, Path(cache_dir))
-    if data == "kjv" or data.startswith("text:"):
-        parse_spec(tokenizer)  # fail on a bad spec before any expensive work
-        return _load_text_corpus(data, tokenizer, Path(cache_dir), val_fraction)
-    raise ValueError(f"unknown data source {data!r}; allowed: {_DATA_HELP}")
+def _load_corpus_cached(src: DataSource, tokenizer: str, cache_dir: str, val_fraction: float) -> Corpus:
+    if src.pretokenised:
+        return _load_fineweb(src, tokenizer, Path(cache_dir))
+    parse_spec(tokenizer)  # fail on a bad spec before any expensive work
+    return _load_text_corpus(src, tokenizer, Path(cache_dir), val_fraction)
 
 
-def load_corpus(data: str, tokenizer: str, cache_dir: Path, val_fraction: float = 0.1) -> Corpus:
+def load_corpus(data: str | DataSource, tokenizer: str, cache_dir: Path, val_fraction: float = 0.1) -> Corpus:
     """Tokenized train/val corpus.
 
     data: 'kjv' | 'text:/dir' (split by document with `split_documents`, encoded with the tokenizer,
@@ -383,15 +390,13 @@ def load_corpus(data: str, tokenizer: str, cache_dir: Path, val_fraction: float 
     tokenizer: a `make_tokenizer` spec. Memoised in-process (`load_corpus.cache_clear()` resets it);
     the returned arrays are read-only.
     """
-    if not isinstance(data, str) or not isinstance(tokenizer, str):
+    if not isinstance(data, (str, DataSource)) or not isinstance(tokenizer, str):
         raise ValueError(f"data and tokenizer must be strings, got {data!r} and {tokenizer!r}")
-    if data.startswith("text:") or data.startswith("fineweb:"):
-        # Normalise the path so equivalent spellings share the memo and the disk cache.
-        scheme, _, rest = data.partition(":")
-        data = f"{scheme}:{Path(rest).expanduser().resolve()}"
+    # Resolved paths: equivalent spellings share the memo and the disk cache.
+    src = (data if isinstance(data, DataSource) else DataSource.parse(data)).resolved()
     if tokenizer.startswith("sp:"):
         tokenizer = f"sp:{Path(tokenizer[3:]).expanduser().resolve()}"
-    return _load_corpus_cached(data, tokenizer, str(Path(cache_dir).expanduser().resolve()), float(val_fraction))
+    return _load_corpus_cached(src, tokenizer, str(Path(cache_dir).expanduser().resolve()), float(val_fraction))
 
 
 load_corpus.cache_clear = _load_corpus_cached.cache_clear  # type: ignore[attr-defined]

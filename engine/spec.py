@@ -19,6 +19,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from engine.source import DataSource
+
 # Bump when the meaning or layout of a stored result changes: every run id changes
 # with it, so old records are never read as new ones.
 RESULT_FORMAT_VERSION = 1
@@ -125,6 +127,11 @@ class RunSpec:
         return int(round(self.qat_start * self.steps)) if self.quantised else self.steps
 
     @property
+    def source(self) -> DataSource:
+        """`data` parsed (`engine.source`); the field itself stays the string the run id hashes."""
+        return DataSource.parse(self.data)
+
+    @property
     def tokens(self) -> int:
         return self.steps * self.batch_tokens
 
@@ -221,15 +228,15 @@ def _validate(s: RunSpec) -> None:
         all(0.0 <= p <= 1.0 for p in s.probe_fracs),
         f"RunSpec.probe_fracs={s.probe_fracs} must be fractions in [0, 1]",
     )
-    _check(
-        s.data == "kjv" or s.data.startswith(("text:", "fineweb:")),
-        f"RunSpec.data={s.data!r}; allowed: 'kjv', 'text:/dir/of/txt', 'fineweb:/dir/of/shards'",
-    )
+    try:
+        source = DataSource.parse(s.data)
+    except ValueError:
+        raise SpecError(f"RunSpec.data={s.data!r}; allowed: 'kjv', 'text:/dir/of/txt', 'fineweb:/dir/of/shards'") from None
     _check(
         s.tokenizer == "byte" or s.tokenizer.startswith("sp"),
         f"RunSpec.tokenizer={s.tokenizer!r}; allowed: 'byte', 'spN' (N = vocab, trained on the corpus), 'sp:/path.model'",
     )
     _check(
-        not s.data.startswith("fineweb:") or s.tokenizer.startswith("sp:"),
+        not source.pretokenised or s.tokenizer.startswith("sp:"),
         "FineWeb shards are already tokenised: give their SentencePiece model as tokenizer='sp:/path/model.model'",
     )

@@ -69,3 +69,11 @@ def test_unknown_field_is_named():
 def test_warmdown_start():
     assert RunSpec(size="t20k", steps=100, wd=0.33).warmdown_start == 67
     assert RunSpec(size="t20k", steps=100, wd=0.0).warmdown_start == 100
+
+
+def test_run_ids_are_pinned():
+    # The identity of stored runs: a change here orphans every cached record (bump
+    # RESULT_FORMAT_VERSION on purpose instead). Values from the engine before the refactor.
+    assert RunSpec(size="t20k").run_id == "9f1fa46a9470728260f611c036d5ee213f0aa9fb9b3a87ec2dc424e21eb14213"
+    assert (RunSpec(size="t20k", bits=6, wd=0.5, data="text:/x").run_id
+            == "b13cd945a65956a253c05e0f07614238addca8d1517df409232d3dfbf08c1f01")
