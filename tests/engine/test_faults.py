@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from engine.cache import ResultsCache
 from engine.spec import RunSpec
@@ -44,13 +43,9 @@ def cli(cache_dir: Path, data_dir: Path, fault: str | None) -> subprocess.Comple
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the CLI runs below use one thread: same reductions, same floats
-    try:
-        return train(RunSpec(**FLAGS), data_dir=tmp_path_factory.mktemp("data"))
-    finally:
-        torch.set_num_threads(threads)
+def reference(tmp_path_factory, one_thread_module):
+    # The CLI runs below use one thread: same reductions, same floats.
+    return train(RunSpec(**FLAGS), data_dir=tmp_path_factory.mktemp("data"))
 
 
 @pytest.mark.slow

@@ -38,12 +38,8 @@ DIVERGING = RunSpec(**TINY, seed=3, lr_mult=1e12)
 VOLATILE = {"train_time_s", "tokens_per_s", "wall_time_s", "started_at", "packed"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # same reduction splits in the packed and the single runs
-    yield
-    torch.set_num_threads(threads)
+# One thread everywhere in this module: same reduction splits in the packed and the single runs.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _models(bits=(16, 16, 16), quantize_embeddings=(False, True, False), size="t20k") -> list[GPT]:
@@ -185,12 +181,8 @@ def data_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def single_records(data_dir):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    records = {s.run_id: train(s, data_dir=data_dir) for s in [*PACK, DIVERGING]}
-    torch.set_num_threads(threads)
-    return records
+def single_records(data_dir, one_thread_module):
+    return {s.run_id: train(s, data_dir=data_dir) for s in [*PACK, DIVERGING]}
 
 
 def _assert_same_record(packed: dict, single: dict, exact: bool) -> None:
