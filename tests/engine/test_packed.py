@@ -19,8 +19,8 @@ from engine.ladder import get_config
 from engine.model import GPT
 from engine.muon import Muon
 from engine.packed import check_packable, train_packed
-from engine.packed_model import PackedGPT
-from engine.packed_optim import PackedAdam, PackedMuon
+from engine.packed.model import PackedGPT
+from engine.packed.optim import PackedAdam, PackedMuon
 from engine.spec import RunSpec
 from engine.train import train
 
@@ -218,7 +218,7 @@ def test_diverging_run_is_frozen_while_the_others_match(single_records, data_dir
 
 
 def test_packed_speedup_times_all_three_loops(data_dir, monkeypatch):
-    from engine.bench_packed import packed_speedup
+    from engine.packed.bench import packed_speedup
 
     monkeypatch.setenv("QAT_DATA_DIR", str(data_dir))  # engine.bench's step functions read the default dir
     r = packed_speedup("t10k", k=2, steps=1, device="cpu", rounds=1, batch_tokens=128)

@@ -1,35 +1,11 @@
-"""Seed packing: K runs of the same shape trained at once, as one stacked model in one process.
+"""The packed training loop: engine.train.run for K runs of one shape at once.
 
-Owns the packed training loop: `pack_key` / `check_packable` (which runs may share a pack),
-`PackedSession` (the packed training step), `run_packed` / `train_packed` (the loop of
-`engine.train.run` applied to K runs at once) and `pack_plan` (the cache queue's hook). The
-stacked model is `engine.packed_model.PackedGPT`; its optimisers `engine.packed_optim`.
-
-Why: a small model leaves the device idle. A GPU step of a few-million-parameter model is
-mostly kernel launches, and a CPU step of a tiny one spends much of its time on per-op
-overhead; K runs that differ only in per-run scalars (seed, bits, warmdown, learning rates,
-betas, QAT start) can share every op. On the 2-core development CPU (engine/bench_packed.py)
-a pack of 4 trains 1.2x (1 thread) to 1.6-1.8x (2 threads) faster than 4 runs one after another
-at 1,024 tokens per step, where the work is mostly arithmetic, and 2.7x at 128 tokens.
-
-Equivalence: every per-run number is computed with the arithmetic the single-run path uses,
-op for op (the optimiser updates mirror `engine.muon.Muon` and torch's single-tensor Adam;
-per-run scalars become (K, 1, ...) float32 tensors, rounded from the same Python doubles).
-On CPU (checked on the AVX2 development machine, torch 2.13) at the t20k-t100k shapes a slice
-of a bmm equals the mm of that slice bit for bit, as does a batch of attention, so a packed run
-reproduces `engine.train.run`'s record exactly there (tests/engine/test_packed.py checks it end
-to end). At t10k (head dim 10) BLAS picks other kernels for the batched matmuls: the last bits
-differ and QAT's rounding amplifies that over training (up to 0.03 bpb at INT4 after 120
-steps, the same as changing machine or thread count would); records say `"packed": K`.
-On CUDA (bf16 autocast, other kernels for batched and single matmuls; not yet run there)
-expect close, not identical, results.
-
-Relation to the single-run path: `engine.train.run` drives one GPT through DeepSpeed with
-ZeRO stage 0, one process, fp32 gradients and no clipping, which reduces to
-`loss.backward(); optimizer.step(); zero_grad()`. The packed loop runs exactly that without
-DeepSpeed: its engine wraps one model with one scalar loss, and ZeRO partitioning buys
-nothing for models that fit one device. Packs have no checkpoint/resume: they are for
-short runs, and a killed pack simply reruns.
+Owns `pack_key` / `check_packable` (which runs may share a pack: the fields that fix tensor
+shapes or the shared loop), `PackedSession` (the packed training step), `run_packed` /
+`train_packed` and `pack_plan` (the cache queue's hook). Each run of the pack keeps its own
+`engine.runlog.RunLog` (curve, probes, QAT switch, divergence) and ends with the same result
+record as a single run, plus `"packed": K`. See `engine.packed` for why and how exactly a pack
+reproduces single runs.
 
 A run whose loss goes non-finite is frozen (weights and optimiser state zeroed, learning
 rates 0, so no NaN reaches the shared kernels) and recorded as diverged at that step, with
@@ -42,25 +18,23 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from engine.data import Corpus, batch_at, load_corpus
-from engine.evaluate import grid_probe
 from engine.faults import fault_point
 from engine.ladder import count_params, get_config
 from engine.model import GPT
-from engine.packed_model import PackedGPT
-from engine.packed_optim import PackedOptimizer, build_packed_optimizer
+from engine.packed.model import PackedGPT
+from engine.packed.optim import PackedOptimizer, build_packed_optimizer
 from engine.paths import data_dir as default_data_dir
+from engine.runlog import RunLog, check_every, provenance, stack_losses
 from engine.runtime import autocast_for, pick_device
 from engine.spec import RunSpec
-from engine.train import (
-    CURVE_POINTS, Trained, probe_steps_of, provenance, result_record, schedule_at,
-)
+from engine.train import Trained, schedule_at
 
 log = logging.getLogger(__name__)
 
@@ -138,27 +112,6 @@ def build_packed_session(specs: Sequence[RunSpec], dev: torch.device, data_dir: 
     return PackedSession(specs, dev, corpus, packed, optimizer, forward)
 
 
-@dataclass
-class _RunLog:
-    """What engine.train.run keeps in locals, kept per run of the pack."""
-
-    spec: RunSpec
-    probe_steps: dict[int, str]
-    curve_every: int
-    probes: list[dict] = field(default_factory=list)
-    curve: list[tuple[int, float]] = field(default_factory=list)
-    qat_on: bool = False
-    diverged_step: int | None = None
-
-    def flush(self, window: Tensor, first: int) -> None:
-        """engine.train.run's flush: move losses (n,) of steps first.. to the curve; note divergence."""
-        for i in range(len(window)):
-            if (first + i) % self.curve_every == 0 or first + i == self.spec.steps - 1:
-                self.curve.append((first + i, float(window[i])))
-        bad = (~torch.isfinite(window)).nonzero()
-        self.diverged_step = first + int(bad[0]) if len(bad) else None
-
-
 def pack_plan(k: int, device: str | None = None, data_dir: Path | None = None, progress: bool = False):
     """The `pack` argument of ResultsCache.ensure: packs of up to k runs, or None for k <= 1."""
     if k <= 1:
@@ -188,9 +141,9 @@ def run_packed(
     K, total = len(specs), specs[0].steps
     n_params = count_params(packed.cfg, corpus.vocab_size)  # per run
 
-    runs = [_RunLog(s, probe_steps_of(s), max(1, s.steps // CURVE_POINTS)) for s in specs]
-    check_every = 1 if dev.type == "cpu" else 25  # a host sync per step is cheap on CPU only
-    pending: list[Tensor] = []
+    runs = [RunLog.start(s) for s in specs]
+    flush_every = check_every(dev)
+    pending: list[Tensor] = []  # (K,) losses not yet moved to the host
     t_train = time.time()
     steps = range(total)
     if progress:
@@ -202,10 +155,9 @@ def run_packed(
         if not any(live):
             break
         for k, r in enumerate(runs):
-            if live[k] and step in r.probe_steps:
-                probe = grid_probe(packed.model(k), r.spec.bits)
-                r.probes.append({"step": step, "label": r.probe_steps[step], **probe})
-        switch = [live[k] and not r.qat_on and step >= r.spec.qat_start_step for k, r in enumerate(runs)]
+            if live[k]:
+                r.probe(step, lambda k=k: packed.model(k))
+        switch = [live[k] and r.qat_due(step) for k, r in enumerate(runs)]
         if any(switch):
             for k, r in enumerate(runs):
                 r.qat_on = r.qat_on or switch[k]
@@ -213,22 +165,22 @@ def run_packed(
         pending.append(sess.step(step, live))
         fault_point("step")
         done = step + 1
-        if done % check_every == 0 or done == total:
-            window = torch.stack(pending).float().cpu()  # (n, K)
-            first = done - len(pending)
+        if done % flush_every == 0 or done == total:
+            window, first = stack_losses(pending), done - len(pending)  # (n, K)
             pending.clear()
             for k, r in enumerate(runs):
-                if live[k]:
-                    r.flush(window[:, k], first)
-                    if r.diverged_step is not None:
-                        log.warning("run %s diverged at step %d (in a pack of %d)", r.spec.short_id, r.diverged_step, K)
-                        _freeze(packed, sess.optimizer, k)
+                if live[k] and r.flush(window[:, k], first) is not None:
+                    log.warning("run %s diverged at step %d (in a pack of %d)", r.spec.short_id, r.diverged_step, K)
+                    _freeze(packed, sess.optimizer, k)
     train_time = time.time() - t_train
 
     trained = []
     for k, r in enumerate(runs):
         model = packed.model(k)
-        result = _record(r, model, corpus, dev, n_params, t_start, train_time, K)
+        base = {**provenance(r.spec, dev, n_params, t_start), "packed": K}
+        # This run's tokens over the pack's time: the pack as a whole trained K times as many.
+        result = r.result(model, corpus, dev, base, train_time=train_time, t_start=t_start,
+                          tokens_per_s=r.spec.tokens / max(train_time, 1e-9))
         trained.append(Trained(result, model, corpus))
     return trained
 
@@ -239,13 +191,3 @@ def _freeze(packed: PackedGPT, optimizer: PackedOptimizer, k: int) -> None:
     for p in packed.parameters():
         p[k].zero_()
     optimizer.reset_run(k)
-
-
-def _record(r: _RunLog, model: GPT, corpus, dev: torch.device, n_params: int, t_start: float,
-            train_time: float, k: int) -> dict:
-    """engine.train's result record for one run of the pack, plus "packed": K."""
-    base = {**provenance(r.spec, dev, n_params, t_start), "packed": k}
-    # This run's tokens over the pack's time: the pack as a whole trained K times as many.
-    return result_record(r.spec, model, corpus, dev, base, curve=r.curve, probes=r.probes,
-                         probe_steps=r.probe_steps, diverged_step=r.diverged_step, train_time=train_time,
-                         t_start=t_start, tokens_per_s=r.spec.tokens / max(train_time, 1e-9))

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from engine.muon import NS_COEFFS
-from engine.packed_model import PackedGPT, PackedLinear
+from engine.packed.model import PackedGPT, PackedLinear
 from engine.spec import RunSpec
 
 ADAM_EPS = 1e-8  # as engine.optim.build_optimizer

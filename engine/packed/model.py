@@ -2,8 +2,8 @@
 
 Matmuls become `torch.bmm` over the K runs; attention folds K into the batch so
 `F.scaled_dot_product_attention` (the flash kernel on CUDA) still applies; fake quantisation
-is per run (a bit-width per run, off for FP16 runs). See engine/packed.py for why and how
-exactly it matches the single-run model.
+is per run (a bit-width per run, off for FP16 runs). See the `engine.packed` docstring for
+why, and how exactly it matches the single-run model.
 """
 
 from __future__ import annotations

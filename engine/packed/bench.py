@@ -15,7 +15,7 @@ import statistics
 import torch
 
 from engine.bench import _time_steps, engine_step_fn, plain_step_fn
-from engine.packed import build_packed_session
+from engine.packed.loop import build_packed_session
 from engine.runtime import pick_device
 from engine.spec import RunSpec
 
