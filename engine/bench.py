@@ -23,7 +23,7 @@ import torch
 from engine.atomic import atomic_write
 from engine.design import estimate_flops
 from engine.runtime import autocast_for, pick_device, set_threads
-from engine.spec import RunSpec
+from engine.spec import FULL_PRECISION_BITS, RunSpec
 
 # Dense bf16 peaks (no sparsity) by device-name fragment, in FLOP/s.
 BF16_PEAK = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12}
@@ -115,7 +115,7 @@ def main(args) -> int:
     peak = device_peak(dev)
     rows: dict[str, list] = {"throughput": [], "qat": [], "optimizer": []}
     for size in sizes:
-        r = measure(RunSpec(size=size, bits=16, **base), dev, args.steps, args.repeats, with_plain=True)
+        r = measure(RunSpec(size=size, bits=FULL_PRECISION_BITS, **base), dev, args.steps, args.repeats, with_plain=True)
         r["mfu"] = r["model_flops_per_s"] / peak if peak else None
         rows["throughput"].append(r)
     mid = sizes[len(sizes) // 2]

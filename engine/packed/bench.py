@@ -17,12 +17,12 @@ import torch
 from engine.bench import _time_steps, engine_step_fn, plain_step_fn
 from engine.packed.loop import build_packed_session
 from engine.runtime import pick_device
-from engine.spec import RunSpec
+from engine.spec import FULL_PRECISION_BITS, RunSpec
 
 WARMUP_STEPS = 3  # untimed: compile, allocator, first touch
 
 
-def packed_speedup(size: str, k: int, steps: int, device: str | None = None, *, bits: int = 16,
+def packed_speedup(size: str, k: int, steps: int, device: str | None = None, *, bits: int = FULL_PRECISION_BITS,
                    batch_tokens: int = 1024, seq_len: int = 64, rounds: int = 5) -> dict:
     """Seconds per step of K sequential single runs (DeepSpeed and plain) and of one pack of K.
 

@@ -59,9 +59,9 @@ def test_corrupt_record_is_a_clear_error_or_quarantined(tmp_path, damage, needle
     assert list((tmp_path / "_quarantine").iterdir())
 
 
-def test_missing_runs_without_training_raise(tmp_path):
+def test_missing_runs_without_training_raise(tmp_cache):
     with pytest.raises(MissingRunsError, match="2 run"):
-        ResultsCache(tmp_path).ensure([spec(0), spec(1)], None, missing_hint="run the sweep")
+        tmp_cache.ensure([spec(0), spec(1)], None, missing_hint="run the sweep")
 
 
 def test_ensure_trains_once_and_table(tmp_path, fake_result):
