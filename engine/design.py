@@ -52,6 +52,9 @@ class Profile:
     defaults: dict[str, Any]
     designs: dict[str, Design]
     roles: dict[str, list] = field(default_factory=dict)
+    # [verdicts]: what the claim layer needs at this scale (smallest effects of interest,
+    # noise priors, stability draws). Opaque to the engine, which never judges.
+    verdicts: dict[str, Any] = field(default_factory=dict)
 
     def design(self, name: str) -> Design:
         try:
@@ -120,6 +123,9 @@ def _parse(raw: dict, path: Path) -> Profile:
     for name, d in _require(raw, "designs", dict, path).items():
         designs[name] = _parse_design(name, d, defaults, path)
     roles = raw.get("roles", {})
+    verdicts = raw.get("verdicts", {})
+    if not isinstance(verdicts, dict):
+        raise ProfileError(f"{path}: [verdicts] must be a table")
     for role, sizes in roles.items():
         if not isinstance(sizes, list):
             raise ProfileError(f"{path}: [roles] {role!r} must be a list")
@@ -133,6 +139,7 @@ def _parse(raw: dict, path: Path) -> Profile:
         defaults=defaults,
         designs=designs,
         roles=roles,
+        verdicts=verdicts,
     )
 
 

@@ -1,69 +1,74 @@
-"""How each claim is cut into test cases for a profile: `profile -> [pytest.param(Cell)]`.
+"""How a claim is cut into test cases for a profile, generated from the claim's own data.
 
-A `Cell` names the design slice a test case needs (designs + spec-field filters), which the
-`table` fixture fetches at setup time, and the keyword arguments of the claim's decider.
-Ids read like the thing they test: `int6-t20k`, `t100k`.
+A `Cell` names the design slice one test case needs (designs + spec-field filters) and the
+keyword arguments of the claim's decider. `cells_for(claim, profile)` reads the claim's
+`cells` table in fixtures/claims.toml (as scikit-learn's `parametrize_with_checks`
+generates checks from an estimator's declared tags): `by = ["bits", "size"]` gives one
+case per combination present in the design, `id = "..."` one case for the whole slice;
+`role` restricts sizes, `filters` restricts other fields. Adding a claim means data plus a
+decider, not edits here. Ids read like the thing they test: `int6-t20k`, `t100k`, `probe`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import pytest
-
-from engine.design import Profile
-
-PHASE2_BITS = [16, 8, 6]  # the paper's Phase 2 precisions
+from engine.design import Profile, ProfileError
+from engine.spec import RunSpec
 
 
 @dataclass(frozen=True)
 class Cell:
+    id: str
     designs: tuple[str, ...]
     filters: dict = field(default_factory=dict)  # RunSpec field -> value or list of values
     args: dict = field(default_factory=dict)  # keyword arguments for the decider
 
 
 def bits_id(bits: int) -> str:
-    return "fp16" if bits == 16 else f"int{bits}"
+    return "fp16" if int(bits) == 16 else f"int{int(bits)}"
 
 
-def c1_cells(profile: Profile) -> list:
-    d = profile.design("phase2")
-    bits = sorted({s.bits for s in d.specs}, reverse=True)
-    return [
-        pytest.param(Cell(("phase2",), {"bits": b, "size": size}, {"bits": b, "size": size}), id=f"{bits_id(b)}-{size}")
-        for b in bits
-        for size in d.sizes
-    ]
+def _as_list(v) -> list:
+    return list(v) if isinstance(v, (list, tuple, set)) else [v]
 
 
-def c2_cells(profile: Profile) -> list:
-    return [
-        pytest.param(Cell(("phase2",), {"size": size, "bits": PHASE2_BITS}, {"size": size}), id=size)
-        for size in profile.design("phase2").sizes
-    ]
+def _matches(spec: RunSpec, filters: dict) -> bool:
+    return all(getattr(spec, k) in _as_list(v) for k, v in filters.items())
 
 
-def arm_cells(design: str, label: str):
-    def cells(profile: Profile) -> list:
-        return [pytest.param(Cell((design,), {"bits": PHASE2_BITS}), id=label)]
-
-    return cells
+def cell_specs(profile: Profile, cell: Cell) -> list[RunSpec]:
+    """The specs of the profile that one cell's table is made of."""
+    return [s for d in cell.designs for s in profile.design(d).specs if _matches(s, cell.filters)]
 
 
-def c6_cells(profile: Profile) -> list:
-    fit, heldout = profile.design("phase2").sizes, profile.design("phase5_sizes").sizes
-    cell = Cell(("phase2", "phase5_sizes"), {"bits": [16, 6]}, {"fit_sizes": fit, "heldout_sizes": heldout})
-    return [pytest.param(cell, id="phase2-fit-heldout")]
-
-
-def c7_cells(profile: Profile) -> list:
-    return [pytest.param(Cell(("phase5_int4",), {"size": s}, {"size": s}), id=s) for s in profile.role("int4_large")]
-
-
-def c8_cells(profile: Profile) -> list:
-    return [pytest.param(Cell(("phase5_int4",), {"size": profile.role("int4_small")}), id="small-sizes")]
-
-
-def c9_cells(profile: Profile) -> list:
-    return [pytest.param(Cell(("mechanism_probe",), {"bits": [16, 6]}), id="probe")]
+def cells_for(claim, profile: Profile) -> list[Cell]:
+    """The test cases of ``claim`` at ``profile``; ``ProfileError`` if a design is absent."""
+    spec = claim.cells
+    designs = tuple(claim.designs)
+    for d in designs:
+        profile.design(d)  # raises ProfileError naming the profile and its designs
+    filters = dict(spec.get("filters", {}))
+    if claim.role:
+        filters["size"] = profile.role(claim.role)
+    by = list(spec.get("by", []))
+    if not by:
+        args = {}
+        if spec.get("args") == "fit_heldout":
+            if len(designs) != 2:
+                raise ProfileError(f"claim {claim.id}: args 'fit_heldout' needs two designs, got {designs}")
+            args = {"fit_sizes": profile.design(designs[0]).sizes, "heldout_sizes": profile.design(designs[1]).sizes}
+        return [Cell(str(spec["id"]), designs, filters, args)]
+    specs = [s for s in profile.design(designs[0]).specs if _matches(s, filters)]
+    values = {
+        "bits": sorted({s.bits for s in specs}, reverse=True),  # FP16 first, as the paper's tables
+        "size": list(dict.fromkeys(s.size for s in specs)),  # design (ladder) order
+    }
+    cells = [{}]
+    for key in by:
+        cells = [{**c, key: v} for c in cells for v in values[key]]
+    out = []
+    for combo in cells:
+        cid = "-".join(bits_id(v) if k == "bits" else str(v) for k, v in combo.items())
+        out.append(Cell(cid, designs, {**filters, **combo}, dict(combo)))
+    return out

@@ -1,23 +1,28 @@
 """The claims under test, as data.
 
 Owns the ``Claim`` record and its loader. The claims live in ``fixtures/claims.toml``
-(one table per claim id: statement, source, design, rule, thresholds, and the paper's
-reported figures as ``paper_*`` keys); this module only parses and validates that file.
-A malformed file is an error that names the file and the offending key.
+(one table per claim id: statement, source, design, decider, cells, rule, thresholds, and
+the paper's reported figures as ``paper_*`` keys); this module only parses and validates
+that file. A malformed file is an error that names the file and the offending key.
+``Claim.at_profile`` merges what a profile says about the claim (its smallest effect of
+interest ``delta``, ``[verdicts.delta]``) into the thresholds.
 """
 
 from __future__ import annotations
 
+import importlib
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
 DEFAULT_CLAIMS_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "claims.toml"
 
-_TEXT_FIELDS = ("statement", "source", "design", "rule")
-_OPTIONAL_TEXT = ("role",)
+_TEXT_FIELDS = ("statement", "source", "design", "rule", "decider")
+_OPTIONAL_TEXT = ("role", "scenarios")
+_CELL_KEYS = {"by", "id", "filters", "args"}
+_CELL_BY = {"bits", "size"}
 _PAPER_PREFIX = "paper_"
 _SCALAR = (int, float, str, bool)
 
@@ -45,10 +50,47 @@ class Claim:
     thresholds: Mapping = field(default_factory=dict)
     paper: Mapping = field(default_factory=dict)
     role: str = ""
+    decider: str = ""  # "module:function"
+    scenarios: str = ""  # "module:function" (calibration scenarios)
+    cells: Mapping = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "thresholds", MappingProxyType(dict(self.thresholds)))
         object.__setattr__(self, "paper", MappingProxyType(dict(self.paper)))
+        object.__setattr__(self, "cells", MappingProxyType(dict(self.cells)))
+
+    @property
+    def designs(self) -> list[str]:
+        return [d.strip() for d in self.design.split("+")]
+
+    def decide_fn(self):
+        """The decision function named by ``decider``."""
+        return _resolve(self.id, "decider", self.decider)
+
+    def scenarios_fn(self):
+        if not self.scenarios:
+            raise ValueError(f"claim {self.id} names no calibration scenarios (key 'scenarios')")
+        return _resolve(self.id, "scenarios", self.scenarios)
+
+    def at_profile(self, profile) -> "Claim":
+        """This claim with the profile's settings for it merged into the thresholds.
+
+        ``[verdicts.delta] <ID> = value`` of the profile becomes ``thresholds['delta']``.
+        A claim without an entry keeps its thresholds (a decider that needs delta then
+        stops with an error naming the profile file and the key to add).
+        """
+        deltas = (getattr(profile, "verdicts", {}) or {}).get("delta", {})
+        if not isinstance(deltas, Mapping):
+            raise ValueError(f"{profile.path}: [verdicts.delta] must be a table of claim id -> number")
+        merged = dict(self.thresholds)
+        merged.pop("delta", None)
+        if self.id in deltas:
+            value = deltas[self.id]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{profile.path}: [verdicts.delta] {self.id} must be a positive number, got {value!r}")
+            merged["delta"] = float(value)
+        merged["delta_source"] = f"{getattr(profile, 'name', '?')} [verdicts.delta]" if "delta" in merged else "none"
+        return replace(self, thresholds=merged)
 
     def threshold(self, key: str):
         """``thresholds[key]``; a missing key is a pipeline error naming the claim."""
@@ -58,6 +100,14 @@ class Claim:
             raise ValueError(
                 f"claim {self.id} has no threshold {key!r} (expected in [{self.id}.thresholds])"
             ) from None
+
+
+def _resolve(claim_id: str, key: str, target: str):
+    module, _, name = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"claim {claim_id}: {key} {target!r} cannot be imported ({e})") from None
 
 
 def _check_value(path: Path, key: str, value) -> None:
@@ -84,14 +134,28 @@ def _parse_claim(path: Path, claim_id: str, body) -> Claim:
     for name in _OPTIONAL_TEXT:
         if name in body and (not isinstance(body[name], str) or not body[name].strip()):
             raise ClaimsFileError(f"{path}: {claim_id}.{name} must be a non-empty string")
+    cells = body.get("cells", {})
+    if not isinstance(cells, dict) or set(cells) - _CELL_KEYS:
+        raise ClaimsFileError(f"{path}: [{claim_id}.cells] must be a table with keys among {sorted(_CELL_KEYS)}")
+    by = cells.get("by", [])
+    if not isinstance(by, list) or set(by) - _CELL_BY:
+        raise ClaimsFileError(f"{path}: {claim_id}.cells.by must be a list of {sorted(_CELL_BY)}")
+    if not by and not isinstance(cells.get("id"), str):
+        raise ClaimsFileError(f"{path}: {claim_id}.cells needs `by` (one case per value) or `id` (one case)")
+    if not isinstance(cells.get("filters", {}), dict):
+        raise ClaimsFileError(f"{path}: {claim_id}.cells.filters must be a table of spec field -> value(s)")
+    if cells.get("args", "fit_heldout") != "fit_heldout":
+        raise ClaimsFileError(f"{path}: {claim_id}.cells.args must be 'fit_heldout' if given")
+    if ":" not in body["decider"]:
+        raise ClaimsFileError(f"{path}: {claim_id}.decider must be 'module:function'")
     paper = {}
     for key, value in body.items():
-        if key in _TEXT_FIELDS or key in _OPTIONAL_TEXT or key == "thresholds":
+        if key in _TEXT_FIELDS or key in _OPTIONAL_TEXT or key in ("thresholds", "cells"):
             continue
         if not key.startswith(_PAPER_PREFIX):
             raise ClaimsFileError(
                 f"{path}: unknown key {claim_id}.{key} (allowed: "
-                f"{', '.join(_TEXT_FIELDS + _OPTIONAL_TEXT)}, thresholds, {_PAPER_PREFIX}*)"
+                f"{', '.join(_TEXT_FIELDS + _OPTIONAL_TEXT)}, thresholds, cells, {_PAPER_PREFIX}*)"
             )
         _check_value(path, f"{claim_id}.{key}", value)
         paper[key] = value
@@ -104,6 +168,9 @@ def _parse_claim(path: Path, claim_id: str, body) -> Claim:
         thresholds=thresholds,
         paper=paper,
         role=body.get("role", "").strip(),
+        decider=body["decider"].strip(),
+        scenarios=body.get("scenarios", "").strip(),
+        cells=cells,
     )
 
 

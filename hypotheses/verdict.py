@@ -1,35 +1,50 @@
 """The verdict a decision function returns, and the table plumbing every decider shares.
 
 Owns:
-- ``Verdict``: the frozen record of one decision (outcome, what we saw, the statistics).
+- ``Verdict``: the frozen record of one decision: one of three outcomes, what we saw, the
+  statistic with its confidence bounds, the region the claim predicts for it, and how
+  stable the outcome is under a re-run.
+- ``decider``: the wrapper every decision function wears. A decider raises
+  ``Inconclusive`` when the data cannot tell (too few seeds, nothing to compare, an
+  interval straddling the claim's boundary); the wrapper turns that into an
+  *inconclusive* verdict and fills the statistics every verdict must carry.
 - input validation of a results table (``require_table``): a malformed table is a
   pipeline error (``ValueError``), never a verdict.
 - the shared diverged-run rule and the best-LR ranking (``rank_warmdowns``), used by
   every schedule claim so that C1..C5 rank warmdowns the same way.
 
+Three outcomes, each a statistical decision with a stated smallest effect of interest
+delta (per profile, ``fixtures/profiles/*.toml [verdicts.delta]``):
+- *reproduced*: the confidence bounds lie inside the region the claim predicts;
+- *contradicted*: the (multiplicity-corrected) bounds lie wholly outside it;
+- *inconclusive*: neither; the data cannot tell at this profile's seeds.
+A non-significant test is never read as evidence for a null claim: null claims are
+decided by equivalence bounds (two one-sided tests), so both errors stay at alpha.
+
 Diverged-run rule (shared by all claims): a diverged run is excluded from every mean and
 test but counted in ``stats['n_diverged']``. An arm (one warmdown value at one LR) with
 diverged seeds is still ranked by its finite seeds if at least ``MIN_FINITE_SEEDS`` (2)
 remain, otherwise it ranks last (its score is +inf). A decision that would rest on an arm
-with fewer than 2 finite seeds is 'undecided'.
+with fewer than 2 finite seeds is inconclusive.
 
 Everything here is pure: no I/O, no globals beyond named constants.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
-from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
 REPRODUCED = "reproduced"
-NOT_REPRODUCED = "not_reproduced"
-UNDECIDED = "undecided"
-OUTCOMES = (REPRODUCED, NOT_REPRODUCED, UNDECIDED)
+CONTRADICTED = "contradicted"
+INCONCLUSIVE = "inconclusive"
+OUTCOMES = (REPRODUCED, CONTRADICTED, INCONCLUSIVE)
 
 STATUS_OK = "ok"
 STATUS_DIVERGED = "diverged"
@@ -38,9 +53,14 @@ STATUS_DIVERGED = "diverged"
 MIN_FINITE_SEEDS = 2
 # Two warmdown fractions closer than this are the same value (0.33 vs 0.3300000001).
 WD_DECIMALS = 6
+# A verdict whose outcome a re-run repeats with less than this probability is flagged fragile.
+FRAGILE_BELOW = 0.80
 
-# Every verdict, decided or not, reports these counts.
-REQUIRED_STATS = ("n_runs", "n_seeds", "n_diverged")
+# Every verdict, decided or not, reports these (NaN where the decider never got that far).
+REQUIRED_STATS = ("n_runs", "n_seeds", "n_diverged", "statistic", "statistic_value",
+                  "ci_low", "ci_high", "ci_level", "region")
+_STAT_DEFAULTS = {"statistic": "", "statistic_value": math.nan, "ci_low": math.nan,
+                  "ci_high": math.nan, "ci_level": math.nan, "region": ""}
 # The factor columns that identify one run inside a design slice.
 RUN_KEY = ("size", "bits", "wd", "lr_mult", "seed")
 
@@ -70,22 +90,26 @@ class Verdict:
     """The outcome of one claim on one design cell.
 
     ``stats`` is flat (str -> int/float/str) so a report can tabulate it without knowing
-    the claim; every verdict carries n_runs / n_seeds / n_diverged, decided ones also the
-    main statistic, its p-value or interval, an effect size and the paper's figure.
+    the claim; every verdict carries ``REQUIRED_STATS``: the counts, the headline
+    statistic with its confidence bounds and level, and ``region``, the set the claim
+    predicts for that statistic (e.g. ``<= 0.012``, ``[-0.012, 0.012]``).
+    ``stability`` is the probability that a re-run with new seeds gives the same outcome
+    (``hypotheses.simulate.stability``); NaN until it is computed.
     """
 
     claim_id: str
-    outcome: str  # 'reproduced' | 'not_reproduced' | 'undecided'
+    outcome: str  # 'reproduced' | 'contradicted' | 'inconclusive'
     statement: str
     observed: str  # one human sentence of what we saw, with numbers
     stats: dict = field(default_factory=dict)
-    reason: str = ""  # why undecided
+    reason: str = ""  # why inconclusive
+    stability: float = math.nan
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {OUTCOMES}, got {self.outcome!r}")
-        if self.outcome == UNDECIDED and not self.reason:
-            raise ValueError(f"{self.claim_id}: an undecided verdict needs a reason")
+        if self.outcome == INCONCLUSIVE and not self.reason:
+            raise ValueError(f"{self.claim_id}: an inconclusive verdict needs a reason")
         if not isinstance(self.stats, Mapping):
             raise TypeError("stats must be a mapping")
         plain = {}
@@ -100,17 +124,67 @@ class Verdict:
 
     @property
     def decided(self) -> bool:
-        return self.outcome != UNDECIDED
+        return self.outcome != INCONCLUSIVE
+
+    @property
+    def fragile(self) -> bool:
+        return math.isfinite(self.stability) and self.stability < FRAGILE_BELOW
+
+    def with_stability(self, p: float) -> "Verdict":
+        return replace(self, stability=float(p))
 
 
-def undecided(claim, observed: str, reason: str, stats: Mapping) -> Verdict:
-    """A verdict that could not be reached; ``reason`` says which requirement failed."""
-    return Verdict(claim.id, UNDECIDED, claim.statement, observed, dict(stats), reason)
+class Inconclusive(Exception):
+    """Raised inside a decider when the data cannot decide; ``decider`` makes it a verdict.
+
+    ``stats`` are the statistics computed so far (the wrapper adds the defaults)."""
+
+    def __init__(self, observed: str, reason: str, stats: Mapping | None = None):
+        super().__init__(reason)
+        self.observed, self.reason, self.stats = observed, reason, dict(stats or {})
 
 
-def decided(claim, holds: bool, observed: str, stats: Mapping) -> Verdict:
-    outcome = REPRODUCED if holds else NOT_REPRODUCED
-    return Verdict(claim.id, outcome, claim.statement, observed, dict(stats))
+def _complete(claim, stats: Mapping) -> dict:
+    return {**_STAT_DEFAULTS, **dict(stats), **paper_stats(claim)}
+
+
+def verdict(claim, outcome: str, observed: str, stats: Mapping, reason: str = "") -> Verdict:
+    """A verdict with the common statistics filled in (NaN / '' where absent)."""
+    return Verdict(claim.id, outcome, claim.statement, observed, _complete(claim, stats), reason)
+
+
+def decider(fn: Callable[..., Verdict]) -> Callable[..., Verdict]:
+    """Wrap a decision function ``fn(table, claim, **cell_args) -> Verdict``.
+
+    The one place where "the data cannot tell" becomes a verdict: ``Inconclusive`` raised
+    anywhere inside ``fn`` returns an inconclusive Verdict with its reason and the
+    statistics gathered so far. Any other exception is a pipeline error and propagates.
+    """
+
+    @functools.wraps(fn)
+    def wrapped(table: pd.DataFrame, claim, **kwargs) -> Verdict:
+        try:
+            return fn(table, claim, **kwargs)
+        except Inconclusive as e:
+            return verdict(claim, INCONCLUSIVE, e.observed, e.stats, e.reason)
+
+    wrapped.is_decider = True
+    return wrapped
+
+
+def three_way(reproduce: bool, contradict: bool) -> str:
+    """The outcome of a rule whose two conditions must never both hold."""
+    if reproduce and contradict:
+        raise AssertionError("a rule reproduced and contradicted the claim at once; its bounds are inconsistent")
+    return REPRODUCED if reproduce else CONTRADICTED if contradict else INCONCLUSIVE
+
+
+def claim_delta(claim) -> float:
+    """The smallest effect of interest the profile gives this claim (``thresholds['delta']``)."""
+    delta = float(claim.threshold("delta"))
+    if not math.isfinite(delta) or delta <= 0:
+        raise ValueError(f"claim {claim.id}: delta must be a positive number, got {delta}")
+    return delta
 
 
 def paper_stats(claim) -> dict:
@@ -129,6 +203,7 @@ def count_stats(table: pd.DataFrame) -> dict:
         "n_runs": int(len(table)),
         "n_seeds": int(table["seed"].nunique()) if len(table) else 0,
         "n_diverged": int((table["status"] == STATUS_DIVERGED).sum()),
+        "seeds": ",".join(str(int(s)) for s in sorted(table["seed"].unique())) if len(table) else "",
     }
 
 
@@ -161,7 +236,9 @@ def require_table(
     out = table.copy()
     if "wd" in out.columns:
         out["wd"] = out["wd"].astype(float).round(WD_DECIMALS)
-    values = pd.to_numeric(out[metric], errors="coerce").astype(float)
+    values = out[metric]
+    if values.dtype != np.float64:  # to_numeric costs ~3 ms: only for object / int columns
+        values = pd.to_numeric(values, errors="coerce").astype(float)
     ok = out["status"] == STATUS_OK
     broken = ok & ~np.isfinite(values)
     if broken.any():

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from hypotheses.claims import DEFAULT_CLAIMS_PATH, Claim, ClaimsFileError, load_claims
-from hypotheses.verdict import Verdict
+from engine.design import load_profile
+from hypotheses.verdict import INCONCLUSIVE, Verdict, decider, Inconclusive, three_way
 
 CLAIM_IDS = [f"C{i}" for i in range(1, 10)]
 GOOD = '''
@@ -19,8 +20,12 @@ GOOD = '''
 statement = "s"
 source = "arXiv:0000.00000, sec 1"
 design = "phase2"
+decider = "hypotheses.schedule:decide_c1"
 rule = "r"
 paper_ratio = 1.04
+
+[C1.cells]
+by = ["bits", "size"]
 
 [C1.thresholds]
 alpha = 0.05
@@ -74,7 +79,7 @@ def test_schedule_claims_share_the_null_rule_parameters(claims):
         assert dict(claims[cid].thresholds) == dict(claims["C2"].thresholds)
 
 
-@pytest.mark.parametrize("key", ["alpha", "z_threshold", "band_low", "band_high", "min_pairs", "wd_tol"])
+@pytest.mark.parametrize("key", ["alpha", "band_low", "band_high", "min_pairs", "wd_tol", "ref_wd", "paper_dz"])
 def test_open_numbers_carry_a_why_comment(key):
     lines = [l for l in DEFAULT_CLAIMS_PATH.read_text().splitlines() if re.match(rf"{key}\s*=", l)]
     assert lines, key
@@ -90,13 +95,41 @@ def test_claim_is_frozen_and_read_only(claims):
 
 
 def test_missing_threshold_names_the_claim(claims):
-    with pytest.raises(ValueError, match=r"C1.*'alpha'"):
-        claims["C1"].threshold("alpha")
+    with pytest.raises(ValueError, match=r"C1.*'z_threshold'"):
+        claims["C1"].threshold("z_threshold")
 
 
 def test_replaced_thresholds_give_a_variant_claim(claims):
-    c = dataclasses.replace(claims["C7"], thresholds={**claims["C7"].thresholds, "z_threshold": 20.0})
-    assert c.threshold("z_threshold") == 20.0 and claims["C7"].threshold("z_threshold") == 3.0
+    c = dataclasses.replace(claims["C7"], thresholds={**claims["C7"].thresholds, "alpha": 0.01})
+    assert c.threshold("alpha") == 0.01 and claims["C7"].threshold("alpha") == 0.05
+
+
+@pytest.mark.parametrize("profile", ["tiny", "small", "paper"])
+def test_every_profile_gives_every_claim_that_needs_it_a_delta(claims, profile):
+    p = load_profile(profile)
+    for c in claims.values():
+        at = c.at_profile(p)
+        if c.id != "C9":  # C9's band is its margin
+            assert at.threshold("delta") > 0, (profile, c.id)
+        assert "delta" not in c.thresholds  # the claim file itself stays scale-free
+
+
+def test_profile_delta_must_be_positive(claims, tmp_path):
+    p = dataclasses.replace(load_profile("tiny"), verdicts={"delta": {"C1": -1}}, path=tmp_path / "x.toml")
+    with pytest.raises(ValueError, match=r"x.toml.*verdicts.delta.*C1"):
+        claims["C1"].at_profile(p)
+
+
+def test_a_claim_without_delta_at_a_profile_stops_its_decider(claims):
+    p = dataclasses.replace(load_profile("tiny"), verdicts={})
+    with pytest.raises(ValueError, match="delta"):
+        claims["C1"].at_profile(p).threshold("delta")
+
+
+@pytest.mark.parametrize("claim_id", CLAIM_IDS)
+def test_decider_and_scenarios_resolve(claims, claim_id):
+    assert callable(claims[claim_id].decide_fn()) and getattr(claims[claim_id].decide_fn(), "is_decider", False)
+    assert callable(claims[claim_id].scenarios_fn())
 
 
 def test_custom_file_loads(tmp_path):
@@ -117,9 +150,11 @@ def test_custom_file_loads(tmp_path):
         (lambda s: s.replace("alpha = 0.05", "alpha = {x = 1}"), "C1.thresholds.alpha"),
         (lambda s: s.replace('statement = "s"', "statement = 3"), "C1.statement"),
         (lambda s: s.replace('rule = "r"', 'rule = "r"\nrole = 5'), "C1.role"),
+        (lambda s: s.replace('decider = "hypotheses.schedule:decide_c1"', 'decider = "nope"'), "C1.decider"),
+        (lambda s: s.replace('by = ["bits", "size"]', 'by = ["colour"]'), "C1.cells.by"),
     ],
     ids=["missing-rule", "empty-design", "missing-thresholds", "unknown-key", "nested-threshold",
-         "non-string", "bad-role"],
+         "non-string", "bad-role", "bad-decider", "bad-cells"],
 )
 def test_malformed_file_names_file_and_key(tmp_path, edit, key):
     path = tmp_path / "bad.toml"
@@ -143,7 +178,8 @@ def test_missing_file_names_the_file(tmp_path):
 
 # --------------------------------------------------------------------------- Verdict
 
-COUNTS = {"n_runs": 4, "n_seeds": 2, "n_diverged": 0}
+COUNTS = {"n_runs": 4, "n_seeds": 2, "n_diverged": 0, "statistic": "x", "statistic_value": 0.0,
+          "ci_low": -1.0, "ci_high": 1.0, "ci_level": 0.9, "region": "[-1, 1]"}
 
 
 def test_verdict_unwraps_numpy_scalars():
@@ -157,10 +193,42 @@ def test_verdict_rejects_unknown_outcome():
         Verdict("C1", "maybe", "s", "o", COUNTS)
 
 
-def test_undecided_verdict_needs_a_reason():
+def test_inconclusive_verdict_needs_a_reason():
     with pytest.raises(ValueError, match="reason"):
-        Verdict("C1", "undecided", "s", "o", COUNTS)
-    assert not Verdict("C1", "undecided", "s", "o", COUNTS, reason="one seed").decided
+        Verdict("C1", "inconclusive", "s", "o", COUNTS)
+    assert not Verdict("C1", "inconclusive", "s", "o", COUNTS, reason="one seed").decided
+
+
+def test_every_verdict_carries_bounds_and_region():
+    with pytest.raises(ValueError, match="region"):
+        Verdict("C1", "reproduced", "s", "o", {k: v for k, v in COUNTS.items() if k != "region"})
+
+
+def test_stability_flags_fragile_verdicts():
+    v = Verdict("C1", "reproduced", "s", "o", COUNTS)
+    assert not v.fragile and math.isnan(v.stability)
+    assert v.with_stability(0.6).fragile and not v.with_stability(0.95).fragile
+
+
+def test_decider_turns_inconclusive_into_a_verdict_and_lets_errors_through(claims):
+    @decider
+    def rule(table, claim, *, fail):
+        if fail:
+            raise ValueError("malformed table")
+        raise Inconclusive("saw little", "too few seeds", {"n_runs": 1, "n_seeds": 1, "n_diverged": 0, "seeds": "0"})
+
+    v = rule(None, claims["C1"], fail=False)
+    assert v.outcome == INCONCLUSIVE and v.reason == "too few seeds" and math.isnan(v.stats["ci_low"])
+    assert v.stats["paper_optimal_wd"] == 0.33
+    with pytest.raises(ValueError, match="malformed"):
+        rule(None, claims["C1"], fail=True)
+
+
+def test_three_way_refuses_a_rule_that_says_both():
+    assert three_way(True, False) == "reproduced" and three_way(False, True) == "contradicted"
+    assert three_way(False, False) == "inconclusive"
+    with pytest.raises(AssertionError):
+        three_way(True, True)
 
 
 def test_verdict_stats_are_flat_and_counted():
@@ -173,4 +241,4 @@ def test_verdict_stats_are_flat_and_counted():
 def test_verdict_is_frozen():
     v = Verdict("C1", "reproduced", "s", "o", {**COUNTS, "p_value": math.nan})
     with pytest.raises(dataclasses.FrozenInstanceError):
-        v.outcome = "not_reproduced"
+        v.outcome = "contradicted"

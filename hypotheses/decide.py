@@ -1,0 +1,104 @@
+"""From a profile and a results cache to verdicts, without pytest.
+
+Owns the one path from a claim's cell to its verdict, used both by the pytest plugin
+(one test case per cell) and by ``decide_all`` (the report command, scripts):
+- ``decide_cell``: the claim's decider on the cell's table, then the verdict's stability
+  (the probability that a re-run with new seeds repeats the outcome);
+- ``verdict_row``: the verdict as one flat row (JUnit properties, verdicts.json, report);
+- ``decide_all``: every cell of every claim from the cache alone (never trains); a cell
+  whose runs are missing is an error row naming the sweep command, never a verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from engine.cache import ResultsCache, records_to_table
+from engine.design import Profile, ProfileError
+from hypotheses.cells import Cell, cell_specs, cells_for
+from hypotheses.claims import Claim, load_claims
+from hypotheses.simulate import stability
+from hypotheses.verdict import Verdict
+
+DEFAULT_STABILITY_DRAWS = 200  # SE of a stability near 0.9 is 0.02 at 200 draws
+
+
+def stability_draws(profile: Profile) -> int:
+    n = (profile.verdicts or {}).get("stability_draws", DEFAULT_STABILITY_DRAWS)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"{profile.path}: [verdicts] stability_draws must be an integer >= 0, got {n!r}")
+    return n
+
+
+def decide_cell(claim: Claim, cell: Cell, table, profile: Profile) -> Verdict:
+    """``claim`` (already ``at_profile``) decided on one cell's table, with its stability."""
+    fn = claim.decide_fn()
+    verdict = fn(table, claim, **cell.args)
+    draws = stability_draws(profile)
+    if draws == 0:
+        return verdict
+    p = stability(lambda t: fn(t, claim, **cell.args), table, claim.threshold("metric"),
+                  verdict.outcome, draws, rng_seed=0)
+    return verdict.with_stability(p)
+
+
+def verdict_row(verdict: Verdict, profile: Profile, cell_id: str) -> dict:
+    """The flat row every output shows: JUnit properties (prefixed), verdicts.json, report."""
+    return {
+        "claim_id": verdict.claim_id,
+        "verdict": verdict.outcome,
+        "profile": profile.name,
+        "cell": cell_id,
+        "statement": verdict.statement,
+        "observed": verdict.observed,
+        "reason": verdict.reason,
+        "stability": verdict.stability,
+        "fragile": int(verdict.fragile),
+        **{f"stat_{k}": v for k, v in verdict.stats.items()},
+    }
+
+
+def stability_text(p: float) -> str:
+    return "n/a" if not math.isfinite(p) else f"{p:.0%}"
+
+
+@dataclass(frozen=True)
+class CellResult:
+    claim_id: str
+    cell_id: str
+    verdict: Verdict | None
+    error: str = ""
+
+
+def decide_all(profile: Profile, cache: ResultsCache, claims: dict[str, Claim] | None = None) -> list[CellResult]:
+    """Every claim cell of ``profile`` decided from ``cache`` alone (nothing is trained)."""
+    claims = claims if claims is not None else load_claims()
+    out = []
+    for claim in claims.values():
+        claim = claim.at_profile(profile)
+        try:
+            cells = cells_for(claim, profile)
+        except ProfileError as e:
+            out.append(CellResult(claim.id, "missing-design", None, str(e)))
+            continue
+        for cell in cells:
+            specs = cell_specs(profile, cell)
+            records, missing = [], 0
+            for s in specs:
+                rec = cache.get(s)
+                if rec is None:
+                    missing += 1
+                else:
+                    records.append(rec)
+            if missing or not specs:
+                designs = " ".join(f"--design {d}" for d in cell.designs)
+                out.append(CellResult(claim.id, cell.id, None,
+                                      f"{missing} of {len(specs)} runs missing; produce them with: "
+                                      f"python -m engine sweep --profile {profile.name} {designs}"))
+                continue
+            try:
+                out.append(CellResult(claim.id, cell.id, decide_cell(claim, cell, records_to_table(records), profile)))
+            except (ValueError, KeyError) as e:  # a pipeline error is reported, never a verdict
+                out.append(CellResult(claim.id, cell.id, None, f"{type(e).__name__}: {e}"))
+    return out

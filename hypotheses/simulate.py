@@ -1,0 +1,203 @@
+"""Results tables drawn from a noise model: calibration, stability and seeds-for-power.
+
+Owns the one noise model the suite uses to judge its own rules, fitted or assumed:
+
+    y(arm, seed) = mu(arm) + s(block, seed) + w(block, wd, seed) + e(arm, seed)
+
+- ``mu``: the true mean of an arm (one combination of size, bits, warmdown, LR, ...);
+- ``s``: a seed's offset shared by every run of that seed in one block (one size and
+  training setup): the seed fixes initialisation and data order for all bit-widths and
+  warmdowns, which is why the deciders pair by seed;
+- ``w``: a seed x warmdown offset, shared across bit-widths and LRs of that warmdown
+  (the trajectories agree until the warmdown starts);
+- ``e``: what is left, per run (QAT rounding turns last-bit differences into this).
+The tiny runs measured SD(s) ~ 0.02, SD(w) ~ 0.006, SD(e) ~ 0.004 bpb (verdict issue).
+
+Three uses, one code path (``outcome_rates``):
+- calibration: arms from a scenario (claim true, false at the boundary, clearly false),
+  noise from the profile's prior -> type-I error and power of a decider;
+- stability: arms = the observed arm means, noise fitted to the observed table
+  (``estimate_noise``) -> the probability that a re-run with new seeds gives the same
+  outcome. A model-based draw, not a seed bootstrap: with 3-4 seeds a bootstrap cannot
+  produce outcomes outside the observed ones and so overstates stability;
+- seeds for power: the calibration draw at increasing seed counts.
+
+Diverged runs are not modelled (the fitted truth uses finite runs only); the stability of
+a verdict with diverged runs is therefore that of the same design without divergence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+# Spec columns that identify an arm (an arm = everything but the seed) when present.
+ARM_COLUMNS = ("size", "n_params", "bits", "wd", "lr_mult", "steps", "optimizer", "wd_shape")
+# Columns that define a seed's block: a seed at another size or setup is another model.
+BLOCK_COLUMNS = ("size", "steps", "optimizer", "wd_shape")
+
+
+@dataclass(frozen=True)
+class Noise:
+    """SDs of the three noise components (units of the metric)."""
+
+    seed: float
+    seed_wd: float
+    run: float
+
+    @classmethod
+    def from_mapping(cls, m: Mapping, where: str = "noise") -> "Noise":
+        try:
+            values = {k: float(m[k]) for k in ("seed", "seed_wd", "run")}
+        except KeyError as e:
+            raise ValueError(f"{where}: missing {e.args[0]!r} (need seed, seed_wd, run SDs)") from None
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: seed, seed_wd and run must be numbers, got {dict(m)}") from None
+        bad = {k: v for k, v in values.items() if not (math.isfinite(v) and v >= 0)}
+        if bad:
+            raise ValueError(f"{where}: SDs must be finite and >= 0, got {bad}")
+        return cls(**values)
+
+    def describe(self) -> str:
+        return f"SD seed {self.seed:.3g}, seed x wd {self.seed_wd:.3g}, run {self.run:.3g}"
+
+
+def _present(cols, frame: pd.DataFrame) -> list[str]:
+    return [c for c in cols if c in frame.columns]
+
+
+def _keys(frame: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """Integer code per row for the combination of ``cols`` (all rows 0 if none)."""
+    if not cols:
+        return np.zeros(len(frame), dtype=int)
+    return frame.groupby(cols, sort=False, dropna=False).ngroup().to_numpy()
+
+
+class _Sampler:
+    """Draws tables of one design; the design's bookkeeping is done once, not per draw."""
+
+    def __init__(self, arms: pd.DataFrame, seeds, noise: Noise, metric: str):
+        arms = arms.reset_index(drop=True)
+        self.seeds = np.asarray(list(seeds), dtype=int)
+        S, A = len(self.seeds), len(arms)
+        self.noise, self.metric, self.A, self.S = noise, metric, A, S
+        self.block = _keys(arms, _present(BLOCK_COLUMNS, arms))
+        self.block_wd = _keys(arms, _present(BLOCK_COLUMNS, arms) + _present(("wd",), arms))
+        self.mu = arms["mu"].to_numpy(dtype=float)[:, None]
+        self.columns = {c: np.repeat(arms[c].to_numpy(), S) for c in arms.columns if c != "mu"}
+        self.columns["seed"] = np.tile(self.seeds, A)
+        self.columns["status"] = np.full(A * S, "ok", dtype=object)
+
+    def draw(self, rng: np.random.Generator) -> pd.DataFrame:
+        n, S = self.noise, self.S
+        s = rng.normal(0.0, n.seed, (self.block.max() + 1, S))
+        w = rng.normal(0.0, n.seed_wd, (self.block_wd.max() + 1, S))
+        e = rng.normal(0.0, n.run, (self.A, S))
+        y = self.mu + s[self.block] + w[self.block_wd] + e  # (arms, seeds)
+        return pd.DataFrame({**self.columns, self.metric: y.ravel()})
+
+
+def simulate_table(arms: pd.DataFrame, seeds, noise: Noise, metric: str, rng: np.random.Generator) -> pd.DataFrame:
+    """One results table: every arm (a row of ``arms`` with its true mean ``mu``) x every seed."""
+    return _Sampler(arms, seeds, noise, metric).draw(rng)
+
+
+def arm_means(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The observed mean of every arm over its finite runs: the plug-in truth for stability."""
+    ok = table[(table["status"] == "ok") & np.isfinite(pd.to_numeric(table[metric], errors="coerce"))]
+    cols = _present(ARM_COLUMNS, ok)
+    arms = ok.groupby(cols, sort=True, dropna=False)[metric].mean().rename("mu").reset_index()
+    return arms
+
+
+def estimate_noise(table: pd.DataFrame, metric: str) -> Noise:
+    """Method-of-moments estimate of the three SDs from an observed table.
+
+    Per block, the (arm x seed) matrix of complete arms is split as in a two-way layout:
+    seed main effect, seed x warmdown (arms grouped by warmdown), and the rest. Mean
+    squares are pooled over blocks; a negative variance estimate is truncated at 0. When
+    every warmdown has one arm, seed x warmdown cannot be told from run noise and is
+    counted as run noise (which cancels in no within-warmdown contrast, so this is the
+    cautious choice).
+    """
+    ok = table[(table["status"] == "ok") & np.isfinite(pd.to_numeric(table[metric], errors="coerce"))]
+    arm_cols = [c for c in _present(ARM_COLUMNS, ok) if c != "n_params"]
+    block_cols = _present(BLOCK_COLUMNS, ok)
+    ss = Counter()
+    for _, g in (ok.groupby(block_cols, sort=False) if block_cols else [(None, ok)]):
+        Y = g.pivot_table(index=arm_cols, columns="seed", values=metric, aggfunc="mean").dropna(axis=0)
+        A, S = Y.shape
+        if A < 1 or S < 2:
+            continue
+        y = Y.to_numpy(dtype=float)
+        arm_m, seed_m, grand = y.mean(1, keepdims=True), y.mean(0, keepdims=True), y.mean()
+        E = y - arm_m - seed_m + grand
+        ss["seed"] += A * float(((seed_m - grand) ** 2).sum())
+        ss["df_seed"] += S - 1
+        wd = Y.index.get_level_values("wd").to_numpy() if "wd" in Y.index.names else np.zeros(A)
+        levels = np.unique(wd)
+        if A >= 2 and 2 <= len(levels) < A:
+            ebar = np.zeros_like(E)
+            for lev in levels:
+                m = wd == lev
+                ebar[m] = E[m].mean(0, keepdims=True)
+            ss["sw"] += float((ebar ** 2).sum())
+            ss["df_sw"] += (len(levels) - 1) * (S - 1)
+            ss["e"] += float(((E - ebar) ** 2).sum())
+            ss["df_e"] += (A - len(levels)) * (S - 1)
+            ss["arms_per_wd"] += A / len(levels) * (len(levels) - 1) * (S - 1)  # df-weighted
+        elif A >= 2:
+            ss["e"] += float((E ** 2).sum())
+            ss["df_e"] += (A - 1) * (S - 1)
+        ss["arms"] += A * (S - 1)
+    if ss["df_seed"] == 0:
+        raise ValueError(f"cannot estimate noise of {metric}: no arm has 2 or more finite seeds")
+    ms_e = ss["e"] / ss["df_e"] if ss["df_e"] else 0.0
+    if ss["df_sw"]:
+        ms_sw = ss["sw"] / ss["df_sw"]
+        per_wd = ss["arms_per_wd"] / ss["df_sw"]
+        var_sw = max(0.0, (ms_sw - ms_e) / per_wd)
+        ms_below_seed = ms_sw
+    else:
+        var_sw, ms_below_seed = 0.0, ms_e
+    n_arms = ss["arms"] / ss["df_seed"]
+    var_s = max(0.0, (ss["seed"] / ss["df_seed"] - ms_below_seed) / n_arms)
+    if ss["df_e"] == 0:  # one arm per block: the seed offset is all the noise there is
+        return Noise(seed=0.0, seed_wd=0.0, run=math.sqrt(ss["seed"] / ss["df_seed"] / n_arms))
+    return Noise(seed=math.sqrt(var_s), seed_wd=math.sqrt(var_sw), run=math.sqrt(ms_e))
+
+
+Decide = Callable[[pd.DataFrame], "object"]  # table -> Verdict
+
+
+def outcome_rates(decide: Decide, arms: pd.DataFrame, seeds, noise: Noise, metric: str,
+                  n_draws: int, rng_seed: int) -> dict[str, float]:
+    """Fraction of ``n_draws`` simulated tables on which ``decide`` gives each outcome."""
+    rng = np.random.default_rng(rng_seed)
+    sampler = _Sampler(arms, seeds, noise, metric)
+    counts = Counter(decide(sampler.draw(rng)).outcome for _ in range(n_draws))
+    return {k: v / n_draws for k, v in counts.items()}
+
+
+def stability(decide: Decide, table: pd.DataFrame, metric: str, outcome: str, n_draws: int,
+              rng_seed: int = 0) -> float:
+    """Probability that a re-run with new seeds (same design, same seed count) repeats ``outcome``.
+
+    Model-based: the observed arm means are taken as the truth and the noise SDs are
+    fitted to the observed table (``estimate_noise``); ``n_draws`` tables are drawn and
+    decided. NaN when the table has too few finite seeds to fit the noise.
+    """
+    try:
+        noise = estimate_noise(table, metric)
+    except ValueError:
+        return math.nan
+    arms = arm_means(table, metric)
+    seeds = sorted(table.loc[table["status"] == "ok", "seed"].unique())
+    if len(seeds) < 2 or arms.empty:
+        return math.nan
+    return outcome_rates(decide, arms, seeds, noise, metric, n_draws, rng_seed).get(outcome, 0.0)

@@ -1,0 +1,83 @@
+"""decide_all / decide_cell / verdict_row (hypotheses/decide.py): verdicts without pytest."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from engine.cache import ResultsCache
+from engine.design import load_profile
+from hypotheses.decide import decide_all, verdict_row
+
+PROFILE = """
+[profile]
+name = "unit"
+description = "decide test profile"
+
+[defaults]
+steps = 10
+batch_tokens = 128
+seq_len = 16
+
+[designs.phase2]
+grid = { size = ["t10k"], bits = [16, 8, 6], wd = [0.10, 0.33, 0.50], seed = [0, 1, 2, 3] }
+
+[verdicts]
+stability_draws = 30
+
+[verdicts.delta]
+C1 = 0.01
+C2 = 0.01
+"""
+
+
+def _fill(cache: ResultsCache, profile, best_wd: float, skip: int = 0) -> None:
+    rng = np.random.default_rng(0)
+    for i, s in enumerate(profile.design("phase2").specs):
+        if i < skip:
+            continue
+        bpb = 2.0 + 0.2 * abs(s.wd - best_wd) + 0.001 * rng.standard_normal()
+        cache.put(s, {"status": "ok", "diverged_step": None, "val_bpb": bpb, "val_bpb_q": bpb,
+                      "val_bpb_int8": bpb, "quant_penalty": 0.0, "n_params": 10_000})
+
+
+def test_decide_all_decides_from_the_cache_alone(tmp_path):
+    path = tmp_path / "unit.toml"
+    path.write_text(PROFILE)
+    profile = load_profile(path)
+    cache = ResultsCache(tmp_path / "cache")
+    _fill(cache, profile, best_wd=0.10)
+    results = decide_all(profile, cache)
+    by = {(r.claim_id, r.cell_id): r for r in results}
+    assert by[("C1", "fp16-t10k")].verdict.outcome == "contradicted"
+    assert by[("C2", "t10k")].verdict.outcome == "reproduced"
+    assert all(0 <= r.verdict.stability <= 1 for r in results if r.verdict)
+    # claims whose designs the profile lacks are error rows, never verdicts
+    missing = [r for r in results if r.claim_id in ("C3", "C7", "C9")]
+    assert missing and all(r.verdict is None and "has no design" in r.error for r in missing)
+    assert not any(p.suffix == ".json" and "verdicts" in p.name for p in tmp_path.iterdir())  # pure: writes nothing
+
+
+def test_missing_runs_are_error_rows_naming_the_sweep(tmp_path):
+    path = tmp_path / "unit.toml"
+    path.write_text(PROFILE)
+    profile = load_profile(path)
+    cache = ResultsCache(tmp_path / "cache")
+    _fill(cache, profile, best_wd=0.33, skip=3)
+    c1 = [r for r in decide_all(profile, cache) if r.claim_id == "C1"]
+    assert any(r.verdict is None and "python -m engine sweep --profile unit --design phase2" in r.error for r in c1)
+
+
+def test_verdict_row_is_flat_and_complete(tmp_path):
+    path = tmp_path / "unit.toml"
+    path.write_text(PROFILE)
+    profile = load_profile(path)
+    cache = ResultsCache(tmp_path / "cache")
+    _fill(cache, profile, best_wd=0.33)
+    r = next(r for r in decide_all(profile, cache) if r.claim_id == "C1")
+    row = verdict_row(r.verdict, profile, r.cell_id)
+    assert row["verdict"] == "reproduced" and row["profile"] == "unit" and row["cell"] == r.cell_id
+    assert row["stat_seeds"] == "0,1,2,3" and row["stat_region"] == "<= 0.01"
+    assert all(isinstance(v, (int, float, str)) for v in row.values())
+    assert math.isfinite(row["stat_ci_high"]) and row["fragile"] in (0, 1)
