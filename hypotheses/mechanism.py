@@ -1,138 +1,167 @@
 """Decision function for C9: INT6-QAT weights do not snap to the INT6 grid before warmdown.
 
-Owns ``decide_c9``: the ratio of mean pre-warmdown grid distances, INT6-QAT runs over
-matched FP16 runs, with a paired bootstrap CI. Pure: a results table in, a Verdict out.
+Owns ``decide_c9`` (the ratio of mean pre-warmdown INT6-grid distances, INT6-QAT runs over
+matched FP16 runs, with Fieller's interval for a ratio of paired means) and
+``scenarios_c9`` (its calibration scenarios). Pure: a results table in, a Verdict out; the
+decider works on numpy arrays after the shared validation, since calibration calls it
+thousands of times.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
+from hypotheses.calibration import Scenario
+from hypotheses.intervals import fieller_paired, inside, outside
 from hypotheses.verdict import (
+    CONTRADICTED,
+    REPRODUCED,
     RUN_KEY,
+    Inconclusive,
     Verdict,
     count_stats,
-    decided,
+    decider,
     fmt_bits,
-    paper_stats,
     require_table,
     require_unique_runs,
-    undecided,
+    three_way,
+    verdict,
 )
 
-_PAIR_KEY = ["size", "wd", "lr_mult", "seed"]
+_PAIR_KEY = ("size", "wd", "lr_mult", "seed")
+BASE_DISTANCE = 0.24  # FP16 weights' mean distance to the INT6 grid (uniform = 0.25 of a step)
 
 
-def _ratio_of_means(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.mean(a, axis=axis) / np.mean(b, axis=axis)
+def _pairs(t: pd.DataFrame, metric: str, quant_bits: int, ref_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(q, r): the metric of the finite INT6 and FP16 runs matched on (size, wd, lr_mult, seed)."""
+    ok = t["finite"].to_numpy(dtype=bool)
+    bits = t["bits"].to_numpy()[ok]
+    y = t[metric].to_numpy(dtype=float)[ok]
+    keys = list(zip(*(t[c].to_numpy()[ok].tolist() for c in _PAIR_KEY)))
+    ref = {k: v for k, v, b in zip(keys, y, bits) if b == ref_bits}
+    q, r = [], []
+    for k, v, b in zip(keys, y, bits):
+        if b == quant_bits and k in ref:
+            q.append(v)
+            r.append(ref[k])
+    return np.asarray(q, dtype=float), np.asarray(r, dtype=float)
 
 
-def _bootstrap_ratio_ci(q: np.ndarray, r: np.ndarray, claim) -> tuple[float, float, str]:
-    """Paired bootstrap CI of mean(q)/mean(r): BCa, percentile if BCa degenerates."""
-    rng_seed = int(claim.threshold("bootstrap_seed"))
-    kwargs = dict(
-        statistic=_ratio_of_means,
-        paired=True,
-        vectorized=True,
-        n_resamples=int(claim.threshold("n_resamples")),
-        confidence_level=float(claim.threshold("ci_level")),
-    )
-    for method in ("BCa", "percentile"):
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            res = sps.bootstrap((q, r), method=method, rng=np.random.default_rng(rng_seed), **kwargs)
-        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
-        if math.isfinite(lo) and math.isfinite(hi):
-            return lo, hi, method
-    return lo, hi, method
-
-
+@decider
 def decide_c9(table: pd.DataFrame, claim) -> Verdict:
     """C9: before warmdown, INT6-QAT weights are about as far from the INT6 grid as FP16's.
 
-    Rule: R = mean(``metric`` | bits=quant_bits) / mean(``metric`` | bits=ref_bits) over
-    runs matched on (size, wd, lr_mult, seed) (``metric`` = grid_dist_int6_prewd); a
-    paired 95 % bootstrap CI (scipy.stats.bootstrap, paired=True, BCa falling back to
-    percentile, ``n_resamples`` 2000, fixed seed). Reproduced iff band_low <= R <=
-    band_high ([0.90, 1.15]) AND the CI's upper bound is not below band_low (no
-    evidence of snapping). Not reproduced if R < band_low (INT6 weights sit closer to the
-    grid: snapping) or R > band_high (further from the grid than FP16's).
-    Diverged runs: a pair with a diverged member is dropped (counted in n_diverged).
-    Undecided if fewer than ``min_pairs`` (3) matched pairs, or the FP16 mean is 0.
+    Rule (fixtures/claims.toml [C9]): R = mean(q) / mean(r), q = ``metric``
+    (grid_dist_int6_prewd) of the INT6 (``quant_bits``) runs, r = that of the FP16
+    (``ref_bits``) runs matched on (size, wd, lr_mult, seed); Fieller's interval for a ratio
+    of paired means (``intervals.fieller_paired``). Reproduced iff the (1 - 2 alpha) = 90 %
+    interval lies inside [band_low, band_high]; contradicted iff the (1 - alpha) = 95 %
+    interval lies wholly outside the band (below: the INT6 weights snap to the grid; above:
+    QAT pushes them off it); else inconclusive, also when Fieller's set is unbounded (the
+    FP16 mean is not distinguishable from 0) or with fewer than ``min_pairs`` pairs.
+    A pair with a diverged member is dropped (the run is counted in ``n_diverged``).
+    Headline ci_low/ci_high: the 90 % interval, or the 95 % one that decided a
+    contradiction; both are reported (ci90_*, ci95_*).
     """
     metric = claim.threshold("metric")
     quant_bits, ref_bits = int(claim.threshold("quant_bits")), int(claim.threshold("ref_bits"))
     low, high = float(claim.threshold("band_low")), float(claim.threshold("band_high"))
-    min_pairs = int(claim.threshold("min_pairs"))
+    alpha, min_pairs = float(claim.threshold("alpha")), int(claim.threshold("min_pairs"))
     what = f"{claim.id}[{fmt_bits(quant_bits)} vs {fmt_bits(ref_bits)}]"
     t = require_table(table, ["size", "bits", "wd", "lr_mult"], metric, what=what)
-    t = t[t["bits"].isin([quant_bits, ref_bits])]
+    t = t[np.isin(t["bits"].to_numpy(), [quant_bits, ref_bits])]
     if t.empty:
         raise ValueError(f"{what}: no runs at bits {quant_bits}/{ref_bits}")
     require_unique_runs(t, RUN_KEY, what=what)
-    q = t[(t["bits"] == quant_bits) & t["finite"]].set_index(_PAIR_KEY)[metric]
-    r = t[(t["bits"] == ref_bits) & t["finite"]].set_index(_PAIR_KEY)[metric]
-    pairs = pd.concat([q.rename("q"), r.rename("r")], axis=1, join="inner")
+    q, r = _pairs(t, metric, quant_bits, ref_bits)
+    level_r, level_c = 1 - 2 * alpha, 1 - alpha
     stats = {
         **count_stats(t),
         "metric": metric,
-        "n_pairs": len(pairs),
+        "alpha": alpha,
+        "n_pairs": len(q),
         "band_low": low,
         "band_high": high,
         "statistic": "distance_ratio",
-        "statistic_value": math.nan,
-        "ci_low": math.nan,
-        "ci_high": math.nan,
-        "effect_size_name": "relative_difference",
-        "effect_size": math.nan,
-        **paper_stats(claim),
+        "ci_level": level_r,
+        "region": f"[{low:.2f}, {high:.2f}]",
+        "ci_method": "fieller_paired",
     }
-    mean_r = float(pairs["r"].mean()) if len(pairs) else math.nan
-    if len(pairs) < min_pairs:
-        return undecided(
-            claim,
-            f"{what}: only {len(pairs)} matched pair(s) with finite grid distances.",
-            f"fewer than {min_pairs} matched {fmt_bits(quant_bits)}/{fmt_bits(ref_bits)} pairs",
+    if len(q) < min_pairs:
+        raise Inconclusive(
+            f"{what}: only {len(q)} matched pair(s) with finite grid distances; "
+            f"{stats['n_diverged']} diverged run(s).",
+            f"fewer than {min_pairs} matched {fmt_bits(quant_bits)}/{fmt_bits(ref_bits)} pairs ({len(q)})",
             stats,
         )
-    if mean_r <= 0:
-        return undecided(
-            claim, f"{what}: FP16 mean grid distance is {mean_r}.", "FP16 distances are all zero", stats
-        )
-    qa, ra = pairs["q"].to_numpy(dtype=float), pairs["r"].to_numpy(dtype=float)
-    ratio = float(qa.mean() / ra.mean())
-    ci_low, ci_high, method = _bootstrap_ratio_ci(qa, ra, claim)
+    qb, rb = float(q.mean()), float(r.mean())
+    ci_r, ci_c = fieller_paired(q, r, level_r), fieller_paired(q, r, level_c)
+    ratio = ci_r.ratio
     stats.update(
         statistic_value=ratio,
         ratio=ratio,
-        ci_low=ci_low,
-        ci_high=ci_high,
-        ci_method=method,
-        effect_size=ratio - 1.0,
-        mean_dist_quant=float(qa.mean()),
-        mean_dist_ref=mean_r,
+        ci_low=ci_r.low,
+        ci_high=ci_r.high,
+        ci90_low=ci_r.low,
+        ci90_high=ci_r.high,
+        ci95_low=ci_c.low,
+        ci95_high=ci_c.high,
+        bounded=int(ci_r.bounded),
+        relative_difference=ratio - 1.0 if math.isfinite(ratio) else math.nan,
+        mean_dist_quant=qb,
+        mean_dist_ref=rb,
     )
-    in_band = low <= ratio <= high
-    holds = in_band and ci_high >= low
-    if ratio < low:
-        why = f"below {low:g}: {fmt_bits(quant_bits)} weights sit closer to the grid (snapping)"
-    elif ratio > high:
-        why = (
-            f"above {high:g}: {fmt_bits(quant_bits)} weights sit further from the grid "
-            f"than {fmt_bits(ref_bits)}'s"
-        )
-    elif not holds:
-        why = f"the CI lies below {low:g} (evidence of snapping)"
-    else:
-        why = f"inside [{low:g}, {high:g}]"
-    observed = (
+    head = (
         f"{what}: pre-warmdown INT6-grid distance ratio R = {ratio:.3f} "
-        f"(95% CI [{ci_low:.3f}, {ci_high:.3f}], {len(pairs)} matched pairs; "
-        f"{qa.mean():.4f} vs {ra.mean():.4f}), {why}."
+        f"({qb:.4f} vs {rb:.4f} over {len(q)} matched pairs; Fieller 90% [{ci_r.low:.3f}, {ci_r.high:.3f}], "
+        f"95% [{ci_c.low:.3f}, {ci_c.high:.3f}]; band [{low:g}, {high:g}]; "
+        f"{stats['n_diverged']} diverged run(s))"
     )
-    return decided(claim, holds, observed, stats)
+    if not ci_r.bounded:
+        raise Inconclusive(head + ".", "Fieller's set is unbounded: the FP16 mean distance is not "
+                           "distinguishable from 0", stats)
+    reproduce = inside(ci_r.low, ci_r.high, low, high)
+    contradict = ci_c.bounded and outside(ci_c.low, ci_c.high, low, high)
+    outcome = three_way(reproduce, contradict)
+    if outcome == REPRODUCED:
+        return verdict(claim, outcome, head + f": inside [{low:g}, {high:g}].", stats)
+    if outcome == CONTRADICTED:
+        stats.update(ci_low=ci_c.low, ci_high=ci_c.high, ci_level=level_c)
+        if ci_c.high < low:
+            why = f"below {low:g}: {fmt_bits(quant_bits)} weights sit closer to the grid (snapping)"
+        else:
+            why = (f"above {high:g}: {fmt_bits(quant_bits)} weights sit further from the grid "
+                   f"than {fmt_bits(ref_bits)}'s")
+        return verdict(claim, outcome, head + f": the 95% interval lies wholly {why}.", stats)
+    if not ci_c.bounded:
+        reason = "the 90 % interval is not inside the band and the 95 % Fieller set is unbounded"
+    else:
+        reason = (f"the 90 % interval [{ci_r.low:.3f}, {ci_r.high:.3f}] is not inside [{low:g}, {high:g}] "
+                  f"and the 95 % interval [{ci_c.low:.3f}, {ci_c.high:.3f}] overlaps it")
+    raise Inconclusive(head + ".", reason, stats)
+
+
+def scenarios_c9(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
+    """Calibration scenarios of C9: true mean distance of INT6 arms = ratio x the FP16 one.
+
+    Base FP16 distance 0.24 of a grid step (uniform-ish weights sit at 0.25; the tiny runs
+    measure ~0.242). true: ratio 1.04 (the paper's); boundary: ratio = band_low exactly
+    (false reproduction rate <= alpha); violation: ratio 0.75 (clear snapping).
+    """
+    quant_bits = int(claim.threshold("quant_bits"))
+    band_low = float(claim.threshold("band_low"))
+    paper = float(claim.paper.get("paper_ratio", 1.04))
+
+    def with_ratio(ratio: float) -> pd.DataFrame:
+        out = arms.reset_index(drop=True).copy()
+        out["mu"] = np.where(out["bits"].to_numpy() == quant_bits, BASE_DISTANCE * ratio, BASE_DISTANCE)
+        return out
+
+    return {
+        "true": Scenario(with_ratio(paper), f"INT6/FP16 distance ratio {paper:g} (the paper's)"),
+        "boundary": Scenario(with_ratio(band_low), f"ratio at the band's lower edge {band_low:g}"),
+        "violation": Scenario(with_ratio(0.75), "ratio 0.75: INT6 weights snap toward the grid"),
+    }

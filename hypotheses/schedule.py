@@ -1,54 +1,45 @@
 """Decision functions for the schedule claims C1..C5 (is wd33 optimal; does it depend on bits).
 
 Owns:
-- ``decide_c1``: the optimal warmdown of one (bits, size) cell is 0.33.
-- ``decide_c2``: at one size, the optimal warmdown does not depend on bit-width
-  (same argmin at FP16/INT8/INT6 and no wd x bits interaction).
-- ``decide_null_arm``: C2's rule on another design's table (C3 AdamW arm, C4 cosine arm,
-  C5 long-training arm), decided per size (and per step count), holding iff it holds at
-  every size present.
+- ``decide_c1``: wd33 is within delta of the best warmdown of one (bits, size) cell
+  (multiple comparison with the best, paired by seed).
+- ``decide_c2``: at one size, the warmdown landscape does not depend on bit-width
+  (within-seed interaction contrasts, equivalence within +-delta).
+- ``decide_null_arm``: C2's contrasts on another design's table (C3 AdamW arm, C4 cosine
+  arm, C5 long-training arm), per size and step count, corrected over all of them.
+- ``scenarios_c1`` / ``scenarios_null``: the calibration scenarios of these rules.
 
-All functions are pure: a results table and a ``Claim`` in, a ``Verdict`` out.
+Decisions are pure: a results table and a ``Claim`` in, a ``Verdict`` out.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import statsmodels.formula.api as smf
-from scipy import stats as sps
-from statsmodels.stats.anova import anova_lm
 
+from hypotheses.calibration import Scenario
+from hypotheses.intervals import bonferroni, inside, mean_ci, outside
 from hypotheses.verdict import (
     MIN_FINITE_SEEDS,
     RUN_KEY,
-    Verdict,
-    arm_values,
+    Inconclusive,
+    WdRanking,
+    claim_delta,
     count_stats,
-    decided,
+    decider,
     fmt_bits,
     fmt_wd,
     is_wd,
-    paper_stats,
-    rank_warmdowns,
     require_table,
     require_unique_runs,
-    undecided,
+    three_way,
+    verdict,
 )
 
 _FACTORS = ("size", "bits", "wd", "lr_mult")
-_INTERACTION = "C(wd):C(bits)"
-
-
-def _quiet_ttest_rel(a: np.ndarray, b: np.ndarray):
-    """scipy's paired t-test, without the warnings it emits on zero-variance differences."""
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return sps.ttest_rel(a, b)
 
 
 # ---------------------------------------------------------------------------------------
@@ -56,235 +47,239 @@ def _quiet_ttest_rel(a: np.ndarray, b: np.ndarray):
 # ---------------------------------------------------------------------------------------
 
 
-def decide_c1(table: pd.DataFrame, claim, *, bits: int, size: str) -> Verdict:
-    """C1 on one (bits, size) cell: is the optimal warmdown 0.33?
+class _Arms:
+    """The finite runs of one slice as {(bits, wd, lr_mult): {seed: value}}, and each
+    (bits, wd) at its best LR under the shared diverged-run rule (as ``rank_warmdowns``).
 
-    Rule: for each warmdown take its best lr_mult (lowest mean ``metric`` over finite
-    seeds, "at its best LR"); the optimal warmdown is the argmin of those means.
-    Reproduced iff the optimum equals ``expected_wd`` (0.33, tolerance ``wd_tol``).
-    The margin to the runner-up and a paired t-test across seeds (runner-up minus best,
-    each at its own best LR, paired by seed) are reported but do not decide: the paper's
-    claim is about the argmin.
-    Diverged runs: excluded from means, counted in n_diverged; an (wd, lr) arm with fewer
-    than 2 finite seeds scores +inf (ranks last).
-    Undecided if fewer than 2 seeds have a finite run, ``expected_wd`` is not in the
-    design, fewer than 2 warmdowns can be ranked on data, or the top two tie exactly.
+    Plain dicts instead of pandas selections: calibration decides thousands of tables,
+    and a boolean-mask selection per arm made one C2 decision cost ~60 ms."""
+
+    def __init__(self, cell: pd.DataFrame, metric: str):
+        self.values: dict[tuple, dict[int, float]] = {}
+        self.lrs: dict[tuple, set] = {}
+        cols = [cell[c].to_numpy() for c in ("bits", "wd", "lr_mult", "seed", metric, "finite")]
+        for b, w, lr, seed, y, ok in zip(*cols):
+            key = (int(b), float(w))
+            self.lrs.setdefault(key, set()).add(float(lr))
+            if ok:
+                self.values.setdefault((int(b), float(w), float(lr)), {})[int(seed)] = float(y)
+
+    def ranking(self, bits: int) -> WdRanking:
+        scores, best_lr = {}, {}
+        for (b, w), lrs in sorted(self.lrs.items()):
+            if b != bits:
+                continue
+            arm_scores = {}
+            for lr in sorted(lrs):
+                vals = self.values.get((b, w, lr), {})
+                arm_scores[lr] = sum(vals.values()) / len(vals) if len(vals) >= MIN_FINITE_SEEDS else math.inf
+            lr_best = min(arm_scores, key=arm_scores.get)
+            scores[w] = arm_scores[lr_best]
+            best_lr[w] = lr_best if math.isfinite(arm_scores[lr_best]) else math.nan
+        return WdRanking(scores, best_lr, tuple(sorted(scores, key=lambda w: (scores[w], w))))
+
+    def at(self, bits: int, wd: float, lr: float) -> dict[int, float]:
+        return self.values.get((int(bits), float(wd), float(lr)), {}) if math.isfinite(lr) else {}
+
+
+def _paired(*arms: dict[int, float]) -> tuple[list[int], list[np.ndarray]]:
+    """The seeds every arm has, and each arm's values on them (same order)."""
+    seeds = sorted(set.intersection(*(set(a) for a in arms))) if arms else []
+    return seeds, [np.array([a[s] for s in seeds], dtype=float) for a in arms]
+
+
+@decider
+def decide_c1(table: pd.DataFrame, claim, *, bits: int, size: str):
+    """C1 on one (bits, size) cell: is wd33 within delta of the best warmdown?
+
+    Rule (multiple comparison with the best, Hsu's MCB with a Bonferroni critical value,
+    paired by seed): every warmdown at its best lr_mult (lowest mean ``metric`` over finite
+    seeds); theta = mu(0.33) - min over the other warmdowns w of mu(w). For each of the k-1
+    other warmdowns, the paired differences y(0.33) - y(w) give one-sided t bounds at level
+    1 - alpha/(k-1); U = max of the upper bounds and L = max of the lower bounds bound theta
+    simultaneously (P(theta <= U) >= 1 - alpha, P(theta >= L) >= 1 - alpha).
+    Reproduced iff U <= delta (wd33 is within delta of the best warmdown), contradicted
+    iff L > delta (some warmdown beats wd33 by more than delta), else inconclusive.
+    Why Bonferroni and not Hsu's exact constant: Hsu's d assumes equally correlated
+    comparisons with one variance, which paired differences of unequal spread are not;
+    with 2-3 comparisons Bonferroni costs little. The bare argmin and the margin to the
+    runner-up are reported, not decided on (near ties the argmin is a coin flip).
+    Diverged runs: excluded and counted; a warmdown with fewer than 2 finite seeds at every
+    LR cannot beat wd33 on data and is left out of the comparison (listed).
+    Inconclusive if fewer than 2 seeds have a finite run, 0.33 is not in the design or has
+    no LR with 2 finite seeds, or no other warmdown has 2 seeds paired with it.
     """
     metric = claim.threshold("metric")
     expected, tol = float(claim.threshold("expected_wd")), float(claim.threshold("wd_tol"))
+    alpha, delta = float(claim.threshold("alpha")), claim_delta(claim)
     what = f"{claim.id}[{fmt_bits(bits)}-{size}]"
     t = require_table(table, _FACTORS, metric, what=what)
     cell = t[(t["bits"] == bits) & (t["size"] == size)]
     if cell.empty:
         raise ValueError(f"{what}: no runs with bits={bits}, size={size!r} in the table")
     require_unique_runs(cell, RUN_KEY, what=what)
-
-    stats = {
-        **count_stats(cell),
-        "bits": int(bits),
-        "size": str(size),
-        "metric": metric,
-        "expected_wd": expected,
-        "statistic": "optimal_wd",
-        "statistic_value": math.nan,
-        "p_value": math.nan,
-        "effect_size_name": "margin_bpb",
-        "effect_size": math.nan,
-        **paper_stats(claim),
-    }
-    n_finite_seeds = cell.loc[cell["finite"], "seed"].nunique()
+    stats = {**count_stats(cell), "bits": int(bits), "size": str(size), "metric": metric,
+             "expected_wd": expected, "delta": delta, "alpha": alpha, "region": f"<= {delta:g}",
+             "statistic": "wd33_minus_best_other_bpb", "ci_level": 1 - 2 * alpha}
     wds = sorted(cell["wd"].unique())
+    n_finite_seeds = cell.loc[cell["finite"], "seed"].nunique()
     if n_finite_seeds < MIN_FINITE_SEEDS:
-        return undecided(
-            claim,
-            f"{what}: only {n_finite_seeds} seed(s) with a finite run.",
-            f"fewer than {MIN_FINITE_SEEDS} seeds with finite runs; no seed noise to judge",
-            stats,
-        )
-    if not any(is_wd(w, expected, tol) for w in wds):
-        return undecided(
-            claim,
-            f"{what}: warmdowns {[fmt_wd(w) for w in wds]} do not include {fmt_wd(expected)}.",
-            f"wd={fmt_wd(expected)} is not among the warmdown values of this cell",
-            stats,
-        )
-
-    ranking = rank_warmdowns(cell, metric)
+        raise Inconclusive(f"{what}: only {n_finite_seeds} seed(s) with a finite run.",
+                           f"fewer than {MIN_FINITE_SEEDS} seeds with finite runs; no seed noise to judge", stats)
+    ref = next((w for w in wds if is_wd(w, expected, tol)), None)
+    if ref is None:
+        raise Inconclusive(f"{what}: warmdowns {[fmt_wd(w) for w in wds]} do not include {fmt_wd(expected)}.",
+                           f"wd={fmt_wd(expected)} is not among the warmdown values of this cell", stats)
+    arms = _Arms(cell, metric)
+    ranking = arms.ranking(int(bits))
     for wd in wds:
         stats[f"mean_wd{fmt_wd(wd)}"] = ranking.scores[wd]
         stats[f"best_lr_wd{fmt_wd(wd)}"] = ranking.best_lr[wd]
-    if ranking.n_ranked < 2:
-        return undecided(
-            claim,
-            f"{what}: only {ranking.n_ranked} warmdown(s) kept {MIN_FINITE_SEEDS}+ finite "
-            f"seeds at some LR.",
-            f"fewer than 2 warmdown arms with >= {MIN_FINITE_SEEDS} finite seeds to compare",
-            stats,
-        )
-    best, runner = ranking.best, ranking.runner_up
-    if ranking.tied:
-        return undecided(
-            claim,
-            f"{what}: wd {fmt_wd(best)} and wd {fmt_wd(runner)} tie exactly.",
-            "the two best warmdowns tie exactly; the argmin is not unique",
-            stats,
-        )
-
-    margin = ranking.scores[runner] - ranking.scores[best]
-    a = arm_values(cell, metric, runner, ranking.best_lr[runner])
-    b = arm_values(cell, metric, best, ranking.best_lr[best])
-    paired = pd.concat([a.rename("runner"), b.rename("best")], axis=1, join="inner")
-    t_stat = p = dz = math.nan
-    if len(paired) >= 2:
-        diff = paired["runner"] - paired["best"]
-        res = _quiet_ttest_rel(paired["runner"].to_numpy(), paired["best"].to_numpy())
-        t_stat, p = float(res.statistic), float(res.pvalue)
-        sd = float(diff.std(ddof=1))
-        dz = float(diff.mean()) / sd if sd > 0 else math.inf
-    stats.update(
-        statistic_value=best,
-        optimal_wd=best,
-        runner_up_wd=runner,
-        best_lr_mult=ranking.best_lr[best],
-        effect_size=margin,
-        margin_bpb=margin,
-        t_paired=t_stat,
-        p_value=p,
-        cohens_dz=dz,
-        n_pairs=len(paired),
-    )
-    holds = is_wd(best, expected, tol)
+    if ranking.n_ranked >= 1:
+        stats["optimal_wd"] = ranking.best
+        if ranking.n_ranked >= 2:
+            stats["runner_up_wd"] = ranking.runner_up
+            stats["margin_bpb"] = ranking.scores[ranking.runner_up] - ranking.scores[ranking.best]
+    if not math.isfinite(ranking.scores[ref]):
+        raise Inconclusive(f"{what}: wd {fmt_wd(ref)} has no LR with {MIN_FINITE_SEEDS} finite seeds.",
+                           f"wd {fmt_wd(ref)} diverged at every LR; its mean cannot be compared", stats)
+    y_ref = arms.at(bits, ref, ranking.best_lr[ref])
+    diffs, dropped = {}, []
+    for w in wds:
+        if w == ref:
+            continue
+        _, (a, b) = _paired(y_ref, arms.at(bits, w, ranking.best_lr[w]))
+        if len(a) >= 2:
+            diffs[w] = a - b
+        else:
+            dropped.append(fmt_wd(w))
+    stats["compared_wd"] = ",".join(fmt_wd(w) for w in diffs)
+    stats["dropped_wd"] = ",".join(dropped)
+    if not diffs:
+        raise Inconclusive(f"{what}: no other warmdown has {MIN_FINITE_SEEDS} seeds paired with wd {fmt_wd(ref)}.",
+                           "nothing to compare wd 0.33 with", stats)
+    level = 1 - 2 * alpha / len(diffs)  # two-sided level whose ends are the one-sided 1 - alpha/(k-1) bounds
+    cis = {w: mean_ci(d, level) for w, d in diffs.items()}
+    upper = max(c.high for c in cis.values())
+    lower = max(c.low for c in cis.values())
+    worst = max(cis, key=lambda w: cis[w].mean)  # the warmdown that beats wd33 by the most
+    for w, c in cis.items():
+        stats[f"d_wd{fmt_wd(w)}:mean"] = c.mean
+        stats[f"d_wd{fmt_wd(w)}:low"] = c.low
+        stats[f"d_wd{fmt_wd(w)}:high"] = c.high
+    stats.update(statistic_value=cis[worst].mean, ci_low=lower, ci_high=upper, closest_rival_wd=worst,
+                 n_pairs=min(c.n for c in cis.values()), effect_size_name="cohens_dz",
+                 effect_size=cis[worst].dz)
+    outcome = three_way(upper <= delta, lower > delta)
+    argmin = (f"argmin wd {fmt_wd(ranking.best)}" if ranking.n_ranked >= 1 else "no argmin")
     observed = (
-        f"{what}: optimal wd = {fmt_wd(best)} at its best LR x{ranking.best_lr[best]:g} "
-        f"(mean {metric} {ranking.scores[best]:.4f}); runner-up wd {fmt_wd(runner)} is "
-        f"{margin:+.4f} bpb worse (paired t = {t_stat:.2f}, p = {p:.3g}, "
-        f"{len(paired)} seeds); {stats['n_diverged']} diverged run(s)."
+        f"{what}: mean(wd{fmt_wd(ref)}) - mean(best other) = {cis[worst].mean:+.4f} bpb "
+        f"(vs wd {fmt_wd(worst)}), simultaneous 95 % bounds [{lower:+.4f}, {upper:+.4f}] against "
+        f"delta {delta:g}; {argmin}; {min(c.n for c in cis.values())} paired seeds; "
+        f"{stats['n_diverged']} diverged run(s)."
     )
-    return decided(claim, holds, observed, stats)
+    reason = ""
+    if outcome == "inconclusive":
+        reason = (f"the bounds [{lower:+.4f}, {upper:+.4f}] straddle delta {delta:g}: more seeds needed "
+                  f"to tell whether wd33 is within delta of the best")
+    return verdict(claim, outcome, observed, stats, reason)
 
 
 # ---------------------------------------------------------------------------------------
-# C2 and its arms (C3/C4/C5)
+# C2 and its arms (C3/C4/C5): within-seed interaction contrasts, equivalence within delta
 # ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _NullResult:
-    """C2's rule on one size: holds is None when undecided."""
-
-    holds: bool | None
-    observed: str
-    reason: str
-    stats: dict
+class _Contrast:
+    label: str  # e.g. 't20k INT6 wd0.1'
+    d: np.ndarray  # per-seed interaction contrast
 
 
-def _null_one_size(cell: pd.DataFrame, claim, label: str) -> _NullResult:
+def _group_contrasts(cell: pd.DataFrame, claim, label: str, stats: dict) -> tuple[list[_Contrast], list[str]]:
+    """Every planned contrast I(b, w) of one group (size, step count) and the planned ones
+    that could not be formed (too few paired finite seeds)."""
     metric = claim.threshold("metric")
-    alpha = float(claim.threshold("alpha"))
-    stats: dict = {
-        "statistic": "F_wd_x_bits",
-        "statistic_value": math.nan,
-        "p_value": math.nan,
-        "effect_size_name": "partial_eta2",
-        "effect_size": math.nan,
-        "alpha": alpha,
-        "lr_handling": "best lr_mult per (bits, wd), then two-way ANOVA on those rows",
-    }
-    bits_present = sorted(cell["bits"].unique(), reverse=True)
+    ref_bits, ref_wd = int(claim.threshold("ref_bits")), float(claim.threshold("ref_wd"))
+    bits = sorted(cell["bits"].unique(), reverse=True)
     wds = sorted(cell["wd"].unique())
-    n_finite_seeds = cell.loc[cell["finite"], "seed"].nunique()
-    if n_finite_seeds < MIN_FINITE_SEEDS:
-        return _NullResult(
-            None,
-            f"{label}: only {n_finite_seeds} seed(s) with a finite run.",
-            f"fewer than {MIN_FINITE_SEEDS} seeds with finite runs (no residual df)",
-            stats,
-        )
-    if len(bits_present) < 2 or len(wds) < 2:
-        return _NullResult(
-            None,
-            f"{label}: {len(bits_present)} bit-width(s) x {len(wds)} warmdown(s).",
-            "need at least 2 bit-widths and 2 warmdown values",
-            stats,
-        )
-    rankings = {}
-    for b in bits_present:
-        ranking = rank_warmdowns(cell[cell["bits"] == b], metric)
-        rankings[b] = ranking
-        if ranking.n_ranked >= 1:
-            stats[f"optimal_wd_{fmt_bits(b)}"] = ranking.best
-        if ranking.n_ranked < 2 or ranking.tied:
-            why = "ties exactly" if ranking.tied else "has fewer than 2 rankable warmdowns"
-            return _NullResult(
-                None,
-                f"{label}: the argmin at {fmt_bits(b)} {why}.",
-                f"{fmt_bits(b)} {why} (each needs >= {MIN_FINITE_SEEDS} finite seeds at some LR)",
-                stats,
-            )
-    optima = {b: r.best for b, r in rankings.items()}
-    same_argmin = len({fmt_wd(w) for w in optima.values()}) == 1
-    stats["same_optimal_wd"] = int(same_argmin)
+    if ref_bits not in bits or len(bits) < 2:
+        raise Inconclusive(f"{label}: bit-widths {bits} lack the reference {fmt_bits(ref_bits)} or a QAT width.",
+                           f"need {fmt_bits(ref_bits)} and at least one QAT bit-width", stats)
+    ref = next((w for w in wds if is_wd(w, ref_wd, 1e-6)), None)
+    if ref is None or len(wds) < 2:
+        raise Inconclusive(f"{label}: warmdowns {[fmt_wd(w) for w in wds]} lack {fmt_wd(ref_wd)} or a second value.",
+                           f"need wd {fmt_wd(ref_wd)} and at least one other warmdown", stats)
+    arms = _Arms(cell, metric)
+    rankings: dict[int, WdRanking] = {b: arms.ranking(b) for b in bits}
+    for b, r in rankings.items():
+        if r.n_ranked >= 1:
+            stats[f"{label}:optimal_wd_{fmt_bits(b)}"] = r.best
+    optima = {fmt_wd(r.best) for r in rankings.values() if r.n_ranked >= 1}
+    stats[f"{label}:same_optimal_wd"] = int(len(optima) == 1)
 
-    # ANOVA on each (bits, wd) cell's best-LR runs; keep warmdowns ranked at every bits
-    # (a warmdown that diverged at some bit-width has no cell there and cannot enter the
-    # interaction test; it still ranked last in the argmin above).
-    kept = [w for w in wds if all(math.isfinite(r.scores[w]) for r in rankings.values())]
-    stats["anova_wd_levels"] = ",".join(fmt_wd(w) for w in kept)
-    stats["anova_dropped_wd"] = ",".join(fmt_wd(w) for w in wds if w not in kept)
-    if len(kept) < 2:
-        return _NullResult(
-            None,
-            f"{label}: only {len(kept)} warmdown(s) have finite seeds at every bit-width.",
-            "fewer than 2 warmdown values with >= 2 finite seeds at every bit-width",
-            stats,
-        )
-    parts = []
-    for b, ranking in rankings.items():
-        for w in kept:
-            vals = arm_values(cell[cell["bits"] == b], metric, w, ranking.best_lr[w])
-            parts.append(pd.DataFrame({"y": vals.to_numpy(), "wd": w, "bits": b}))
-    data = pd.concat(parts, ignore_index=True)
-    model = smf.ols("y ~ C(wd) * C(bits)", data=data).fit()
-    if model.df_resid < 1:
-        return _NullResult(
-            None, f"{label}: no residual degrees of freedom.", "no replicate seeds", stats
-        )
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        table = anova_lm(model, typ=2)
-    ss_int, ss_res = float(table.loc[_INTERACTION, "sum_sq"]), float(table.loc["Residual", "sum_sq"])
-    f_val, p = float(table.loc[_INTERACTION, "F"]), float(table.loc[_INTERACTION, "PR(>F)"])
-    eta2 = ss_int / (ss_int + ss_res) if ss_int + ss_res > 0 else math.nan
-    stats.update(
-        statistic_value=f_val,
-        F=f_val,
-        df_num=float(table.loc[_INTERACTION, "df"]),
-        df_den=float(model.df_resid),
-        p_value=p,
-        effect_size=eta2,
-        partial_eta2=eta2,
-        n_anova_rows=len(data),
-    )
-    if not math.isfinite(p):
-        return _NullResult(
-            None, f"{label}: the ANOVA is degenerate (F = {f_val}).", "degenerate ANOVA", stats
-        )
-    no_interaction = p >= alpha
-    argmins = ", ".join(f"{fmt_bits(b)} {fmt_wd(w)}" for b, w in optima.items())
-    anova = (
-        f"wd x bits F({stats['df_num']:.0f},{stats['df_den']:.0f}) = {f_val:.2f}, "
-        f"p = {p:.3g}, partial eta^2 = {eta2:.3f}"
-    )
-    failed = []
-    if not same_argmin:
-        failed.append("the optimal wd differs by bit-width")
-    if not no_interaction:
-        failed.append(f"the wd x bits interaction is significant (p < {alpha})")
-    verdict_part = ("fails: " + " and ".join(failed)) if failed else "holds"
+    def arm(b, w) -> dict[int, float]:
+        return arms.at(b, w, rankings[b].best_lr[w])
+
+    out, missing = [], []
+    for b in bits:
+        if b == ref_bits:
+            continue
+        for w in wds:
+            if w == ref:
+                continue
+            name = f"{label} {fmt_bits(b)} wd{fmt_wd(w)}"
+            seeds, (bw, br, rw, rr) = _paired(arm(b, w), arm(b, ref), arm(ref_bits, w), arm(ref_bits, ref))
+            if len(seeds) < MIN_FINITE_SEEDS:
+                missing.append(name)
+                continue
+            out.append(_Contrast(name, (bw - br) - (rw - rr)))
+    return out, missing
+
+
+def _decide_contrasts(contrasts: list[_Contrast], missing: list[str], claim, stats: dict, what: str):
+    """Equivalence of every contrast within +-delta (90 % CIs); contradiction by a
+    Bonferroni-corrected CI wholly outside +-delta (corrected over every planned contrast)."""
+    alpha, delta = float(claim.threshold("alpha")), claim_delta(claim)
+    m = len(contrasts) + len(missing)
+    tost_level, corr_level = 1 - 2 * alpha, bonferroni(1 - 2 * alpha, m)
+    stats.update(delta=delta, alpha=alpha, region=f"[{-delta:g}, {delta:g}]", ci_level=tost_level,
+                 statistic="max_abs_interaction_contrast_bpb", n_contrasts=m, n_contrasts_missing=len(missing),
+                 missing_contrasts=";".join(missing), corrected_level=corr_level)
+    if not contrasts:
+        raise Inconclusive(f"{what}: no interaction contrast has {MIN_FINITE_SEEDS} paired finite seeds.",
+                           "too few paired seeds for any interaction contrast", stats)
+    rows = []
+    for c in contrasts:
+        eq, corr = mean_ci(c.d, tost_level), mean_ci(c.d, corr_level)
+        rows.append((c, eq, corr))
+        stats[f"{c.label}:mean"] = eq.mean
+        stats[f"{c.label}:ci90_low"] = eq.low
+        stats[f"{c.label}:ci90_high"] = eq.high
+    worst_c, worst_eq, _ = max(rows, key=lambda r: abs(r[1].mean))
+    stats.update(statistic_value=worst_eq.mean, ci_low=worst_eq.low, ci_high=worst_eq.high,
+                 worst_contrast=worst_c.label, n_pairs=min(eq.n for _, eq, _ in rows),
+                 effect_size_name="cohens_dz", effect_size=worst_eq.dz)
+    all_inside = not missing and all(inside(eq.low, eq.high, -delta, delta) for _, eq, _ in rows)
+    breaking = [c.label for c, _, corr in rows if outside(corr.low, corr.high, -delta, delta)]
+    outcome = three_way(all_inside, bool(breaking))
+    n_in = sum(inside(eq.low, eq.high, -delta, delta) for _, eq, _ in rows)
     observed = (
-        f"{label}: {verdict_part}; optimal wd {argmins}; {anova}."
+        f"{what}: {n_in}/{m} interaction contrasts have their 90 % CI inside +-{delta:g} bpb; largest "
+        f"{worst_c.label} = {worst_eq.mean:+.4f} [{worst_eq.low:+.4f}, {worst_eq.high:+.4f}] "
+        f"({worst_eq.n} paired seeds)"
+        + (f"; outside +-delta at the corrected level: {', '.join(breaking)}" if breaking else "")
+        + (f"; not formed (too few paired seeds): {', '.join(missing)}" if missing else "")
+        + f"; {stats['n_diverged']} diverged run(s)."
     )
-    return _NullResult(same_argmin and no_interaction, observed, "", stats)
+    reason = ""
+    if outcome == "inconclusive":
+        parts = [f"contrasts not formed (fewer than {MIN_FINITE_SEEDS} paired finite seeds): {', '.join(missing)}"] if missing else []
+        if n_in < len(rows):
+            parts.append(f"{len(rows) - n_in} contrast CI(s) cross +-{delta:g} without lying outside it: "
+                         f"more seeds needed to tell")
+        reason = "; ".join(parts)
+    return verdict(claim, outcome, observed, stats, reason)
 
 
 def _null_slice(table: pd.DataFrame, claim, what: str) -> pd.DataFrame:
@@ -294,26 +289,22 @@ def _null_slice(table: pd.DataFrame, claim, what: str) -> pd.DataFrame:
     return t[t["bits"].isin(bits)]
 
 
-def decide_c2(table: pd.DataFrame, claim, *, size: str) -> Verdict:
-    """C2 at one size: the optimal warmdown does not depend on bit-width.
+@decider
+def decide_c2(table: pd.DataFrame, claim, *, size: str):
+    """C2 at one size: the warmdown landscape does not depend on bit-width.
 
-    Rule (bits in ``thresholds.bits``, FP16/INT8/INT6): reproduced iff (a) the optimal
-    warmdown (C1's rule: each wd at its best lr_mult, argmin of mean ``metric``) is the
-    same at every bit-width AND (b) the wd x bits interaction of a two-way ANOVA
-    (statsmodels OLS ``y ~ C(wd) * C(bits)``, ``anova_lm(typ=2)``) has p >= alpha.
-    LR handling: only each (bits, wd) cell's best-LR runs enter the ANOVA (seeds are the
-    replicates), because the claim is about the schedule at its best LR; a fixed
-    C(lr_mult) term would leave the lr x wd and lr x bits interactions in the residual
-    and so inflate it, which biases the test towards this null claim.
-    No multiplicity correction across sizes: correcting would favour the null claim.
-    Partial eta^2 of the interaction is reported (not decided on) to show how large a
-    non-significant effect is.
-    Diverged runs: excluded, counted; a wd with < 2 finite seeds at every LR ranks last
-    in (a) and is dropped from the ANOVA (listed in stats['anova_dropped_wd']).
-    Undecided if fewer than 2 seeds with finite runs (no residual df), 2 bit-widths or 2
-    warmdowns; a bit-width whose argmin cannot be ranked (fewer than 2 warmdowns with
-    >= 2 finite seeds) or ties; or fewer than 2 warmdowns with >= 2 finite seeds at every
-    bit-width.
+    Rule: for every QAT bit-width b (INT8, INT6) and every warmdown w other than 0.33,
+    the within-seed interaction contrast I(b, w) = (y(b, w) - y(b, 0.33)) - (y(16, w) -
+    y(16, 0.33)), each (bits, wd) at its best lr_mult, paired by seed (the seed is the
+    block: it fixes initialisation and data order across bit-widths and warmdowns, so its
+    offset cancels; an ANOVA that treats runs as independent inflates its error term
+    7-32x and favours this null claim). Equivalence: reproduced iff every contrast's 90 %
+    CI lies inside [-delta, +delta] (two one-sided tests at alpha; an intersection of
+    equivalence tests needs no correction); contradicted iff some contrast's
+    Bonferroni-corrected CI (level 1 - 2 alpha / m) lies wholly outside it; else
+    inconclusive. The argmin per bit-width ("same optimal wd") is reported, not decided.
+    Diverged runs: excluded; a contrast whose four arms share fewer than 2 finite seeds is
+    not formed, which leaves the claim inconclusive unless another contrast contradicts.
     """
     what = f"{claim.id}[{size}]"
     t = _null_slice(table, claim, what)
@@ -321,11 +312,9 @@ def decide_c2(table: pd.DataFrame, claim, *, size: str) -> Verdict:
     if cell.empty:
         raise ValueError(f"{what}: no runs with size={size!r} and bits in {claim.threshold('bits')}")
     require_unique_runs(cell, RUN_KEY, what=what)
-    result = _null_one_size(cell, claim, what)
-    stats = {**count_stats(cell), "size": str(size), **result.stats, **paper_stats(claim)}
-    if result.holds is None:
-        return undecided(claim, result.observed, result.reason, stats)
-    return decided(claim, result.holds, result.observed, stats)
+    stats = {**count_stats(cell), "size": str(size), "metric": claim.threshold("metric")}
+    contrasts, missing = _group_contrasts(cell, claim, str(size), stats)
+    return _decide_contrasts(contrasts, missing, claim, stats, what)
 
 
 def _arm_groups(t: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -345,16 +334,15 @@ def _arm_groups(t: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return groups
 
 
-def decide_null_arm(table: pd.DataFrame, claim) -> Verdict:
-    """C3/C4/C5: C2's rule (see ``decide_c2``) on another design's table.
+@decider
+def decide_null_arm(table: pd.DataFrame, claim):
+    """C3/C4/C5: C2's contrasts (see ``decide_c2``) on another design's table.
 
-    The arm's table (AdamW arm, cosine arm, long-training arm) is decided per size, and
-    per step count where a size was trained for several lengths; the claim holds iff it
-    holds in every group present. Not reproduced as soon as one group fails (even if
-    another is undecided); undecided if no group fails but one is undecided.
-    Per-group details are in stats under '<group>:' prefixed keys; the headline
-    statistic is the smallest interaction p over groups, the effect size the largest
-    partial eta^2.
+    The arm's table (AdamW arm, cosine arm, long-training arm) is cut per size, and per
+    step count where a size was trained for several lengths; every group's contrasts
+    join one family. Reproduced iff every contrast of every group has its 90 % CI inside
+    +-delta; contradicted iff some contrast's CI, Bonferroni-corrected over the whole
+    family, lies wholly outside; else inconclusive.
     """
     what = f"{claim.id}[{claim.design}]"
     t = _null_slice(table, claim, what)
@@ -362,39 +350,80 @@ def decide_null_arm(table: pd.DataFrame, claim) -> Verdict:
         raise ValueError(f"{what}: no runs with bits in {claim.threshold('bits')}")
     key = list(RUN_KEY) + (["steps"] if "steps" in t.columns else [])
     require_unique_runs(t, key, what=what)
+    stats = {**count_stats(t), "metric": claim.threshold("metric")}
+    contrasts, missing = [], []
+    groups = _arm_groups(t)
+    for label, group in groups:
+        c, m = _group_contrasts(group, claim, label, stats)
+        contrasts += c
+        missing += m
+    stats["groups"] = ",".join(label for label, _ in groups)
+    return _decide_contrasts(contrasts, missing, claim, stats, what)
 
-    stats = {**count_stats(t), **paper_stats(claim)}
-    results = []
-    for label, group in _arm_groups(t):
-        r = _null_one_size(group, claim, f"{claim.id}[{label}]")
-        results.append((label, r))
-        outcome = "undecided" if r.holds is None else ("holds" if r.holds else "fails")
-        stats[f"{label}:outcome"] = outcome
-        for k in ("F", "p_value", "partial_eta2", "same_optimal_wd"):
-            if k in r.stats:
-                stats[f"{label}:{k}"] = r.stats[k]
-        for k, v in r.stats.items():
-            if k.startswith("optimal_wd_"):
-                stats[f"{label}:{k}"] = v
-    decided_ = [(lab, r) for lab, r in results if r.holds is not None]
-    ps = [r.stats["p_value"] for _, r in decided_]
-    etas = [r.stats["partial_eta2"] for _, r in decided_]
-    n_hold = sum(bool(r.holds) for _, r in decided_)
-    stats.update(
-        statistic="min_p_wd_x_bits",
-        statistic_value=min(ps) if ps else math.nan,
-        p_value=min(ps) if ps else math.nan,
-        effect_size_name="max_partial_eta2",
-        effect_size=max(etas) if etas else math.nan,
-        alpha=float(claim.threshold("alpha")),
-        groups_holding=f"{n_hold}/{len(results)}",
-    )
-    observed = " ".join(r.observed for _, r in results)
-    failing = [lab for lab, r in results if r.holds is False]
-    pending = [lab for lab, r in results if r.holds is None]
-    if failing:
-        return decided(claim, False, f"Fails at {', '.join(failing)}. {observed}", stats)
-    if pending:
-        reasons = "; ".join(f"{lab}: {r.reason}" for lab, r in results if r.holds is None)
-        return undecided(claim, observed, reasons, stats)
-    return decided(claim, True, f"Holds at all {len(results)} group(s). {observed}", stats)
+
+# ---------------------------------------------------------------------------------------
+# Calibration scenarios
+# ---------------------------------------------------------------------------------------
+
+# The LR bowl of every scenario: x1 beats x0.5 and x2 by 3 delta, so "each warmdown at its
+# best LR" picks x1 as the paper's LR grid (which brackets the optimum) would.
+_LR_BOWL = 3.0
+_BASE = 2.0  # any level: every rule works on differences
+
+
+def _lr_term(arms: pd.DataFrame, delta: float) -> np.ndarray:
+    return _LR_BOWL * delta * np.log2(arms["lr_mult"].to_numpy(dtype=float)) ** 2
+
+
+def scenarios_c1(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
+    """C1 at one (bits, size) cell.
+
+    true: a flat warmdown landscape (every warmdown equal, so wd33 is optimal within any
+    delta): the least favourable true case for power, since no rival is worse by a margin.
+    boundary: one rival warmdown beats wd33 by exactly delta. violation: by 3 delta.
+    """
+    delta = claim_delta(claim)
+    expected = float(claim.threshold("expected_wd"))
+    wd = arms["wd"].to_numpy(dtype=float)
+    rivals = sorted({w for w in wd if abs(w - expected) > 1e-6})
+    rival = rivals[0]  # the shortest warmdown: the paper's most-argued alternative (wd10)
+    base = _BASE + _lr_term(arms, delta)
+
+    def with_rival(gain: float) -> pd.DataFrame:
+        return arms.assign(mu=base - gain * (np.abs(wd - rival) < 1e-6))
+
+    return {
+        "true": Scenario(arms.assign(mu=base), "all warmdowns equal (wd33 optimal within delta)"),
+        "boundary": Scenario(with_rival(delta), f"wd {rival:g} beats wd33 by exactly delta = {delta:g}"),
+        "violation": Scenario(with_rival(3 * delta), f"wd {rival:g} beats wd33 by 3 delta = {3 * delta:g}"),
+    }
+
+
+def scenarios_null(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
+    """C2-C5 on one cell (one size, or an arm's sizes and lengths).
+
+    All scenarios share a warmdown bowl (wd10 worse than wd33 by delta at FP16) and an
+    additive quantisation penalty per bit-width (INT8 +0.002, INT6 +0.009 bpb: no
+    interaction in itself). true: nothing else. boundary: INT6's bowl is deeper by an amount
+    that makes its largest interaction contrast exactly delta (the paper's primary
+    hypothesis at the edge of mattering). violation: 3 delta.
+    """
+    delta = claim_delta(claim)
+    ref_wd = float(claim.threshold("ref_wd"))
+    wd = arms["wd"].to_numpy(dtype=float)
+    bits = arms["bits"].to_numpy(dtype=int)
+    shape = (wd - ref_wd) ** 2
+    shape = shape / shape.max() if shape.max() > 0 else shape
+    penalty = np.select([bits == 8, bits == 6, bits == 4], [0.002, 0.009, 0.03], 0.0)
+    base = _BASE + _lr_term(arms, delta) + delta * shape + penalty
+    qat = bits == min(bits)  # the lowest QAT bit-width carries the planted interaction
+
+    def deeper(amount: float) -> pd.DataFrame:
+        return arms.assign(mu=base + amount * shape * qat)
+
+    low = fmt_bits(int(bits.min()))
+    return {
+        "true": Scenario(arms.assign(mu=base), "same warmdown bowl at every bit-width (additive penalties)"),
+        "boundary": Scenario(deeper(delta), f"{low}'s bowl deeper: largest contrast = delta = {delta:g}"),
+        "violation": Scenario(deeper(3 * delta), f"{low}'s bowl deeper: largest contrast = 3 delta = {3 * delta:g}"),
+    }

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from engine.design import load_profile
 from hypotheses.claims import load_claims
 from hypotheses.schedule import decide_c1, decide_c2, decide_null_arm
 
@@ -20,13 +21,18 @@ LRS = (0.5, 1.0, 2.0)
 BITS = (16, 8, 6)
 N_PARAMS = {"15M": 15_137_280, "30M": 29_884_416, "50M": 50_331_648}
 QUANT_PENALTY = {16: 0.0003, 8: 0.002, 6: 0.009}  # additive: no wd x bits interaction
-DECIDED_KEYS = ("n_runs", "n_seeds", "n_diverged", "statistic", "statistic_value",
-                "p_value", "effect_size_name", "effect_size")
+DECIDED_KEYS = ("n_runs", "n_seeds", "n_diverged", "seeds", "statistic", "statistic_value",
+                "ci_low", "ci_high", "ci_level", "region", "delta", "effect_size_name", "effect_size")
+
+
+DELTA = 0.005  # the paper profile's smallest effect of interest
 
 
 @pytest.fixture(scope="module")
 def claims():
-    return load_claims()
+    """The claims at the paper profile (delta = 0.005 bpb)."""
+    paper = load_profile("paper")
+    return {k: c.at_profile(paper) for k, c in load_claims().items()}
 
 
 def schedule_table(
@@ -34,10 +40,10 @@ def schedule_table(
     sizes=("15M",),
     bits=BITS,
     wds=WDS,
-    seeds=3,
+    seeds=5,
     opt_wd=lambda bits, size: 0.33,
     curvature=lambda bits, size: 0.4,
-    noise=0.0015,
+    noise=0.001,
     steps=1000,
     rng_seed=0,
 ) -> pd.DataFrame:
@@ -94,66 +100,70 @@ def test_c1_reproduced_when_wd33_is_best(claims, bits):
     v = decide_c1(schedule_table(), claims["C1"], bits=bits, size="15M")
     assert v.outcome == "reproduced", v.observed
     assert v.stats["optimal_wd"] == pytest.approx(0.33)
-    assert v.stats["margin_bpb"] > 0
-    assert v.stats["n_runs"] == len(WDS) * len(LRS) * 3 and v.stats["n_seeds"] == 3
-    assert v.stats["best_lr_mult"] == 1.0
+    assert v.stats["ci_high"] <= DELTA and v.stats["region"] == f"<= {DELTA:g}"
+    assert v.stats["n_runs"] == len(WDS) * len(LRS) * 5 and v.stats["n_seeds"] == 5
+    assert v.stats["best_lr_wd0.33"] == 1.0 and v.stats["seeds"] == "0,1,2,3,4"
     assert_decided_stats(v)
 
 
-def test_c1_not_reproduced_when_another_wd_is_best(claims):
-    table = schedule_table(opt_wd=lambda b, s: 0.2 if b == 6 else 0.33)
+def test_c1_contradicted_when_another_wd_is_clearly_best(claims):
+    """Negative control: wd10 beats wd33 by 0.021 bpb (4 delta) at INT6."""
+    table = schedule_table(opt_wd=lambda b, s: 0.1 if b == 6 else 0.33, seeds=5)
     v = decide_c1(table, claims["C1"], bits=6, size="15M")
-    assert v.outcome == "not_reproduced"
-    assert v.stats["optimal_wd"] == pytest.approx(0.2)
-    assert "optimal wd = 0.2" in v.observed
+    assert v.outcome == "contradicted", v.observed
+    assert v.stats["optimal_wd"] == pytest.approx(0.1) and v.stats["closest_rival_wd"] == pytest.approx(0.1)
+    assert v.stats["ci_low"] > DELTA
+    assert "vs wd 0.1" in v.observed
     # the other cells of the same table still reproduce
     assert decide_c1(table, claims["C1"], bits=16, size="15M").outcome == "reproduced"
 
 
-def test_c1_undecided_with_one_seed(claims):
+def test_c1_inconclusive_near_a_tie_instead_of_a_coin_flip(claims):
+    """A rival better by about delta with noise as large: the bare argmin would decide by
+    chance; the bounds straddle delta and say so."""
+    table = schedule_table(opt_wd=lambda b, s: 0.2 if b == 6 else 0.33, noise=0.004, seeds=3)
+    v = decide_c1(table, claims["C1"], bits=6, size="15M")
+    assert v.outcome == "inconclusive", v.observed
+    assert v.stats["ci_low"] <= DELTA < v.stats["ci_high"]
+    assert "straddle" in v.reason
+
+
+def test_c1_inconclusive_with_one_seed(claims):
     v = decide_c1(schedule_table(seeds=1), claims["C1"], bits=8, size="15M")
-    assert v.outcome == "undecided"
+    assert v.outcome == "inconclusive"
     assert "seed" in v.reason
 
 
-def test_c1_undecided_when_wd33_not_in_design(claims):
+def test_c1_inconclusive_when_wd33_not_in_design(claims):
     v = decide_c1(schedule_table(wds=(0.1, 0.2, 0.5)), claims["C1"], bits=8, size="15M")
-    assert v.outcome == "undecided"
+    assert v.outcome == "inconclusive"
     assert "0.33" in v.reason
 
 
-def test_c1_reports_paired_test_of_runner_up(claims):
-    v = decide_c1(schedule_table(seeds=4), claims["C1"], bits=16, size="15M")
-    assert v.stats["n_pairs"] == 4
-    assert 0 <= v.stats["p_value"] <= 1
-    assert v.stats["t_paired"] > 0  # runner-up minus best is positive on average
-    assert v.stats["runner_up_wd"] in (0.2, 0.5)
-
-
 def test_c1_diverged_seed_is_excluded_but_counted(claims):
-    table = schedule_table()
+    table = schedule_table(seeds=5)
     table = diverge(table, (table["bits"] == 6) & (table["wd"] == 0.33) & (table["seed"] == 0))
     v = decide_c1(table, claims["C1"], bits=6, size="15M")
-    assert v.outcome == "reproduced"  # two finite seeds remain, still ranked
+    assert v.outcome == "reproduced", v.observed  # four finite seeds remain, still compared
     assert v.stats["n_diverged"] == len(LRS)
-    assert v.stats["n_pairs"] == 2
+    assert v.stats["n_pairs"] == 4
 
 
-def test_c1_wd_with_one_finite_seed_ranks_last(claims):
+def test_c1_wd33_diverged_at_every_lr_is_inconclusive(claims):
     table = schedule_table()
     table = diverge(table, (table["bits"] == 6) & (table["wd"] == 0.33) & (table["seed"] >= 1))
     v = decide_c1(table, claims["C1"], bits=6, size="15M")
-    assert v.outcome == "not_reproduced"
+    assert v.outcome == "inconclusive"
     assert v.stats["mean_wd0.33"] == math.inf
-    assert v.stats["n_diverged"] == 2 * len(LRS)
+    assert v.stats["n_diverged"] == 4 * len(LRS)
 
 
-def test_c1_undecided_when_fewer_than_two_wds_rankable(claims):
+def test_c1_diverged_rival_leaves_the_comparison(claims):
     table = schedule_table()
-    table = diverge(table, (table["bits"] == 6) & (table["wd"] != 0.33) & (table["seed"] >= 1))
+    table = diverge(table, (table["bits"] == 6) & (table["wd"] == 0.5))
     v = decide_c1(table, claims["C1"], bits=6, size="15M")
-    assert v.outcome == "undecided"
-    assert "fewer than 2 warmdown arms" in v.reason
+    assert v.outcome == "reproduced", v.observed
+    assert v.stats["dropped_wd"] == "0.5" and "0.5" not in v.stats["compared_wd"]
 
 
 # --------------------------------------------------------------------------- C2
@@ -162,43 +172,55 @@ def test_c1_undecided_when_fewer_than_two_wds_rankable(claims):
 def test_c2_reproduced_when_bits_only_shift_the_curve(claims):
     v = decide_c2(schedule_table(), claims["C2"], size="15M")
     assert v.outcome == "reproduced", v.observed
-    assert v.stats["same_optimal_wd"] == 1
-    assert v.stats["p_value"] >= 0.05
-    assert {v.stats[f"optimal_wd_{b}"] for b in ("FP16", "INT8", "INT6")} == {0.33}
-    assert 0 <= v.stats["partial_eta2"] < 1
-    assert v.stats["df_num"] == (len(WDS) - 1) * (len(BITS) - 1)
+    assert v.stats["15M:same_optimal_wd"] == 1
+    assert {v.stats[f"15M:optimal_wd_{b}"] for b in ("FP16", "INT8", "INT6")} == {0.33}
+    assert v.stats["n_contrasts"] == (len(WDS) - 1) * (len(BITS) - 1)
+    assert -DELTA <= v.stats["ci_low"] and v.stats["ci_high"] <= DELTA
     assert_decided_stats(v)
 
 
-def test_c2_not_reproduced_when_int6_wants_a_longer_warmdown(claims):
-    table = schedule_table(opt_wd=lambda b, s: 0.5 if b == 6 else 0.33)
+def test_c2_contradicted_when_int6_wants_a_longer_warmdown(claims):
+    """Negative control: the paper's primary hypothesis, true: INT6's optimum moves to 0.5."""
+    table = schedule_table(opt_wd=lambda b, s: 0.5 if b == 6 else 0.33, seeds=5)
     v = decide_c2(table, claims["C2"], size="15M")
-    assert v.outcome == "not_reproduced"
-    assert v.stats["optimal_wd_INT6"] == 0.5
-    assert v.stats["p_value"] < 0.05
-    assert "differs by bit-width" in v.observed and "interaction is significant" in v.observed
+    assert v.outcome == "contradicted", v.observed
+    assert v.stats["15M:optimal_wd_INT6"] == 0.5
+    assert "INT6" in v.stats["worst_contrast"]
+    assert "outside +-delta" in v.observed
 
 
-def test_c2_not_reproduced_on_interaction_alone(claims):
-    # same argmin everywhere, but INT6 is far more sensitive to the warmdown
-    table = schedule_table(curvature=lambda b, s: 3.0 if b == 6 else 0.4)
+def test_c2_contradicted_on_interaction_alone(claims):
+    """Same argmin everywhere, but INT6 is far more sensitive to the warmdown."""
+    table = schedule_table(curvature=lambda b, s: 3.0 if b == 6 else 0.4, seeds=5)
     v = decide_c2(table, claims["C2"], size="15M")
-    assert v.outcome == "not_reproduced"
-    assert v.stats["same_optimal_wd"] == 1
-    assert "interaction is significant" in v.observed
-    assert "differs by bit-width" not in v.observed
+    assert v.outcome == "contradicted", v.observed
+    assert v.stats["15M:same_optimal_wd"] == 1
 
 
-def test_c2_undecided_with_one_seed(claims):
+def test_c2_different_argmin_on_a_flat_landscape_is_not_a_contradiction(claims):
+    """The old rule failed C2 whenever the argmins differed; on a flat landscape they differ
+    by chance. Flat + precise: reproduced, whatever the argmins."""
+    table = schedule_table(curvature=lambda b, s: 0.0, seeds=5, noise=0.0008)
+    v = decide_c2(table, claims["C2"], size="15M")
+    assert v.outcome == "reproduced", v.observed
+
+
+def test_c2_inconclusive_when_seeds_are_too_few_for_the_margin(claims):
+    v = decide_c2(schedule_table(noise=0.006, seeds=3), claims["C2"], size="15M")
+    assert v.outcome == "inconclusive", v.observed
+    assert "more seeds" in v.reason
+
+
+def test_c2_inconclusive_with_one_seed(claims):
     v = decide_c2(schedule_table(seeds=1), claims["C2"], size="15M")
-    assert v.outcome == "undecided"
-    assert "seeds" in v.reason and "residual" in v.reason
+    assert v.outcome == "inconclusive"
+    assert "paired seeds" in v.reason
 
 
-def test_c2_undecided_with_one_bit_width(claims):
+def test_c2_inconclusive_with_one_bit_width(claims):
     v = decide_c2(schedule_table(bits=(16,)), claims["C2"], size="15M")
-    assert v.outcome == "undecided"
-    assert "2 bit-widths" in v.reason
+    assert v.outcome == "inconclusive"
+    assert "QAT bit-width" in v.reason
 
 
 def test_c2_ignores_bit_widths_outside_the_claim(claims):
@@ -209,14 +231,13 @@ def test_c2_ignores_bit_widths_outside_the_claim(claims):
     assert v.stats["n_runs"] == len(table)
 
 
-def test_c2_fully_diverged_wd_ranks_last_and_leaves_the_anova(claims):
+def test_c2_fully_diverged_wd_leaves_its_contrasts_unformed(claims):
     table = schedule_table()
     table = diverge(table, (table["bits"] == 6) & (table["wd"] == 0.5))
     v = decide_c2(table, claims["C2"], size="15M")
-    assert v.outcome == "reproduced", v.observed
-    assert v.stats["anova_dropped_wd"] == "0.5"
-    assert v.stats["n_diverged"] == len(LRS) * 3
-    assert v.stats["df_num"] == (len(WDS) - 2) * (len(BITS) - 1)
+    assert v.outcome == "inconclusive", v.observed  # an unformed contrast cannot be shown equivalent
+    assert v.stats["missing_contrasts"] == "15M INT6 wd0.5"
+    assert v.stats["n_diverged"] == len(LRS) * 5
 
 
 # --------------------------------------------------------------------------- C3/C4/C5
@@ -226,37 +247,37 @@ def test_c2_fully_diverged_wd_ranks_last_and_leaves_the_anova(claims):
 def test_arm_reproduced_when_every_size_holds(claims, claim_id):
     v = decide_null_arm(schedule_table(sizes=("15M", "30M")), claims[claim_id])
     assert v.outcome == "reproduced", v.observed
-    assert v.stats["groups_holding"] == "2/2"
-    assert v.stats["15M:outcome"] == v.stats["30M:outcome"] == "holds"
+    assert v.stats["groups"] == "15M,30M"
+    assert v.stats["n_contrasts"] == 2 * (len(WDS) - 1) * (len(BITS) - 1)
     assert_decided_stats(v)
 
 
 @pytest.mark.parametrize("claim_id", ["C3", "C4", "C5"])
-def test_arm_not_reproduced_when_one_size_fails(claims, claim_id):
-    table = schedule_table(sizes=("15M", "30M"), opt_wd=lambda b, s: 0.5 if (b, s) == (6, "30M") else 0.33)
+def test_arm_contradicted_when_one_size_fails(claims, claim_id):
+    table = schedule_table(sizes=("15M", "30M"), seeds=5,
+                           opt_wd=lambda b, s: 0.5 if (b, s) == (6, "30M") else 0.33)
     v = decide_null_arm(table, claims[claim_id])
-    assert v.outcome == "not_reproduced"
-    assert v.stats["15M:outcome"] == "holds" and v.stats["30M:outcome"] == "fails"
-    assert "30M" in v.observed.split(".")[0]
+    assert v.outcome == "contradicted", v.observed
+    assert v.stats["worst_contrast"].startswith("30M INT6")
 
 
 @pytest.mark.parametrize("claim_id", ["C3", "C4", "C5"])
-def test_arm_undecided_when_a_size_has_one_seed(claims, claim_id):
+def test_arm_inconclusive_when_a_size_has_one_seed(claims, claim_id):
     table = pd.concat([schedule_table(sizes=("15M",)), schedule_table(sizes=("30M",), seeds=1)])
     v = decide_null_arm(table, claims[claim_id])
-    assert v.outcome == "undecided"
+    assert v.outcome == "inconclusive"
     assert "30M" in v.reason
 
 
 def test_long_training_arm_splits_sizes_by_step_count(claims):
     table = pd.concat([
-        schedule_table(steps=1000, rng_seed=1),
-        schedule_table(steps=9000, rng_seed=2, opt_wd=lambda b, s: 0.5 if b == 6 else 0.33),
+        schedule_table(steps=1000, rng_seed=1, seeds=5),
+        schedule_table(steps=9000, rng_seed=2, seeds=5, opt_wd=lambda b, s: 0.5 if b == 6 else 0.33),
     ])
     v = decide_null_arm(table, claims["C5"])
-    assert v.outcome == "not_reproduced"
-    assert v.stats["15M@1000steps:outcome"] == "holds"
-    assert v.stats["15M@9000steps:outcome"] == "fails"
+    assert v.outcome == "contradicted", v.observed
+    assert v.stats["groups"] == "15M@1000steps,15M@9000steps"
+    assert v.stats["worst_contrast"].startswith("15M@9000steps INT6")
 
 
 # --------------------------------------------------------------------------- validation
