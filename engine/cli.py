@@ -1,4 +1,6 @@
-"""Command line: `python -m engine {train,show,sweep,plan,report,bench}`.
+"""Command line: `python -m engine {train,show,sweep,plan,bench}`.
+
+Deciding claims and the report belong to the claim layer: `python -m hypotheses report`.
 
 Every command exits non-zero with a one-line message naming the bad value on bad input,
 and writes nothing to the cache in that case.
@@ -234,38 +236,6 @@ def cmd_plan(args) -> int:
     return 0
 
 
-def cmd_report(args) -> int:
-    """Decide every claim from the cache (the claim suite with --no-train), then render.
-
-    The engine does not judge: it runs the suite, which writes verdicts.json and the report.
-    Runs missing from the cache become ERROR rows that name the sweep command.
-    """
-    import subprocess
-
-    from engine.design import load_profile
-    from engine.report import build_report
-
-    if args.no_decide or args.profile is None:
-        out = build_report(cache_dir=args.cache_dir, report_dir=args.report_dir, profile=args.profile)
-        print(f"report written: {out}")
-        return 0
-    load_profile(args.profile)  # a bad name fails here with the list of profiles
-    repo = Path(__file__).resolve().parent.parent
-    cmd = [sys.executable, "-m", "pytest", str(repo / "hypotheses"), "--profile", str(args.profile), "--no-train",
-           "-q", "-p", "no:cacheprovider", "--qat-report-dir", str(Path(args.report_dir).resolve()),
-           "--qat-on-corrupt", args.on_corrupt]
-    if args.cache_dir:
-        cmd += ["--qat-cache-dir", str(Path(args.cache_dir).resolve())]
-    proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
-    tail = [ln for ln in proc.stdout.splitlines() if ln.strip()][-1:] or ["(no output)"]
-    print(f"claims decided from the cache: {tail[0]}")
-    if proc.returncode not in (0, 1):  # 1 = some claims not reproduced or runs missing: that is data
-        print(proc.stdout[-3000:] + proc.stderr[-3000:], file=sys.stderr)
-        return proc.returncode
-    print(f"report written: {Path(args.report_dir) / 'report.html'}")
-    return 0
-
-
 def cmd_bench(args) -> int:
     from engine.bench import main as bench_main
 
@@ -314,15 +284,6 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--ladder", action="store_true", help="print the size ladder instead")
     common(pl)
     pl.set_defaults(func=cmd_plan)
-
-    r = sub.add_parser("report", help="decide every claim from the cache (never trains) and write the report")
-    r.add_argument("--profile", default=None,
-                   help="profile to decide and plot (without it: re-render the last suite run's verdicts)")
-    r.add_argument("--no-decide", action="store_true",
-                   help="only re-render from the cache and the verdicts.json already in --report-dir")
-    r.add_argument("--report-dir", type=Path, default=Path("reports"))
-    common(r)
-    r.set_defaults(func=cmd_report)
 
     b = sub.add_parser("bench", help="engine vs plain PyTorch step time, tokens/s, MFU, QAT overhead")
     b.add_argument("--sizes", default="t20k,t60k,t130k")

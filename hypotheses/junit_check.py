@@ -14,8 +14,10 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
-REQUIRED = ("qat_claim_id", "qat_verdict", "qat_profile", "qat_stat_n_runs", "qat_stat_n_seeds", "qat_stat_n_diverged")
-VERDICTS = ("reproduced", "not_reproduced", "undecided")
+REQUIRED = ("qat_claim_id", "qat_verdict", "qat_profile", "qat_stability", "qat_stat_n_runs", "qat_stat_n_seeds",
+            "qat_stat_n_diverged", "qat_stat_seeds", "qat_stat_statistic", "qat_stat_ci_low", "qat_stat_ci_high",
+            "qat_stat_region")
+VERDICTS = ("reproduced", "contradicted", "inconclusive")
 
 
 def check(xml_path: Path, expected_claims: set[str]) -> tuple[list[str], Counter]:
@@ -33,7 +35,7 @@ def check(xml_path: Path, expected_claims: set[str]) -> tuple[list[str], Counter
             problems.append(f"{name}: ERROR: {(case.find('error').get('message') or '')[:300]}")
             continue
         if case.find("skipped") is not None and "qat_verdict" not in props:
-            problems.append(f"{name}: skipped without a verdict (a skip must come from an undecided claim)")
+            problems.append(f"{name}: skipped without a verdict (a skip must come from an inconclusive claim)")
             continue
         missing = [k for k in REQUIRED if k not in props]
         if missing:
@@ -58,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     problems, counts = check(args.xml, {c for c in args.claims.split(",") if c})
     total = sum(counts.values())
-    print(f"claim suite: {total} verdicts: {counts['reproduced']} reproduced, {counts['not_reproduced']} not "
-          f"reproduced, {counts['undecided']} undecided; {len(problems)} pipeline problem(s)")
+    print(f"claim suite: {total} verdicts: {counts['reproduced']} reproduced, {counts['contradicted']} "
+          f"contradicted, {counts['inconclusive']} inconclusive; {len(problems)} pipeline problem(s)")
     for prob in problems:
         print(f"  PIPELINE PROBLEM {prob}", file=sys.stderr)
     return 1 if problems or total == 0 else 0

@@ -5,11 +5,14 @@ Roles, one section each:
   (`--profile`, `--tiny`, `--no-train`), validated in `pytest_configure`;
 - run-wide state (`SuiteState` in `config.stash`): profile, cache, training policy,
   this worker's device and thread count;
-- parametrisation: a test marked `@pytest.mark.claim(ID, cells=fn)` gets one case per
-  cell `fn(profile)` returns, with readable ids (`test_c1_wd33_optimal[int6-t20k]`);
-- fixtures: `claim` (the claim record), `runs` (fetches the design slice through the
-  cache: trains missing runs when allowed, else a setup ERROR naming the command),
-  `judge` (records the verdict as JUnit properties, then passes / fails / skips);
+- parametrisation: a test marked `@pytest.mark.claim(ID)` gets one case per cell that the
+  claim's `cells` table in fixtures/claims.toml generates for the profile
+  (`hypotheses.cells.cells_for`), with readable ids (`test_c1_wd33_optimal[int6-t20k]`);
+- fixtures: `claim` (the claim record at this profile), `table` (fetches the cell's design
+  slice through the cache: trains missing runs when allowed, else a setup ERROR naming the
+  command), `decide` (the claim's decider plus the verdict's stability,
+  `hypotheses.decide.decide_cell`), `judge` (records the verdict as JUnit properties, then
+  passes if reproduced, fails if contradicted, skips with the reason if inconclusive);
 - reporting: the controller collects every verdict and writes reports/ at the end.
 
 Training inside tests is shared across xdist workers through the cache's per-run locks:
@@ -23,14 +26,15 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from engine.cache import ResultsCache, records_to_table
 from engine.design import Profile, ProfileError, available_profiles, estimate_flops, load_profile
+from engine.options import shared_options
 from engine.spec import RunSpec
-from hypotheses.cells import Cell
+from hypotheses.cells import Cell, cell_specs, cells_for
+from hypotheses.decide import decide_cell, stability_text, verdict_row
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +57,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="never train: a test whose runs are missing is an ERROR naming the sweep command")
     g.addoption("--qat-train", dest="qat_train", action="store_const", const="always",
                 help="train missing runs even on a CPU-only machine for a GPU-scale profile")
-    g.addoption("--qat-cache-dir", dest="qat_cache_dir", default=None,
-                help="results cache (default: cache/ or $QAT_CACHE_DIR)")
     g.addoption("--qat-report-dir", dest="qat_report_dir", default="reports",
                 help="where the JUnit XML, verdicts and report go (default: reports/)")
-    g.addoption("--qat-on-corrupt", dest="qat_on_corrupt", choices=("error", "quarantine"), default="error",
-                help="a corrupt cache record: ERROR (default) or move it aside and retrain")
-    g.addoption("--qat-device", dest="qat_device", default=None,
-                help="training device (default: cuda:<worker index mod GPUs> if CUDA, else cpu)")
-    g.addoption("--qat-pack", dest="qat_pack", type=int, default=None,
-                help="train up to K same-shape runs at once (seed packing; default: the profile's `pack`)")
-    g.addoption("--qat-progress", dest="qat_progress", action="store_true",
-                help="show a progress bar per training run (quiet by default; use with -s)")
+    # cache dir, on-corrupt, device, pack, progress, threads: defined once with the CLI's
+    for opt in shared_options("cache_dir", "on_corrupt", "device", "pack", "progress", "threads"):
+        g.addoption(f"--qat-{opt.flag}", dest=f"qat_{opt.dest}", **opt.argparse_kwargs())
     g.addoption("--qat-no-report", dest="qat_report", action="store_false", default=True,
                 help="do not write the Markdown/HTML report at the end")
 
@@ -109,15 +106,16 @@ class SuiteState:
         )
         hint = f"{why} Produce them with: {self.sweep_command(designs)}"
         every = self.profile.checkpoint_every
+        data = self.cache.data_dir  # tokenised corpora live beside the cache, never in the checkout
         train_fn = (
-            (lambda s: train(s, device=self.device, progress=self.progress,
+            (lambda s: train(s, device=self.device, progress=self.progress, data_dir=data,
                              checkpoint_dir=self.cache.checkpoint_dir(s), checkpoint_every=every))
             if self.may_train else None
         )
         records = self.cache.ensure(specs, train_fn, missing_hint=hint,
                                     on_trained=lambda s, r: self.trained.append(s.run_id),
-                                    pack=pack_plan(self.pack, self.device, progress=self.progress),
-                                    before_training=preflight)  # bad data paths fail before any run starts
+                                    pack=pack_plan(self.pack, self.device, data_dir=data, progress=self.progress),
+                                    before_training=lambda specs: preflight(specs, data))  # bad data fails first
         return records_to_table(records)
 
 
@@ -137,16 +135,15 @@ def _worker_index(config: pytest.Config) -> int:
 
 
 def _configure_threads(config: pytest.Config) -> None:
-    import torch
+    from engine.runtime import set_threads
 
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     # Workers share the cores: oversubscribed BLAS threads make every worker slower.
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    set_threads(config.getoption("qat_threads"), workers=int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 
 
 @pytest.hookimpl(tryfirst=True)  # before junitxml's, which reads xmlpath
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "claim(id, cells=None): a claim test; cells(profile) -> list of pytest.param")
+    config.addinivalue_line("markers", "claim(id): a claim test, one case per cell of the claim (fixtures/claims.toml)")
     name = "tiny" if config.getoption("qat_tiny") else (config.getoption("qat_profile") or DEFAULT_PROFILE)
     if config.getoption("qat_tiny") and config.getoption("qat_profile") not in (None, "tiny"):
         raise pytest.UsageError("--tiny and --profile name different profiles; give one")
@@ -197,10 +194,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("claim")
     if marker is None or "cell" not in metafunc.fixturenames:
         return
-    cells_fn: Callable[[Profile], list] = marker.kwargs["cells"]
+    from hypotheses.claims import load_claims
+
     profile = metafunc.config.stash[STATE].profile
+    claim = load_claims()[marker.args[0]].at_profile(profile)
     try:
-        params = cells_fn(profile)
+        params = [pytest.param(c, id=c.id) for c in cells_for(claim, profile)]
     except ProfileError as e:  # the profile lacks this claim's design: an ERROR at setup, not a crash
         params = [pytest.param(MissingDesign(str(e)), id="missing-design")]
     if not params:
@@ -219,18 +218,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if not isinstance(cell, Cell):
             return 0.0
         try:
-            return sum(estimate_flops(s) for s in _cell_specs(st.profile, cell))
+            return sum(estimate_flops(s) for s in cell_specs(st.profile, cell))
         except ProfileError:  # a design the profile lacks: the test's setup reports it
             return 0.0
 
     items.sort(key=cost, reverse=True)
-
-
-def _cell_specs(profile: Profile, cell: Cell) -> list[RunSpec]:
-    return [
-        s for d in cell.designs for s in profile.design(d).specs
-        if all(getattr(s, k) in (v if isinstance(v, (list, tuple, set)) else [v]) for k, v in cell.filters.items())
-    ]
 
 
 # --- fixtures -----------------------------------------------------------------------
@@ -249,11 +241,12 @@ def claims():
 
 
 @pytest.fixture
-def claim(request: pytest.FixtureRequest, claims):
+def claim(request: pytest.FixtureRequest, claims, suite: SuiteState):
+    """The claim of this test, with the profile's smallest effect of interest merged in."""
     marker = request.node.get_closest_marker("claim")
     if marker is None:
         raise pytest.UsageError(f"{request.node.nodeid} uses `claim` but has no @pytest.mark.claim")
-    return claims[marker.args[0]]
+    return claims[marker.args[0]].at_profile(suite.profile)
 
 
 @pytest.fixture
@@ -265,7 +258,7 @@ def table(request: pytest.FixtureRequest, cell, suite: SuiteState):
     """
     if isinstance(cell, MissingDesign):
         raise ProfileError(cell.message)
-    specs = _cell_specs(suite.profile, cell)
+    specs = cell_specs(suite.profile, cell)
     if not specs:
         raise ProfileError(f"profile {suite.profile.name!r}: no runs in {cell.designs} match {cell.filters}")
     before = len(suite.trained)
@@ -277,30 +270,28 @@ def table(request: pytest.FixtureRequest, cell, suite: SuiteState):
 
 
 @pytest.fixture
+def decide(claim, cell, suite: SuiteState):
+    """``decide(table) -> Verdict``: the claim's decider on this cell, with its stability."""
+    return lambda table: decide_cell(claim, cell, table, suite.profile)
+
+
+@pytest.fixture
 def judge(request: pytest.FixtureRequest, suite: SuiteState, record_property):
-    """Record a Verdict as JUnit properties, then pass (reproduced), fail, or skip (undecided)."""
+    """Record a Verdict as JUnit properties, then pass (reproduced), fail (contradicted) or
+    skip with the reason (inconclusive)."""
 
     def _judge(verdict) -> None:
         cell = request.node.callspec.id if hasattr(request.node, "callspec") else ""
-        props = {
-            "claim_id": verdict.claim_id,
-            "verdict": verdict.outcome,
-            "profile": suite.profile.name,
-            "cell": cell,
-            "statement": verdict.statement,
-            "observed": verdict.observed,
-            "reason": verdict.reason,
-            **{f"stat_{k}": v for k, v in verdict.stats.items()},
-        }
-        for k, v in props.items():
+        for k, v in verdict_row(verdict, suite.profile, cell).items():
             record_property(VERDICT_PREFIX + k, v)
         where = f"{verdict.claim_id}[{cell}] at profile {suite.profile.name!r}"
+        stable = f"stability {stability_text(verdict.stability)}" + (" FRAGILE" if verdict.fragile else "")
         if verdict.outcome == "reproduced":
             return
-        if verdict.outcome == "undecided":
-            pytest.skip(f"undecided {where}: {verdict.reason}")
+        if verdict.outcome == "inconclusive":
+            pytest.skip(f"inconclusive {where} ({stable}): {verdict.reason}")
         pytest.fail(
-            f"NOT REPRODUCED {where}\n  claimed:  {verdict.statement}\n  observed: {verdict.observed}",
+            f"CONTRADICTED {where} ({stable})\n  claimed:  {verdict.statement}\n  observed: {verdict.observed}",
             pytrace=False,
         )
 
@@ -342,9 +333,9 @@ class VerdictCollector:
             return
         tr = session.config.pluginmanager.get_plugin("terminalreporter")
         try:
-            from engine.report import build_report
+            from hypotheses.report import build_report
 
-            out = build_report(cache_dir=st.cache.root, report_dir=st.report_dir, profile=str(st.profile.path))
+            out = build_report(cache_dir=st.cache.root, report_dir=st.report_dir, profile=str(st.profile.path), rows=st.verdicts)
             if tr:
                 tr.write_line(f"qat report: {out}")
         except Exception as e:  # a broken report must not hide the verdicts themselves

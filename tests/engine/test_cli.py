@@ -131,18 +131,3 @@ def test_sweep_records_a_diverged_run_and_goes_on(tmp_path, capsys):
     assert "0 to train" in capsys.readouterr().out
     assert main(["plan", "--profile", str(prof), "--cache-dir", str(cache)]) == 0
     assert "mixed" in capsys.readouterr().out
-
-
-@pytest.mark.slow
-def test_report_decides_from_the_cache_alone(tmp_path, capsys):
-    """`engine report --profile P` runs the claim suite without training: missing runs are ERROR rows."""
-    prof = tmp_path / "p.toml"
-    prof.write_text(SWEEP_PROFILE)  # has none of the claims' designs: every claim errors, nothing trains
-    rc = main(["report", "--profile", str(prof), "--cache-dir", str(tmp_path / "cache"),
-               "--report-dir", str(tmp_path / "rep")])
-    out = capsys.readouterr().out
-    assert rc == 0 and "claims decided from the cache" in out
-    verdicts = json.loads((tmp_path / "rep" / "verdicts.json").read_text())["verdicts"]
-    assert verdicts and all(v["verdict"] == "error" for v in verdicts)
-    assert (tmp_path / "rep" / "report.html").exists()
-    assert not list((tmp_path / "cache").glob("[0-9a-f][0-9a-f]/*"))  # never trained

@@ -33,7 +33,14 @@ int4_small = ["t10k", "t20k"]
 int4_large = ["t45k"]
 
 [designs.phase2]
-grid = { size = ["t10k", "t20k"], bits = [16, 8, 6], wd = [0.10, 0.33, 0.50], seed = [0, 1, 2] }
+grid = { size = ["t10k", "t20k"], bits = [16, 8, 6], wd = [0.10, 0.33, 0.50], seed = [0, 1, 2, 3] }
+
+[verdicts]
+stability_draws = 20
+
+[verdicts.delta]
+C1 = 0.01
+C2 = 0.01
 """
 
 
@@ -42,7 +49,7 @@ def fill(cache_dir: Path, profile_path: Path, best_wd: float, design: str = "pha
     rng = np.random.default_rng(0)
     cache = ResultsCache(cache_dir)
     for s in load_profile(profile_path).design(design).specs:
-        bpb = 2.0 + 0.05 * abs(s.wd - best_wd) + 0.001 * rng.standard_normal() + 0.01 * (s.bits != 16)
+        bpb = 2.0 + 0.2 * abs(s.wd - best_wd) + 0.001 * rng.standard_normal() + 0.01 * (s.bits != 16)
         cache.put(s, {"status": "ok", "diverged_step": None, "val_bpb": bpb, "val_bpb_q": bpb, "val_bpb_int8": bpb,
                       "quant_penalty": 0.0, "n_params": 10_000 if s.size == "t10k" else 18_400,
                       "grid_dist_int6_prewd": 0.24, "grid_dist_own_prewd": 0.24})
@@ -79,7 +86,8 @@ def test_true_table_passes_and_records_properties(pytester, tmp_path):
     props = [{p.get("name"): p.get("value") for p in c.iter("property")} for c in cases]
     assert all(p["qat_verdict"] == "reproduced" and p["qat_profile"] == "unit" for p in props)
     assert {p["qat_claim_id"] for p in props} == {"C1", "C2"}
-    assert all("qat_stat_p_value" in p and "qat_stat_n_seeds" in p for p in props)
+    assert all("qat_stat_ci_high" in p and "qat_stat_n_seeds" in p and "qat_stability" in p for p in props)
+    assert all(float(p["qat_stability"]) >= 0.9 for p in props)  # far from every boundary: a re-run agrees
     verdicts = json.loads((tmp_path / "reports" / "verdicts.json").read_text())
     assert len(verdicts["verdicts"]) == 8
 
@@ -87,29 +95,38 @@ def test_true_table_passes_and_records_properties(pytester, tmp_path):
 def test_false_table_fails_with_claimed_and_observed(pytester, tmp_path):
     fill(tmp_path / "cache", _profile(tmp_path), best_wd=0.10)
     result = run_suite(pytester, tmp_path, "--no-train")
-    result.assert_outcomes(failed=6, passed=2)  # C1 false in every cell; C2 (no interaction) still true
-    result.stdout.fnmatch_lines(["*NOT REPRODUCED C1[[]fp16-t10k[]]*", "*claimed:*33 %*", "*observed:*optimal wd = 0.1*"])
+    result.assert_outcomes(failed=6, passed=2)  # C1 contradicted in every cell; C2 (no interaction) still true
+    result.stdout.fnmatch_lines(["*CONTRADICTED C1[[]fp16-t10k[]]*", "*claimed:*33 %*", "*observed:*vs wd 0.1*"])
 
 
 def test_junit_check_flags_pipeline_problems(tmp_path):
-    from hypotheses.junit_check import check
+    from hypotheses.junit_check import REQUIRED, check
 
     xml = tmp_path / "j.xml"
     xml.write_text(
         '<testsuites><testsuite name="s">'
         '<testcase classname="a" name="ok"><properties>'
-        + "".join(f'<property name="{k}" value="1"/>' for k in
-                  ("qat_profile", "qat_stat_n_runs", "qat_stat_n_seeds", "qat_stat_n_diverged"))
-        + '<property name="qat_claim_id" value="C1"/><property name="qat_verdict" value="not_reproduced"/>'
-        '</properties><failure message="NOT REPRODUCED"/></testcase>'
+        + "".join(f'<property name="{k}" value="1"/>' for k in REQUIRED if k not in ("qat_claim_id", "qat_verdict"))
+        + '<property name="qat_claim_id" value="C1"/><property name="qat_verdict" value="contradicted"/>'
+        '</properties><failure message="CONTRADICTED"/></testcase>'
         '<testcase classname="a" name="bug"><failure message="AttributeError: x"/></testcase>'
         '<testcase classname="a" name="err"><error message="MissingRunsError"/></testcase>'
+        '<testcase classname="a" name="old"><properties><property name="qat_verdict" value="undecided"/>'
+        '</properties></testcase>'
         "</testsuite></testsuites>"
     )
     problems, counts = check(xml, {"C1", "C2"})
-    assert counts["not_reproduced"] == 1  # a non-reproduced claim is data
+    assert counts["contradicted"] == 1  # a contradicted claim is data
     assert any("bug" in p and "AttributeError" in p for p in problems)  # a crash in a test body is not
     assert any("err" in p for p in problems) and any("claim C2" in p for p in problems)
+    assert any("old" in p for p in problems)  # a verdict without bounds/stability is a pipeline problem
+
+
+def test_unit_tests_do_not_load_the_study_plugin(request):
+    """`pytest tests/` must not load the study: no profile, no cache, no reports/ written."""
+    assert not request.config.pluginmanager.hasplugin("hypotheses.plugin")
+    xml = getattr(request.config.option, "xmlpath", None)
+    assert not xml or "reports" not in Path(xml).parts[-2:-1]
 
 
 def _profile(tmp_path: Path) -> Path:

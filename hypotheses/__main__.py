@@ -1,0 +1,3 @@
+from hypotheses.cli import main
+
+raise SystemExit(main())

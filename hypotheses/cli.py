@@ -1,0 +1,139 @@
+"""Command line of the claim layer: `python -m hypotheses {calibrate,plan,report}`.
+
+- `calibrate`: type-I error and power of every decision rule, by simulation, per profile
+  (the table the README and the report publish; the unit tests assert its bounds);
+- `plan`: per claim, the seeds a profile needs for 80 % power at the paper's effect, from
+  the seed SDs of the runs already in the cache (or the profile's prior when it has none);
+- `report`: decide every claim from the cache alone (never trains) and write the report.
+Run counts, tokens and FLOPs per design are the engine's: `python -m engine plan`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from engine.design import ProfileError, available_profiles, load_profile
+
+CALIBRATION_DIR = Path("reports") / "calibration"
+DEFAULT_DRAWS = 300
+
+
+def _profiles(names: list[str] | None):
+    return [load_profile(n) for n in (names or ["tiny", "small", "paper"])]
+
+
+def calibration_table(rows) -> str:
+    head = ("| claim | profile | test case | seeds | delta | P(contradicted \\| true) | "
+            "P(reproduced \\| false at delta) | power: P(reproduced \\| true) | P(contradicted \\| clearly false) |\n"
+            "|---|---|---|---|---|---|---|---|---|\n")
+    return head + "".join(
+        f"| {r.claim_id} | {r.profile} | {r.cell} | {r.n_seeds} | {r.delta:g} | {r.false_contradict:.3f} | "
+        f"{r.false_reproduce:.3f} | {r.power_reproduce:.3f} | {r.power_contradict:.3f} |\n" for r in rows)
+
+
+def cmd_calibrate(args) -> int:
+    from hypotheses.calibration import calibrate
+    from hypotheses.claims import load_claims
+
+    claims = load_claims()
+    if args.claims:
+        claims = {k: v for k, v in claims.items() if k in args.claims.split(",")}
+    all_rows = []
+    for profile in _profiles(args.profile):
+        rows = calibrate(claims, profile, args.draws)
+        all_rows += rows
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            path = args.out / f"{profile.name}.json"
+            path.write_text(json.dumps({
+                "profile": profile.name, "draws": args.draws,
+                "command": f"python -m hypotheses calibrate --profile {profile.name} --draws {args.draws}",
+                "rows": [r.as_dict() for r in rows]}, indent=1))
+    print(calibration_table(all_rows), end="")
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from engine.cache import ResultsCache, records_to_table
+    from hypotheses.calibration import noise_prior, seeds_for_power
+    from hypotheses.cells import cell_specs, cells_for
+    from hypotheses.claims import load_claims
+    from hypotheses.simulate import estimate_noise
+
+    cache = ResultsCache(args.cache_dir)
+    print("| profile | claim | test case | seeds now | seeds for 80 % power | noise source | noise SDs |")
+    print("|---|---|---|---|---|---|---|")
+    for profile in _profiles(args.profile):
+        for claim in load_claims().values():
+            claim = claim.at_profile(profile)
+            cell = cells_for(claim, profile)[0]
+            specs = cell_specs(profile, cell)
+            metric = claim.threshold("metric")
+            records = [r for r in (cache.get(s) for s in specs) if r is not None]
+            noise, source = None, "prior"
+            if records:
+                try:
+                    noise, source = estimate_noise(records_to_table(records), metric), f"cache ({len(records)} runs)"
+                except ValueError:
+                    pass
+            noise = noise or noise_prior(profile, metric)
+            need = seeds_for_power(claim, profile, cell, noise, args.draws)
+            now = len({s.seed for s in specs})
+            print(f"| {profile.name} | {claim.id} | {cell.id} | {now} | {need if need else '> 40'} | "
+                  f"{source} | {noise.describe()} |", flush=True)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from hypotheses.report import build_report
+
+    out = build_report(cache_dir=args.cache_dir, report_dir=args.report_dir, profile=args.profile,
+                       decide=not args.no_decide)
+    print(f"report written: {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m hypotheses", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    profiles = f"one of {available_profiles()} or a path to a profile .toml (repeatable; default: all three)"
+
+    c = sub.add_parser("calibrate", help="type-I error and power of every decision rule, by simulation")
+    c.add_argument("--profile", action="append", help=profiles)
+    c.add_argument("--claims", default="", help="comma-separated claim ids (default: all)")
+    c.add_argument("--draws", type=int, default=DEFAULT_DRAWS, help="simulated tables per scenario")
+    c.add_argument("--out", type=Path, default=None, help=f"also write <profile>.json here (e.g. {CALIBRATION_DIR})")
+    c.set_defaults(func=cmd_calibrate)
+
+    pl = sub.add_parser("plan", help="seeds needed for 80 %% power per claim and profile")
+    pl.add_argument("--profile", action="append", help=profiles)
+    pl.add_argument("--cache-dir", default=None, help="results cache whose runs give the seed SDs")
+    pl.add_argument("--draws", type=int, default=200, help="simulated tables per seed count")
+    pl.set_defaults(func=cmd_plan)
+
+    r = sub.add_parser("report", help="decide every claim from the cache (never trains) and write the report")
+    r.add_argument("--profile", default=None, help="one of the profiles (default: the last suite run's)")
+    r.add_argument("--cache-dir", default=None)
+    r.add_argument("--report-dir", type=Path, default=Path("reports"))
+    r.add_argument("--no-decide", action="store_true", help="only re-render from the verdicts.json in --report-dir")
+    r.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "draws", 1) < 1:
+        print("error: --draws must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except (ProfileError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
