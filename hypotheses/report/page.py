@@ -16,17 +16,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.design import Profile
-from engine.report import CacheSummary, ClaimSummary, DesignData, VerdictsInput, fmt_count, fmt_num
-from engine.report_plots import Plot
+from hypotheses.report.inputs import (
+    ERROR,
+    NOT_RUN,
+    OUTCOMES,
+    CacheSummary,
+    CalibrationInput,
+    CellSummary,
+    ClaimSummary,
+    DesignData,
+    VerdictsInput,
+    fmt_count,
+    fmt_num,
+    outcome_counts,
+)
+from hypotheses.report.plots import Plot
+from hypotheses.verdict import FRAGILE_BELOW
 
 TITLE = "QAT schedule × bit-width: verdict report"
 VERDICT_TEXT = {
     "reproduced": "reproduced",
-    "not_reproduced": "NOT reproduced",
-    "undecided": "undecided",
-    "error": "ERROR",
-    "not_run": "no verdict",
+    "contradicted": "CONTRADICTED",
+    "inconclusive": "inconclusive",
+    ERROR: "ERROR",
+    NOT_RUN: "no verdict",
 }
+BAD_NEWS = ("contradicted", ERROR, "fragile")  # bold in Markdown
 
 
 @dataclass
@@ -38,6 +53,7 @@ class PageContext:
     designs: dict[str, DesignData]
     cache: CacheSummary
     plots: list[Plot]
+    calibration: CalibrationInput
     params: dict[str, int] = field(default_factory=dict)
 
 
@@ -115,19 +131,33 @@ def _runs(n_seeds, n_runs, n_diverged) -> str:
     return f"{fmt_num(n_seeds)} seeds, {fmt_num(n_runs)} runs, {fmt_num(n_diverged)} diverged"
 
 
-def _plot_link(name: str | None, plots: dict[str, Plot]) -> object:
-    if not name or name not in plots:
-        return "—"
-    p = plots[name]
-    return Link("plot", plot=name) if p.path else Link("skipped", anchor=f"plot-{name}")
+def counts_text(counts: dict[str, int]) -> str:
+    """All four outcomes, always in the same order (a zero is news too)."""
+    return ", ".join(f"{counts.get(k, 0)} {k}" for k in OUTCOMES)
 
 
-def _verdict_cell(c) -> object:
-    if c.verdict == "error":
-        return [_badge("error"), ": ", Code(c.error or "(no message)")]
-    if c.verdict == "undecided":
-        return [_badge("undecided"), f": {c.reason}" if c.reason else ""]
-    return _badge(c.verdict)
+def _plot_links(names: list[str], plots: dict[str, Plot]) -> list:
+    links = []
+    for name in names:
+        if name in plots:
+            p = plots[name]
+            links.append(Link(name, plot=name) if p.path else Link(f"{name} (skipped)", anchor=f"plot-{name}"))
+    return _join(links) if links else ["—"]
+
+
+def _verdict_cell(c: CellSummary) -> object:
+    out: list = [_badge(c.verdict)]
+    if c.fragile:
+        out += [" ", Badge("fragile", "FRAGILE")]
+    if c.verdict == ERROR:
+        out += [": ", Code(c.error or "(no message)")]
+    return out
+
+
+def _stability(c: CellSummary) -> object:
+    if c.verdict == ERROR:
+        return "n/a"
+    return "n/a" if c.stability is None else f"{c.stability:.0%}"  # the FRAGILE flag sits beside the verdict
 
 
 def _scale(profile: Profile, claim: ClaimSummary) -> str:
@@ -135,59 +165,114 @@ def _scale(profile: Profile, claim: ClaimSummary) -> str:
     return f"{profile.name}: {sizes}"
 
 
+def _claim_stability(c: ClaimSummary) -> object:
+    vals = [x.stability for x in c.cells if x.stability is not None and x.verdict != ERROR]
+    if not vals:
+        return "n/a"
+    if len(vals) == 1:
+        return f"{vals[0]:.0%}"  # a single cell's FRAGILE flag sits beside its verdict
+    text = f"min {min(vals):.0%} over {len(vals)} cells"
+    return [text, ", ", Badge("fragile", f"{c.n_fragile} FRAGILE")] if c.n_fragile else text
+
+
 def summary_blocks(ctx: PageContext, plots: dict[str, Plot]) -> list:
     rows = []
     for c in ctx.claims:
+        n = c.counts
         if len(c.cells) == 1:
-            ours = c.cells[0].figure
-            verdict = _verdict_cell(c.cells[0])
+            cell = c.cells[0]
+            ours: object = [cell.statistic_text, Br(), cell.bounds_text] if cell.verdict != ERROR else "—"
+            verdict: object = _verdict_cell(cell)
         elif c.cells:
-            ours = f"{c.n_reproduced}/{len(c.cells)} cells reproduced"
-            verdict = _badge(c.verdict, f" ({c.n_reproduced}/{len(c.cells)})")
+            ours = f"{n['reproduced']}/{len(c.cells)} cells reproduced"
+            verdict = _badge(c.verdict)
         else:
-            ours, verdict = "—", _badge("not_run")
+            ours, verdict = "—", _badge(NOT_RUN)
         rows.append([
             Link(c.claim_id, anchor=f"claim-{c.claim_id.lower()}"),
             [c.statement, Br(), Em(c.source)],
             c.paper,
-            [ours, " ", _plot_link(c.plot, plots)] if c.plot in plots else ours,
             verdict,
+            " / ".join(str(n[k]) for k in OUTCOMES),
+            [ours, Br(), *_plot_links(c.plots, plots)] if c.plots else ours,
+            _claim_stability(c),
             _runs(c.total("n_seeds"), c.total("n_runs"), c.total("n_diverged")),
             _scale(ctx.profile, c),
         ])
-    header = ["Claim", "Statement (source)", "Paper", "Ours", "Verdict", "Seeds / runs", "Profile: sizes (params)"]
+    header = ["Claim", "Statement (source)", "Paper", "Verdict", "Cases: reproduced / contradicted / inconclusive / "
+              "error", "Ours (statistic, bounds; figures)", "Stability", "Seeds / runs", "Profile: sizes (params)"]
     return [Heading(2, "Summary", "summary"), Table(header, rows)]
 
 
 def claim_blocks(ctx: PageContext, plots: dict[str, Plot]) -> list:
     out: list = [Heading(2, "Claims in detail", "claims")]
     for c in ctx.claims:
-        tally = f" ({c.n_reproduced}/{len(c.cells)} cells reproduced)" if len(c.cells) > 1 else ""
-        out.append(Heading(3, f"{c.claim_id}: {VERDICT_TEXT.get(c.verdict, c.verdict)}{tally}",
+        out.append(Heading(3, f"{c.claim_id}: {VERDICT_TEXT.get(c.verdict, c.verdict)}",
                            f"claim-{c.claim_id.lower()}"))
         out.append(Para([c.statement, " ", Em(c.source)]))
-        out.append(Para([f"Paper: {c.paper}. Designs: ", *_join([Code(d) for d in c.designs]),
-                         f". Sizes ({_scale(ctx.profile, c)}). Figure: ", _plot_link(c.plot, plots)]))
+        out.append(Para([f"Test cases: {counts_text(c.counts)}"
+                         + (f"; {c.n_fragile} FRAGILE" if c.n_fragile else "") + ". ",
+                         f"Paper: {c.paper}. Designs: ", *_join([Code(d) for d in c.designs]),
+                         f". Sizes ({_scale(ctx.profile, c)}). Figures: ", *_plot_links(c.plots, plots), "."]))
         if not c.cells:
-            why = ("no suite run recorded for this profile (see the top of the page)" if not ctx.verdicts.available
-                   else "the recorded suite run has no test case of this claim")
+            why = ("no verdicts for this profile (see the top of the page)" if not ctx.verdicts.available
+                   else "the verdicts have no test case of this claim")
             out.append(Para(f"No verdict: {why}.", "note"))
             continue
-        rows = [[cell.cell or "—", _verdict_cell(cell), cell.figure,
-                 _runs(cell.n_seeds, cell.n_runs, cell.n_diverged),
-                 cell.observed if cell.verdict != "error" else Code(cell.nodeid)] for cell in c.cells]
-        out.append(Table(["Cell", "Verdict", "Our figure", "Seeds / runs", "Observed"], rows))
+        rows = []
+        for cell in c.cells:
+            if cell.verdict == ERROR:
+                said: object = [Code(cell.nodeid)] if cell.nodeid else "pipeline problem: no verdict"
+            elif cell.verdict == "inconclusive" and cell.reason:
+                said = [cell.observed, Br(), Em(f"inconclusive because: {cell.reason}")]
+            else:
+                said = cell.observed
+            rows.append([cell.cell or "—", _verdict_cell(cell), cell.statistic_text, cell.bounds_text,
+                         _stability(cell), [cell.seeds or "n/a", Br(), _runs(cell.n_seeds, cell.n_runs,
+                                                                             cell.n_diverged)],
+                         cell.profile or "—", said])
+        out.append(Table(["Cell", "Verdict", "Statistic (δ)", "Bounds; region the claim predicts", "Stability",
+                          "Seeds", "Profile", "Observed"], rows))
     return out
 
 
 def plot_blocks(ctx: PageContext) -> list:
-    out: list = [Heading(2, "Figures", "figures")]
+    out: list = [Heading(2, "Figures", "figures"),
+                 Para("Every number a figure states about a claim (optimum, fit, mean and interval, ratio) is the "
+                      "one its decider reported in the verdict rows; the cache's runs appear only as data points.",
+                      "note")]
     for p in ctx.plots:
         out.append(Heading(3, p.heading, f"plot-{p.name}"))
         if p.path:
             out += [Image(p), Para(Em(p.caption))]
         else:
             out.append(Para(f"Skipped: {p.skipped}.", "note"))
+    return out
+
+
+def calibration_blocks(ctx: PageContext) -> list:
+    cal = ctx.calibration
+    out: list = [Heading(2, "Calibration of the decision rules", "calibration")]
+    if not cal.available:
+        out.append(Para([f"{cal.note}. Produce it with ", Code(cal.how),
+                         " and report again: it gives, per claim, the rule's error rates and power at this "
+                         "profile's seeds, by simulation from the profile's noise prior."], "warn"))
+        return out
+    draws = f" ({cal.draws} simulated tables per scenario)" if cal.draws else ""
+    out.append(Para([f"Error rates and power of each claim's decision rule at profile {ctx.profile.name}, by "
+                     f"simulation{draws}, from ", Code(str(cal.path)), ", produced by ",
+                     Code(cal.command or cal.how), ". Both error rates should be at most the claim's alpha (0.05); "
+                     "low power means a reproduced claim would often come out inconclusive at these seeds."]))
+
+    def rate(r: dict, key: str) -> str:
+        v = r.get(key)
+        return f"{v:.3f}" if isinstance(v, (int, float)) else "n/a"
+
+    rows = [[r.get("claim_id", "?"), r.get("cell", ""), fmt_num(r.get("n_seeds")), fmt_num(r.get("delta")),
+             rate(r, "false_contradict"), rate(r, "false_reproduce"), rate(r, "power_reproduce"),
+             rate(r, "power_contradict")] for r in cal.rows]
+    out.append(Table(["Claim", "Test case", "Seeds", "δ", "P(contradicted | true)", "P(reproduced | false at δ)",
+                      "Power: P(reproduced | true)", "Power to contradict: P(contradicted | clearly false)"], rows))
     return out
 
 
@@ -201,7 +286,7 @@ def cache_blocks(ctx: PageContext) -> list:
         "(summed over runs)" + (f", on {', '.join(cs.devices)}" if cs.devices else "") + ".",
     ]))
     if ctx.verdicts.trained_run_ids is not None:
-        out.append(Para(f"Runs trained by the recorded suite invocation: {len(ctx.verdicts.trained_run_ids)}."))
+        out.append(Para(f"Runs trained by the recorded invocation: {len(ctx.verdicts.trained_run_ids)}."))
     rows = []
     for name, dd in ctx.designs.items():
         todo = len(dd.missing) + len(dd.corrupt)
@@ -238,16 +323,25 @@ def page_blocks(ctx: PageContext) -> list:
     ]
     v = ctx.verdicts
     if v.available:
-        kinds = [c.verdict for c in ctx.claims]
-        counts = ", ".join(f"{kinds.count(k)} {VERDICT_TEXT[k]}" for k in VERDICT_TEXT if kinds.count(k))
-        out.append(Para(["Verdicts of the suite run recorded in ", Code(str(v.path)),
-                         f" ({len(v.rows)} test cases); claims: {counts or 'none'}."]))
+        cells = [cell for c in ctx.claims for cell in c.cells]
+        case_counts = outcome_counts([cell.verdict for cell in cells])
+        claim_counts = outcome_counts([c.verdict for c in ctx.claims])
+        n_fragile = sum(cell.fragile for cell in cells)
+        out.append(Para([f"Verdicts: {v.source}. Test cases: {counts_text(case_counts)} ({len(cells)} in all). "
+                         f"Claims: {counts_text(claim_counts)}"
+                         + (f", {sum(c.verdict == NOT_RUN for c in ctx.claims)} without a verdict"
+                            if any(c.verdict == NOT_RUN for c in ctx.claims) else "") + ". ",
+                         f"{n_fragile} verdict(s) FRAGILE." if n_fragile else "No verdict is fragile."]))
     else:
         out.append(Para(v.note + ".", "warn"))
-    out.append(Para(f"A verdict holds for the profile it ran under ({prof.name}) and the sizes and seeds listed "
-                    "beside it; toy-scale profiles test the pipeline and the direction of effects, not the "
-                    "paper's numbers.", "note"))
-    return out + summary_blocks(ctx, plots) + claim_blocks(ctx, plots) + plot_blocks(ctx) + cache_blocks(ctx)
+    out.append(Para(f"Reproduced: the confidence bounds lie inside the region the claim predicts; contradicted: "
+                    f"they lie wholly outside it; inconclusive: neither, at this profile's seeds; ERROR: a pipeline "
+                    f"problem, not a verdict. Stability is the probability that a re-run with new seeds repeats the "
+                    f"outcome; below {FRAGILE_BELOW:.0%} the verdict is FRAGILE. A verdict holds for the profile it "
+                    f"ran under ({prof.name}) and the sizes and seeds listed beside it; toy-scale profiles test the "
+                    "pipeline and the direction of effects, not the paper's numbers.", "note"))
+    return (out + summary_blocks(ctx, plots) + claim_blocks(ctx, plots) + plot_blocks(ctx)
+            + calibration_blocks(ctx) + cache_blocks(ctx))
 
 
 def _join(items: list, sep: str = ", ") -> list:
@@ -268,7 +362,7 @@ def _md(x, in_table: bool = False) -> str:
     if isinstance(x, Em):
         return f"*{x.text}*" if x.text else ""
     if isinstance(x, Badge):
-        return f"**{x.text}**" if x.kind in ("not_reproduced", "error") else x.text
+        return f"**{x.text}**" if x.kind in BAD_NEWS else x.text
     if isinstance(x, Link):
         return f"[{_md(x.body, in_table)}]({f'plots/{x.plot}.png' if x.plot else '#' + x.anchor})"
     if isinstance(x, Br):
@@ -288,7 +382,7 @@ def render_markdown(ctx: PageContext) -> str:
             prefix = "> " if b.cls in ("note", "warn") else ""
             lines += [prefix + _md(b.body), ""]
         elif isinstance(b, Table):
-            lines.append("| " + " | ".join(b.header) + " |")
+            lines.append("| " + " | ".join(_md(h, True) for h in b.header) + " |")
             lines.append("|" + "---|" * len(b.header))
             lines += ["| " + " | ".join(_md(c, True) for c in row) + " |" for row in b.rows]
             lines.append("")
@@ -311,8 +405,9 @@ th { background: #f3f3f3; }
 code { background: #f4f4f4; padding: 0 .25em; border-radius: 3px; font-size: .92em; word-break: break-all; }
 .badge { padding: .05em .4em; border-radius: 3px; font-weight: 600; white-space: nowrap; }
 .v-reproduced { background: #d7f0d7; color: #1b5e20; }
-.v-not_reproduced { background: #f8d0d0; color: #8b0000; }
-.v-undecided { background: #fff0c2; color: #6d4c00; }
+.v-contradicted { background: #f8d0d0; color: #8b0000; }
+.v-inconclusive { background: #fff0c2; color: #6d4c00; }
+.v-fragile { background: #ffe0b2; color: #8a4b00; border: 1px solid #e0a060; }
 .v-error { background: #8b0000; color: #fff; }
 .v-not_run { background: #e6e6e6; color: #555; }
 .note { color: #555; border-left: 3px solid #bbb; padding-left: .7em; }

@@ -1,0 +1,762 @@
+"""The report's figures: one matplotlib PNG per question, each titled with its one message.
+
+Owns the drawing only. Every number a figure states about a claim (an optimum, a fitted
+line, a mean with its interval, a ratio) is read from that claim's verdict rows, i.e. from
+what its decider computed (``stat_*`` keys; see each decider's docstring), never recomputed
+here: a figure cannot tell a different story from the verdict beside it. The cache's runs
+enter only as data (per-seed points, histograms, loss curves). Where a row lacks the
+numbers (an error, an inconclusive verdict that stopped early), the figure says so.
+
+Which figures a claim gets is the small table ``FIGURES`` (claim ids -> drawing function);
+each function takes the claims' designs and thresholds from their ``Claim`` records, so no
+design name is written here. Figures are built on ``matplotlib.figure.Figure`` with the Agg
+canvas, never pyplot, so making a report changes no global backend state.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from engine.design import Profile
+from engine.spec import RunSpec
+from hypotheses.claims import Claim
+from hypotheses.report.inputs import ERROR, OUTCOMES, DesignData, as_float, fmt_count, outcome_counts
+
+log = logging.getLogger(__name__)
+
+DPI = 110
+# Factors besides (size, bits, wd, lr_mult, seed) that must match inside a pair.
+PAIR_EXTRA = ("optimizer", "wd_shape", "steps", "schedule")
+PAIR_KEYS = ("size", "bits", "wd", "lr_mult", "seed", *PAIR_EXTRA)
+WD_DECIMALS = 6
+
+BITS_STYLE = {  # bits -> (label, colour, marker): one look per precision across figures
+    16: ("FP16", "#1f77b4", "o"),
+    8: ("INT8", "#2ca02c", "s"),
+    6: ("INT6", "#d62728", "^"),
+    5: ("INT5", "#ff7f0e", "v"),
+    4: ("INT4", "#9467bd", "D"),
+}
+OUTCOME_COLOUR = {"reproduced": "#2e7d32", "contradicted": "#c62828", "inconclusive": "#b8860b"}
+REGION_COLOUR = "#2e7d32"
+
+
+@dataclass(frozen=True)
+class Plot:
+    name: str  # plots/<name>.png; HTML anchor plot-<name>
+    heading: str  # what the figure is
+    title: str  # its message (the figure's suptitle); empty when skipped
+    caption: str  # how to read it
+    path: Path | None = None  # None when skipped
+    skipped: str = ""  # why it was skipped
+    claims: tuple[str, ...] = ()
+    numbers: dict = field(default_factory=dict)  # what it read from the verdict rows, by cell
+
+
+@dataclass
+class FigureInput:
+    """What one figure may draw from: its claims, their decided rows, the cache's runs."""
+
+    name: str
+    claims: list[Claim]
+    rows: dict[str, list[dict]]  # claim id -> rows with an outcome (reproduced/contradicted/inconclusive)
+    n_errors: dict[str, int]  # claim id -> error rows (no numbers)
+    designs: dict[str, DesignData]
+    profile: Profile
+    params: dict[str, int]
+    out_dir: Path
+    note: str = ""  # "partial: 5/18 runs of D" when a design is incomplete
+
+    def table(self, design: str) -> pd.DataFrame:
+        return self.designs[design].table if design in self.designs else pd.DataFrame()
+
+    def records(self, design: str) -> list[dict]:
+        return list(self.designs[design].records.values()) if design in self.designs else []
+
+    def claim_rows(self, claim: Claim) -> list[dict]:
+        return self.rows.get(claim.id, [])
+
+    def missing_numbers(self, claim: Claim, what: str) -> str:
+        """Why a claim's figure has no decider numbers, in words."""
+        n_err = self.n_errors.get(claim.id, 0)
+        n_rows = len(self.claim_rows(claim))
+        parts = [f"no {claim.id} verdict row carries {what}"]
+        if n_err:
+            parts.append(f"{n_err} error row(s)")
+        if n_rows:
+            reasons = sorted({str(r.get("reason") or r.get("verdict")) for r in self.claim_rows(claim)})
+            parts.append(f"{n_rows} row(s) without them: {'; '.join(reasons)}")
+        if not n_err and not n_rows:
+            parts.append("no verdicts for this profile")
+        return " (".join([parts[0], ", ".join(parts[1:]) + ")"]) if len(parts) > 1 else parts[0]
+
+
+# --- shared helpers -----------------------------------------------------------------------
+
+
+def bits_label(bits: int) -> str:
+    return BITS_STYLE.get(int(bits), (f"INT{int(bits)}",))[0]
+
+
+def _style(bits: int) -> tuple[str, str, str]:
+    return BITS_STYLE.get(int(bits), (f"INT{int(bits)}", "#7f7f7f", "x"))
+
+
+def stat(row: dict, key: str) -> float | None:
+    return as_float(row.get(f"stat_{key}"))
+
+
+def stat_text(row: dict, key: str) -> str:
+    v = row.get(f"stat_{key}")
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+
+
+def _keyed(row: dict, prefix: str) -> dict[float, float | None]:
+    """{wd: value} of the stats named ``<prefix><wd>`` (e.g. mean_wd0.33)."""
+    out = {}
+    for k, v in row.items():
+        if k.startswith(f"stat_{prefix}"):
+            try:
+                out[round(float(k[len(prefix) + 5:]), WD_DECIMALS)] = as_float(v)
+            except ValueError:
+                continue
+    return out
+
+
+def counts_text(rows: list[dict]) -> str:
+    c = outcome_counts([str(r.get("verdict")) for r in rows])
+    return ", ".join(f"{n} {k}" for k, n in c.items() if n) or "no verdict"
+
+
+def _figure(w: float, h: float) -> Figure:
+    fig = Figure(figsize=(w, h), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _suptitle(fig: Figure, title: str, note: str) -> None:
+    # The note (e.g. "partial: 5/18 runs") sits in the PNG itself: a figure copied out of
+    # the report must not pass for the complete design.
+    fig.suptitle(title + (f"\n({note})" if note else ""), fontsize=11, wrap=True)
+
+
+def _save(fig: Figure, out_dir: Path, name: str) -> Path:
+    path = out_dir / f"{name}.png"
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def _finite(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Finished, non-diverged runs with a finite metric (diverged runs are never plotted)."""
+    if table.empty or metric not in table:  # an empty cache has no columns at all
+        return pd.DataFrame(columns=["run_id", "size", "status", "n_params", *PAIR_KEYS, metric])
+    vals = pd.to_numeric(table[metric], errors="coerce")
+    t = table[(table["status"] == "ok") & np.isfinite(vals)].copy()
+    t[metric] = vals[t.index].astype(float)
+    t["wd"] = t["wd"].astype(float).round(WD_DECIMALS)
+    return t
+
+
+def _pairs(t: pd.DataFrame, col: str, a, b, value: str) -> pd.DataFrame:
+    """Rows of ``t`` with col == a joined to those with col == b on every other run factor
+    (raw data for scatter points: one point per matched run pair)."""
+    keys = [k for k in PAIR_KEYS if k in t and k != col]
+    left = t[t[col] == a].set_index(keys)
+    right = t[t[col] == b].set_index(keys)
+    out = pd.DataFrame({"a": left[value], "b": right[value]}).dropna()
+    out["n_params"] = left["n_params"].reindex(out.index)
+    return out.reset_index()
+
+
+def _size_order(sizes, params: dict[str, int]) -> list[str]:
+    return sorted(dict.fromkeys(sizes), key=lambda s: (params.get(s, 0), str(s)))
+
+
+def _cell_label(row: dict) -> str:
+    frag = " FRAGILE" if str(row.get("fragile")).strip() in ("1", "1.0", "True") else ""
+    return f"{row.get('verdict')}{frag}"
+
+
+# --- C1: val_bpb_q vs warmdown, the decider's optimum -------------------------------------
+
+
+def wd_figure(fi: FigureInput) -> Plot:
+    claim = fi.claims[0]
+    design, metric = claim.designs[0], str(claim.thresholds.get("metric", "val_bpb_q"))
+    expected = float(claim.thresholds.get("expected_wd", math.nan))
+    heading = f"{claim.id}: final {metric} vs warmdown fraction, the optimum as the decider reported it"
+    caption = (f"One panel per size, one line per bit-width (design {design}). Line: the decider's mean {metric} of "
+               f"each warmdown at its best lr_mult (stats mean_wd*, best_lr_wd*); ★: the warmdown the decider "
+               f"reported as optimal (stat optimal_wd), not re-ranked here; dots: the individual seeds of the cache "
+               f"at that warmdown and LR (diverged runs excluded, counted in the panel title). The legend gives each "
+               f"cell's verdict, which rests on the simultaneous bounds of mean(wd {expected:g}) − mean(best other), "
+               f"not on the bare optimum.")
+    cells = []
+    for row in fi.claim_rows(claim):
+        bits, size = stat(row, "bits"), row.get("stat_size")
+        means = {w: m for w, m in _keyed(row, "mean_wd").items() if m is not None}
+        if bits is None or not size or not means:
+            continue
+        cells.append((int(bits), str(size), means, _keyed(row, "best_lr_wd"), stat(row, "optimal_wd"), row))
+    if not cells:
+        return Plot(fi.name, heading, "", caption, skipped=fi.missing_numbers(claim, "per-warmdown means"))
+    t = _finite(fi.table(design), metric)
+    several_lrs = len(t) > 0 and t["lr_mult"].nunique() > 1
+    sizes = _size_order([c[1] for c in cells], fi.params)
+    ncols = min(len(sizes), 3)
+    nrows = math.ceil(len(sizes) / ncols)
+    fig = _figure(max(6.0, 4.4 * ncols), 3.6 * nrows + 1.0)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    wds = sorted({w for c in cells for w in c[2]})
+    nudge = 0.012 * (max(wds) - min(wds) or 1.0)
+    numbers, optima = {}, []
+    for ax, size in zip(axes, sizes):
+        here = sorted((c for c in cells if c[1] == size), key=lambda c: -c[0])
+        for i, (bits, _, means, best_lr, opt, row) in enumerate(here):
+            lab, colour, marker = _style(bits)
+            shift = (i - (len(here) - 1) / 2) * nudge
+            xs = sorted(w for w, m in means.items() if math.isfinite(m))
+            ax.plot([w + shift for w in xs], [means[w] for w in xs], color=colour, marker=marker, ms=5, lw=1.5,
+                    label=f"{lab}: {_cell_label(row)}")
+            for w in xs:  # the seeds behind each mean: raw data at the decider's LR
+                lr = best_lr.get(w)
+                if lr is None or t.empty:
+                    continue
+                sel = t[(t["bits"] == bits) & (t["size"] == size) & (t["wd"] == w) & np.isclose(t["lr_mult"], lr)]
+                ax.scatter(np.full(len(sel), w + shift), sel[metric], s=12, marker=marker, facecolor="none",
+                           edgecolor=colour, alpha=0.6, lw=0.8)
+            if opt is not None and round(opt, WD_DECIMALS) in means:
+                y = means[round(opt, WD_DECIMALS)]
+                ax.plot(opt + shift, y, marker="*", ms=15, color=colour, mec="black", mew=0.6, zorder=5)
+                lr = best_lr.get(round(opt, WD_DECIMALS))
+                if several_lrs and lr is not None:
+                    ax.annotate(f"lr ×{lr:g}", (opt + shift, y), textcoords="offset points", xytext=(6, -10),
+                                fontsize=7, color=colour)
+                optima.append(opt)
+            numbers[str(row.get("cell", f"{bits}-{size}"))] = {
+                "optimal_wd": opt, "best_lr": best_lr.get(round(opt, WD_DECIMALS)) if opt is not None else None,
+                "means": means, "verdict": row.get("verdict")}
+        n_seeds = max(int(stat(c[5], "n_seeds") or 0) for c in here)
+        n_div = sum(int(stat(c[5], "n_diverged") or 0) for c in here)
+        ax.set_title(f"{size} ({fmt_count(fi.params.get(size))} params)\n{n_seeds} seeds"
+                     + (f", {n_div} diverged (excluded)" if n_div else ""), fontsize=10)
+        ax.set_xticks(wds)
+        ax.set_xlabel("warmdown fraction (share of steps)")
+        ax.set_ylabel(f"final {metric} (bits/byte)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, title="bit-width: verdict", title_fontsize=7)
+    for ax in axes[len(sizes):]:
+        ax.set_visible(False)
+    n_at = sum(abs(o - expected) <= 1e-6 for o in optima)
+    title = (f"{claim.id}: the decider's optimal warmdown is {expected:g} in {n_at}/{len(optima)} "
+             f"(bit-width, size) cells; verdicts: {counts_text([c[5] for c in cells])}")
+    _suptitle(fig, title, fi.note)
+    return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name), numbers=numbers)
+
+
+# --- C2..C5: interaction contrasts ---------------------------------------------------------
+
+
+def _contrasts(row: dict) -> list[tuple[str, float, float, float]]:
+    """(label, mean, low, high) of every '<group> INT<b> wd<w>' contrast the row reports."""
+    out = []
+    for k in row:
+        if not (k.startswith("stat_") and k.endswith(":mean")):
+            continue
+        label = k[len("stat_"):-len(":mean")]
+        if " wd" not in label:
+            continue
+        m, lo, hi = stat(row, f"{label}:mean"), stat(row, f"{label}:ci90_low"), stat(row, f"{label}:ci90_high")
+        if m is not None and lo is not None and hi is not None:
+            out.append((label, m, lo, hi))
+    return out
+
+
+def _optima(row: dict) -> dict[str, str]:
+    """group -> 'FP16 0.33 · INT6 0.1' from '<group>:optimal_wd_<bits>' stats."""
+    by_group: dict[str, list[str]] = {}
+    for k, v in row.items():
+        if k.startswith("stat_") and ":optimal_wd_" in k and as_float(v) is not None:
+            group, bits = k[len("stat_"):].split(":optimal_wd_", 1)
+            by_group.setdefault(group, []).append(f"{bits} {as_float(v):g}")
+    return {g: " · ".join(v) for g, v in by_group.items()}
+
+
+def contrast_figure(fi: FigureInput) -> Plot:
+    claim = fi.claims[0]
+    ref_wd = float(claim.thresholds.get("ref_wd", 0.33))
+    heading = f"{claim.id}: schedule × bit-width interaction contrasts against ±δ"
+    caption = (f"Each line is one within-seed interaction contrast I(b, w) = (y(b, w) − y(b, {ref_wd:g})) − "
+               f"(y(FP16, w) − y(FP16, {ref_wd:g})) of design {', '.join(claim.designs)}, as the decider computed "
+               f"it (stats '<group> INT<b> wd<w>:mean / :ci90_low / :ci90_high'): dot = mean over seeds, bar = its "
+               f"CI at the row's level. Shaded: the region the claim predicts (±δ). A filled dot's CI lies inside the "
+               f"region. Right axis: the bare optimal warmdown per bit-width of each group (reported, not decided on).")
+    rows = fi.claim_rows(claim)
+    items, optima = [], {}
+    for row in rows:
+        optima.update(_optima(row))
+        items += [(row, *c) for c in _contrasts(row)]
+    if not items:
+        return Plot(fi.name, heading, "", caption, skipped=fi.missing_numbers(claim, "interaction contrasts"))
+    deltas = [stat(r, "delta") for r in rows if stat(r, "delta") is not None]
+    delta = deltas[0] if deltas else None
+    level = next((stat(r, "ci_level") for r in rows if stat(r, "ci_level") is not None), None)
+    fig = _figure(9.5, 0.34 * len(items) + 2.0)
+    ax = fig.subplots()
+    if delta is not None:
+        ax.axvspan(-delta, delta, color=REGION_COLOUR, alpha=0.12, label=f"claim's region ±δ = ±{delta:g}")
+    ax.axvline(0, color="grey", lw=0.8)
+    n_in, seen_bits, group_ticks = 0, set(), {}
+    for i, (row, label, m, lo, hi) in enumerate(items):
+        y = len(items) - 1 - i
+        bits = next((int(tok[3:]) for tok in label.split() if tok.startswith("INT") and tok[3:].isdigit()), 0)
+        lab, colour, marker = _style(bits)
+        inside = delta is not None and -delta <= lo and hi <= delta
+        n_in += inside
+        ax.errorbar([m], [y], xerr=[[m - lo], [hi - m]], fmt=marker, color=colour, mfc=colour if inside else "white",
+                    ms=6, capsize=3, lw=1.4,
+                    label=f"{lab} contrast (filled: CI inside ±δ)" if bits not in seen_bits else None)
+        seen_bits.add(bits)
+        group = label.rsplit(" ", 2)[0]
+        group_ticks.setdefault(group, y)
+    ax.set_yticks(range(len(items)))
+    ax.set_yticklabels([lbl for _, lbl, *_ in reversed(items)], fontsize=8)
+    ax.set_ylim(-0.7, len(items) - 0.3)
+    right = ax.twinx()
+    right.set_ylim(ax.get_ylim())
+    right.set_yticks(list(group_ticks.values()))
+    right.set_yticklabels([f"optimal wd: {optima.get(g, 'n/a')}" for g in group_ticks], fontsize=7)
+    ax.set_xlabel("interaction contrast of final val_bpb_q (bits/byte)")
+    ax.grid(alpha=0.3, axis="x")
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="outside lower center", ncols=4)
+    lvl = f"{level:.0%} " if level is not None else ""
+    band = f"±{delta:g} bpb" if delta is not None else "±δ (no δ reported)"
+    title = f"{claim.id}: {n_in}/{len(items)} interaction contrasts have their {lvl}CI inside {band}; verdict: {counts_text(rows)}"
+    _suptitle(fig, title, fi.note)
+    numbers = {f"{r.get('cell')}|{label}": {"mean": m, "low": lo, "high": hi} for r, label, m, lo, hi in items}
+    return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name), numbers=numbers)
+
+
+# --- C6: INT6 penalty vs size ---------------------------------------------------------------
+
+
+def _settings(row: dict) -> set[tuple[float, float]]:
+    """The (wd, lr_mult) settings the C6 fit used ('wd0.33/lr1;...'), empty if unreadable."""
+    out = set()
+    for w, lr in re.findall(r"wd([-+0-9.eE]+)/lr([-+0-9.eE]+)", stat_text(row, "settings")):
+        out.add((round(float(w), WD_DECIMALS), float(lr)))
+    return out
+
+
+def penalty_figure(fi: FigureInput) -> Plot:
+    claim = fi.claims[0]
+    metric = str(claim.thresholds.get("metric", "val_bpb_q"))
+    q_bits, r_bits = int(claim.thresholds.get("quant_bits", 6)), int(claim.thresholds.get("ref_bits", 16))
+    fit_design, held_design = (claim.designs + claim.designs[-1:])[:2]
+    ql, rl = bits_label(q_bits), bits_label(r_bits)
+    heading = f"{claim.id}: {ql} penalty vs model size (log-linear law, held-out sizes)"
+    rows = fi.claim_rows(claim)
+    row = next((r for r in rows if stat(r, "intercept") is not None), rows[0] if rows else {})
+    a, b = stat(row, "intercept"), stat(row, "slope_per_log_param")
+    delta, pi_level, level = stat(row, "delta"), stat(row, "pi_level"), stat(row, "ci_level")
+    caption = (f"Penalty = {metric}({ql}) − {metric}({rl}) per run pair matched on size, warmdown, lr_mult and seed, "
+               f"at the (wd, lr_mult) settings the decider used (dots: cache data; {fit_design} sizes blue, "
+               f"{held_design} sizes red). Line: the decider's OLS fit (stats intercept, slope_per_log_param). At each "
+               f"held-out size, from the row: green bar = the region the claim predicts (prediction ± δ); red diamond "
+               f"and bar = the observed mean penalty with the CI of its prediction error"
+               + (f" ({level:.0%})" if level else "") + "; black caps = the paper's "
+               + (f"{pi_level:.0%} " if pi_level else "") + "prediction interval for a mean of k runs (reported, "
+               "not decided on). Reproduced iff every red bar lies inside its green bar.")
+    t = pd.concat([_finite(fi.table(d), metric) for d in dict.fromkeys(claim.designs)], ignore_index=True)
+    t = t[t["bits"].isin([q_bits, r_bits])] if len(t) else t
+    pairs = _pairs(t, "bits", q_bits, r_bits, metric) if len(t) else pd.DataFrame()
+    settings = _settings(row)
+    if len(pairs) and settings:
+        pairs = pairs[[(round(w, WD_DECIMALS), lr) in settings for w, lr in zip(pairs["wd"], pairs["lr_mult"])]]
+    if pairs.empty and a is None:
+        return Plot(fi.name, heading, "", caption, skipped=fi.missing_numbers(claim, "a fit") +
+                    f"; and no matched {ql}/{rl} run pairs in the cache")
+    held_sizes = set(fi.profile.design(held_design).sizes) if held_design in fi.profile.designs else set()
+    fig = _figure(10.5, 5.4)
+    ax = fig.subplots()
+    ax.set_xscale("log")
+    xs_all: list[float] = []
+    if len(pairs):
+        pairs = pairs.assign(penalty=pairs["a"] - pairs["b"])
+        fit_p = pairs[~pairs["size"].isin(held_sizes)]
+        held_p = pairs[pairs["size"].isin(held_sizes)]
+        ax.scatter(fit_p["n_params"], fit_p["penalty"], s=14, color="#1f77b4", alpha=0.5,
+                   label=f"{fit_design} sizes: one run pair")
+        ax.scatter(held_p["n_params"], held_p["penalty"], s=22, marker="^", facecolor="none", edgecolor="#d62728",
+                   label=f"{held_design} sizes: one run pair")
+        for size, g in pairs.groupby("size"):
+            ax.annotate(size, (g["n_params"].iloc[0], g["penalty"].max()), textcoords="offset points",
+                        xytext=(4, 6), fontsize=8)
+        xs_all += [float(v) for v in pairs["n_params"]]
+    held = [s for s in stat_text(row, "heldout_compared").split(",") if s and stat(row, f"{s}:n_params")]
+    numbers: dict = {}
+    n_within = 0
+    for i, size in enumerate(held):
+        x0 = stat(row, f"{size}:n_params")
+        pred, obs = stat(row, f"{size}:predicted"), stat(row, f"{size}:mean_penalty")
+        lo, hi = stat(row, f"{size}:ci_low"), stat(row, f"{size}:ci_high")
+        pl, ph = stat(row, f"{size}:pi_low"), stat(row, f"{size}:pi_high")
+        xs_all.append(x0)
+        numbers[size] = {"n_params": x0, "predicted": pred, "mean_penalty": obs, "ci_low": lo, "ci_high": hi}
+        if pred is None:
+            continue
+        if delta is not None:
+            ax.errorbar([x0], [pred], yerr=[[delta], [delta]], fmt="none", ecolor=REGION_COLOUR, elinewidth=9,
+                        alpha=0.3, label="claim's region: prediction ± δ" if i == 0 else None)
+        if obs is not None and lo is not None and hi is not None:
+            # ci_low/ci_high bound the prediction error e = mean - prediction: as penalties, pred + e.
+            ax.errorbar([x0], [obs], yerr=[[obs - (pred + lo)], [(pred + hi) - obs]], fmt="D", color="#d62728",
+                        mec="black", ms=7, capsize=5, lw=1.8,
+                        label="held-out mean, CI of its prediction error" if i == 0 else None)
+            n_within += delta is not None and -delta <= lo and hi <= delta
+        if pl is not None and ph is not None:
+            ax.errorbar([x0 * 1.08], [pred], yerr=[[pred - pl], [ph - pred]], fmt="none", ecolor="black", capsize=6,
+                        lw=0.9, label="paper's PI for a mean of k runs" if i == 0 else None)
+    if a is not None and b is not None and xs_all:
+        xs = np.geomspace(min(xs_all) / 1.3, max(xs_all) * 1.3, 100)
+        ax.plot(xs, a + b * np.log(xs), color="black", lw=1.4,
+                label=f"decider's fit: {a:.3f} {'+' if b >= 0 else '−'} {abs(b):.4f}·ln(n_params)")
+        numbers["fit"] = {"intercept": a, "slope": b}
+    ax.axhline(0, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("parameters (count, log scale)")
+    ax.set_ylabel(f"{ql} penalty: Δ {metric} vs {rl} (bits/byte)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if a is None:
+        title = f"{claim.id}: the decider reported no fit ({counts_text(rows)}: {row.get('reason') or 'see its row'})"
+    else:
+        fit_sizes = [s for s in stat_text(row, "fit_sizes").split(",") if s]
+        title = (f"{claim.id}: the log-linear fit on {len(fit_sizes)} sizes predicts {n_within}/{len(held)} held-out "
+                 f"sizes within ±{delta:g} bpb; verdict: {counts_text(rows)}" if delta is not None else
+                 f"{claim.id}: log-linear fit on {len(fit_sizes)} sizes; verdict: {counts_text(rows)}")
+    _suptitle(fig, title, fi.note)
+    return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name), numbers=numbers)
+
+
+# --- C7/C8: INT4 paired warmdown differences -------------------------------------------------
+
+
+def _int4_numbers(claim: Claim, rows: list[dict]) -> dict[str, tuple[float, float, float, dict]]:
+    """size -> (mean, low, high, row) from C7-style rows (one size each: stat_size, headline
+    statistic) or C8-style rows ('<size>:mean_diff / :ci_low / :ci_high')."""
+    out = {}
+    for row in rows:
+        size = row.get("stat_size")
+        if size and stat(row, "mean_diff") is not None and stat(row, "ci_low") is not None:
+            out[str(size)] = (stat(row, "mean_diff"), stat(row, "ci_low"), stat(row, "ci_high"), row)
+            continue
+        for s in stat_text(row, "sizes").split(","):
+            m, lo, hi = stat(row, f"{s}:mean_diff"), stat(row, f"{s}:ci_low"), stat(row, f"{s}:ci_high")
+            if s and None not in (m, lo, hi):
+                out[s] = (m, lo, hi, row)
+    return out
+
+
+def int4_figure(fi: FigureInput) -> Plot:
+    first = fi.claims[0]
+    design, metric = first.designs[0], str(first.thresholds.get("metric", "val_bpb_q"))
+    bits = int(first.thresholds.get("bits", 4))
+    short, long_ = float(first.thresholds.get("wd_short", 0.10)), float(first.thresholds.get("wd_long", 0.33))
+    ids = " and ".join(c.id for c in fi.claims)
+    heading = f"{ids}: {bits_label(bits)} paired difference wd {short:g} − wd {long_:g} per size"
+    caption = (f"d = {metric}(wd {short:g}) − {metric}(wd {long_:g}), {bits_label(bits)} runs of design {design}; "
+               f"above zero: wd {long_:g} is better. Small dots: one matched run pair of the cache each (data). "
+               f"Diamond and bar: the decider's mean and CI of each size (C7: stats mean_diff, ci_low, ci_high; C8: "
+               f"'<size>:mean_diff / :ci_low / :ci_high'). Green: the region each claim predicts (C7: d > δ; C8: "
+               f"|d| ≤ δ). The x labels carry each size's claim and verdict.")
+    claim_of: dict[str, Claim] = {}
+    per_size: dict[str, tuple] = {}
+    for c in fi.claims:
+        nums = _int4_numbers(c, fi.claim_rows(c))
+        per_size.update(nums)
+        for s in nums:
+            claim_of[s] = c
+        if c.role and c.role in fi.profile.roles:
+            for s in fi.profile.roles[c.role]:
+                claim_of.setdefault(s, c)
+    t = _finite(fi.table(design), metric)
+    t = t[t["bits"] == bits] if len(t) else t
+    d = _pairs(t, "wd", round(short, WD_DECIMALS), round(long_, WD_DECIMALS), metric) if len(t) else pd.DataFrame()
+    if len(d):
+        d = d.assign(d=d["a"] - d["b"])
+    if not per_size and d.empty:
+        return Plot(fi.name, heading, "", caption,
+                    skipped="; ".join(fi.missing_numbers(c, "per-size means") for c in fi.claims)
+                    + f"; and no finished {bits_label(bits)} pairs in the cache")
+    sizes = _size_order(list(per_size) + (list(d["size"].unique()) if len(d) else []), fi.params)
+    fig = _figure(max(6.0, 1.6 * len(sizes) + 2.8), 5.0)
+    ax = fig.subplots()
+    rng = np.random.default_rng(0)  # fixed jitter: the same cache gives the same picture
+    numbers, labels = {}, []
+    for i, size in enumerate(sizes):
+        c = claim_of.get(size)
+        c_rows = ([per_size[size][3]] if size in per_size else []) + (fi.claim_rows(c) if c else [])
+        delta = next((stat(r, "delta") for r in c_rows if stat(r, "delta") is not None), None)
+        region = next((stat_text(r, "region") for r in c_rows if stat_text(r, "region")), "")
+        if delta is not None and region.startswith(">"):  # C7: d > delta
+            ax.fill_between([i - 0.42, i + 0.42], delta, delta * 3, color=REGION_COLOUR, alpha=0.12, lw=0)
+            ax.plot([i - 0.42, i + 0.42], [delta, delta], color=REGION_COLOUR, ls="--", lw=1)
+        elif delta is not None and region.startswith("["):  # C8: |d| <= delta
+            ax.fill_between([i - 0.42, i + 0.42], -delta, delta, color=REGION_COLOUR, alpha=0.12, lw=0)
+        if len(d):
+            v = d.loc[d["size"] == size, "d"].to_numpy(float)
+            ax.scatter(i - 0.12 + rng.uniform(-0.07, 0.07, len(v)), v, s=16, color="#9467bd", alpha=0.6,
+                       label="one run pair (cache)" if i == 0 else None)
+        verdict = ""
+        if size in per_size:
+            m, lo, hi, row = per_size[size]
+            colour = OUTCOME_COLOUR.get(str(row.get("verdict")), "black")
+            ax.errorbar([i + 0.15], [m], yerr=[[m - lo], [hi - m]], fmt="D", color=colour, mec="black", ms=7,
+                        capsize=6, lw=1.6)
+            verdict = _cell_label(row)
+            numbers[size] = {"mean": m, "low": lo, "high": hi, "claim": c.id if c else None}
+        labels.append(f"{size}\n{fmt_count(fi.params.get(size))} params\n"
+                      + (f"{c.id}: {verdict or 'no numbers'}" if c else "no claim"))
+    ax.axhline(0, color="black", lw=1)
+    ax.set_xticks(range(len(sizes)))
+    ax.set_xticklabels(labels, fontsize=8)
+    ax.set_xlim(-0.6, len(sizes) - 0.4)
+    ax.set_xlabel("model size")
+    ax.set_ylabel(f"d = {metric}(wd {short:g}) − {metric}(wd {long_:g})\n(bits/byte; > 0: wd {long_:g} better)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.errorbar([], [], fmt="D", color="black", label="decider's mean and CI (colour: verdict)")
+    ax.fill_between([], [], color=REGION_COLOUR, alpha=0.12, label="region the claim predicts")
+    ax.legend(fontsize=8, loc="best")
+    parts = [f"{c.id} {counts_text(fi.claim_rows(c))}" for c in fi.claims]
+    title = f"{bits_label(bits)}, wd {short:g} − wd {long_:g} per size: " + "; ".join(parts)
+    _suptitle(fig, title, fi.note)
+    return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name), numbers=numbers)
+
+
+# --- C9: grid distances before the warmdown ---------------------------------------------------
+
+
+def grid_figure(fi: FigureInput) -> Plot:
+    claim = fi.claims[0]
+    design = claim.designs[0]
+    q_bits, r_bits = int(claim.thresholds.get("quant_bits", 6)), int(claim.thresholds.get("ref_bits", 16))
+    ql, rl = bits_label(q_bits), bits_label(r_bits)
+    rows = fi.claim_rows(claim)
+    row = next((r for r in rows if stat(r, "ratio") is not None), rows[0] if rows else {})
+    low = stat(row, "band_low") or float(claim.thresholds.get("band_low", math.nan))
+    high = stat(row, "band_high") or float(claim.thresholds.get("band_high", math.nan))
+    heading = f"{claim.id}: distance to the {ql} grid before the warmdown, {rl} vs {ql}-QAT"
+    caption = (f"Left (cache data): per-matrix mean distance |w/s − round(w/s)| to the {ql} grid at the pre_warmdown "
+               f"probe of runs paired on size, warmdown, lr_mult and seed (design {design}); 0 = on the grid, 0.25 = "
+               f"uniform within a grid cell. Right (the decider's numbers): R = ratio of the mean distances, "
+               f"{ql}/{rl}, with Fieller's 90 % (thick) and 95 % (thin) intervals (stats ratio, ci90_*, ci95_*); "
+               f"green: the band the claim predicts [{low:g}, {high:g}]. Reproduced iff the 90 % interval lies "
+               f"inside the band.")
+    by_bits: dict[int, dict[tuple, list[float]]] = {q_bits: {}, r_bits: {}}
+    for rec in fi.records(design):
+        s, r = rec["spec"], rec["result"]
+        if r.get("status") != "ok" or s["bits"] not in by_bits:
+            continue
+        pre = next((p for p in r.get("grid_probes") or [] if p.get("label") == "pre_warmdown"), None)
+        if pre and pre.get("per_matrix"):
+            key = tuple(s.get(k) for k in ("size", "wd", "lr_mult", "seed", *PAIR_EXTRA))
+            by_bits[s["bits"]][key] = [float(v["int6"]) for v in pre["per_matrix"].values()]
+    paired = sorted(set(by_bits[q_bits]) & set(by_bits[r_bits]), key=str)
+    ratio = stat(row, "ratio")
+    if ratio is None and not paired:
+        return Plot(fi.name, heading, "", caption, skipped=fi.missing_numbers(claim, "a ratio")
+                    + f"; and no {ql}/{rl} run pairs with a pre_warmdown probe in the cache")
+    fig = _figure(11.0, 4.8)
+    left, right = fig.subplots(1, 2, width_ratios=[2, 1])
+    if paired:
+        vals = {b: np.concatenate([by_bits[b][k] for k in paired]) for b in (r_bits, q_bits)}
+        lo_v = min(v.min() for v in vals.values())
+        hi_v = max(v.max() for v in vals.values())
+        bins = np.linspace(min(lo_v, 0.25) - 0.005, max(hi_v, 0.25) + 0.005, 31)
+        for b in (r_bits, q_bits):
+            lab, colour, _ = _style(b)
+            left.hist(vals[b], bins=bins, color=colour, alpha=0.45, edgecolor=colour,
+                      label=f"{lab}{'-QAT' if b != 16 else ''}: {len(vals[b])} matrices")
+        left.axvline(0.25, color="grey", ls=":", lw=1.2, label="0.25 = uniform within a grid cell")
+        left.legend(fontsize=8)
+    else:
+        left.text(0.5, 0.5, "no paired runs with a pre_warmdown probe in the cache", ha="center",
+                  transform=left.transAxes)
+    left.set_xlabel(f"distance to the {ql} grid (grid steps)")
+    left.set_ylabel("matrices (count)")
+    left.set_title(f"per-matrix distances, {len(paired)} run pairs (cache)", fontsize=10)
+    left.grid(alpha=0.3)
+    right.axhspan(low, high, color=REGION_COLOUR, alpha=0.15, label=f"claim's band [{low:g}, {high:g}]")
+    right.axhline(1.0, color="grey", lw=0.8, ls=":")
+    numbers = {}
+    if ratio is not None:
+        colour = OUTCOME_COLOUR.get(str(row.get("verdict")), "black")
+        for key, lw, cap, lbl in (("ci95", 1.0, 8, "95 % Fieller"), ("ci90", 3.0, 0, "90 % Fieller")):
+            lo, hi = stat(row, f"{key}_low"), stat(row, f"{key}_high")
+            if lo is not None and hi is not None:
+                right.errorbar([0], [ratio], yerr=[[ratio - lo], [hi - ratio]], fmt="none", ecolor=colour, lw=lw,
+                               capsize=cap, label=lbl)
+                numbers[key] = (lo, hi)
+        right.plot([0], [ratio], "o", color=colour, mec="black", ms=8, label=f"R = {ratio:.3f}")
+        numbers["ratio"] = ratio
+        right.legend(fontsize=8, loc="upper right")
+    else:
+        right.text(0, (low + high) / 2, f"no ratio:\n{row.get('reason') or 'no verdict'}", ha="center", fontsize=8,
+                   wrap=True)
+    right.set_xlim(-1, 1)
+    right.set_xticks([0])
+    right.set_xticklabels([f"{ql}/{rl}\n{_cell_label(row) if row else 'no verdict'}"], fontsize=8)
+    right.set_ylabel(f"R = mean distance {ql} / {rl} (ratio)")
+    right.set_title("the decider's ratio and intervals", fontsize=10)
+    right.grid(alpha=0.3, axis="y")
+    if ratio is not None and "ci90" in numbers:
+        lo, hi = numbers["ci90"]
+        title = (f"{claim.id}: before the warmdown, R = {ql}/{rl} grid distance = {ratio:.3f} (90 % CI "
+                 f"[{lo:.3f}, {hi:.3f}], band [{low:g}, {high:g}]); verdict: {counts_text(rows)}")
+    else:
+        title = f"{claim.id}: the decider reported no ratio; verdict: {counts_text(rows)}"
+    _suptitle(fig, title, fi.note)
+    return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name), numbers=numbers)
+
+
+# --- loss curves (data only) ----------------------------------------------------------------
+
+
+def loss_figure(fi: FigureInput) -> Plot:
+    design = fi.claims[0].designs[0]
+    heading = f"Training-loss curves of a few {design} cells"
+    caption = (f"Training loss (one batch per point) of the smallest {design} size, first seed, lr_mult closest to 1, "
+               "one line per warmdown fraction; the dashed line of the same colour is the step its warmdown starts. "
+               "Top: the loss, zoomed on the last 80 % of training. Runs of one seed see the same batches, so "
+               "their curves coincide until the earliest warmdown starts; the bottom row subtracts the curve of "
+               "the shortest warmdown, which removes that shared batch noise and shows what each schedule buys. "
+               "Data only: no verdict rests on these curves.")
+    ok = [r for r in fi.records(design) if r["result"].get("loss_curve")]
+    if not ok:
+        return Plot(fi.name, heading, "", caption, skipped=f"design {design} has no runs with a loss curve")
+    params = fi.params
+    size = min({r["spec"]["size"] for r in ok}, key=lambda s: (params.get(s, 0), s))
+    ok = [r for r in ok if r["spec"]["size"] == size]
+    seed = min(r["spec"]["seed"] for r in ok)
+    lr = min({r["spec"]["lr_mult"] for r in ok}, key=lambda v: abs(math.log(v)))
+    ok = [r for r in ok if r["spec"]["seed"] == seed and r["spec"]["lr_mult"] == lr]
+    present = sorted({r["spec"]["bits"] for r in ok}, reverse=True)
+    bits_shown = [b for b in (16, 6) if b in present] or present[:: max(1, len(present) - 1)][:2]
+    fig = _figure(5.2 * len(bits_shown) + 0.8, 6.6)
+    axes = fig.subplots(2, len(bits_shown), squeeze=False, sharex=True, sharey="row", height_ratios=[3, 2])
+    wds = sorted({r["spec"]["wd"] for r in ok})
+    colours = dict(zip(wds, (f"C{i}" for i in range(10))))
+    tail = []
+    unit = "nats/byte" if ok[0]["spec"].get("tokenizer") == "byte" else "nats/token"
+    for col, bits in enumerate(bits_shown):
+        top, bottom = axes[0, col], axes[1, col]
+        runs = sorted((r for r in ok if r["spec"]["bits"] == bits), key=lambda r: r["spec"]["wd"])
+        ref_wd = runs[0]["spec"]["wd"]
+        ref = {int(s): v for s, v in runs[0]["result"]["loss_curve"]}
+        for rec in runs:
+            spec = RunSpec.from_dict(rec["spec"])
+            curve = np.asarray(rec["result"]["loss_curve"], dtype=float)
+            div = rec["result"].get("status") == "diverged"
+            colour = colours[spec.wd]
+            top.plot(curve[:, 0], curve[:, 1], color=colour, lw=1.2,
+                     label=f"wd {spec.wd:g}" + (" (diverged)" if div else ""))
+            diff = np.array([[s, v - ref[int(s)]] for s, v in curve if int(s) in ref])
+            if len(diff):
+                bottom.plot(diff[:, 0], diff[:, 1], color=colour, lw=1.2)
+            for ax in (top, bottom):
+                ax.axvline(spec.warmdown_start, color=colour, ls="--", lw=1.0)
+            late = curve[curve[:, 0] >= 0.2 * spec.steps, 1]
+            tail += list(late[np.isfinite(late)])
+        top.set_title(f"{bits_label(bits)}", fontsize=10)
+        bottom.axhline(0, color="black", lw=0.8)
+        bottom.set_xlabel("training step")
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3)
+        if col == 0:
+            top.set_ylabel(f"training loss ({unit})")
+            bottom.set_ylabel(f"loss − loss(wd {ref_wd:g})\n({unit}; < 0: lower)")
+    if tail:
+        pad = 0.05 * (max(tail) - min(tail) or 1.0)
+        axes[0, 0].set_ylim(min(tail) - pad, max(tail) + pad)
+    axes[0, 0].legend(fontsize=8, title="warmdown (dashed: its start)", title_fontsize=8)
+    title = (f"Training loss of {size} ({fmt_count(params.get(size))} params), seed {seed}, lr ×{lr:g}, per warmdown "
+             "fraction: curves split where each warmdown starts (dashed)")
+    _suptitle(fig, title, fi.note)
+    return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name))
+
+
+# --- which claim gets which figure ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    name: str
+    claim_ids: tuple[str, ...]
+    draw: Callable[[FigureInput], Plot]
+
+
+FIGURES: tuple[FigureSpec, ...] = (
+    FigureSpec("c1_wd_optimum", ("C1",), wd_figure),
+    FigureSpec("c1_loss_curves", ("C1",), loss_figure),
+    *(FigureSpec(f"{cid.lower()}_interaction_contrasts", (cid,), contrast_figure) for cid in ("C2", "C3", "C4", "C5")),
+    FigureSpec("c6_penalty_vs_size", ("C6",), penalty_figure),
+    FigureSpec("c7_c8_int4_wd_difference", ("C7", "C8"), int4_figure),
+    FigureSpec("c9_grid_distance", ("C9",), grid_figure),
+)
+
+
+def plots_for_claim(claim_id: str) -> list[str]:
+    return [f.name for f in FIGURES if claim_id in f.claim_ids]
+
+
+def draw_all(claims: dict[str, Claim], rows: list[dict], designs: dict[str, DesignData], profile: Profile,
+             params: dict[str, int], out_dir: Path) -> list[Plot]:
+    """Every figure of the report, in page order; a figure that fails is reported, not fatal."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob("*.png"):  # a figure skipped this time must not survive from an earlier report
+        stale.unlink()
+    decided: dict[str, list[dict]] = {}
+    n_errors: dict[str, int] = {}
+    for r in rows:
+        if r.get("verdict") in OUTCOMES and r.get("verdict") != ERROR:
+            decided.setdefault(str(r.get("claim_id")), []).append(r)
+        else:
+            n_errors[str(r.get("claim_id"))] = n_errors.get(str(r.get("claim_id")), 0) + 1
+
+    def note(ds) -> str:
+        return "; ".join(f"partial: {len(designs[d].records)}/{len(designs[d].design.specs)} runs of {d}"
+                         for d in ds if d in designs and designs[d].missing)
+
+    plots = []
+    for spec in FIGURES:
+        mine = [claims[c] for c in spec.claim_ids if c in claims]
+        if not mine:
+            plots.append(Plot(spec.name, spec.name, "", "", skipped=f"no claim {'/'.join(spec.claim_ids)} in the "
+                              "claims file", claims=spec.claim_ids))
+            continue
+        ds = list(dict.fromkeys(d for c in mine for d in c.designs))
+        absent = [d for d in ds if d not in designs]
+        if absent:
+            plots.append(Plot(spec.name, spec.name, "", "", skipped=f"profile {profile.name!r} has no design "
+                              f"{', '.join(map(repr, absent))}", claims=spec.claim_ids))
+            continue
+        fi = FigureInput(spec.name, mine, decided, n_errors, designs, profile, params, out_dir, note(ds))
+        try:
+            plot = spec.draw(fi)
+        except Exception as e:  # one broken figure must not cost the verdict table
+            log.exception("figure %s failed", spec.name)
+            plot = Plot(spec.name, spec.name, "", "", skipped=f"figure failed: {type(e).__name__}: {e}")
+        if fi.note and plot.path:
+            plot = replace(plot, caption=f"{plot.caption} Drawn from a partly filled cache ({fi.note}).")
+        plots.append(replace(plot, claims=spec.claim_ids))
+    return plots
