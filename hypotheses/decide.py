@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 
 from engine.cache import ResultsCache, records_to_table
-from engine.design import Profile, ProfileError
+from engine.design import Profile, ProfileError, sweep_command
 from hypotheses.cells import Cell, cell_specs, cells_for
 from hypotheses.claims import Claim, load_claims
 from hypotheses.simulate import stability
@@ -92,10 +92,9 @@ def decide_all(profile: Profile, cache: ResultsCache, claims: dict[str, Claim] |
                 else:
                     records.append(rec)
             if missing or not specs:
-                designs = " ".join(f"--design {d}" for d in cell.designs)
                 out.append(CellResult(claim.id, cell.id, None,
                                       f"{missing} of {len(specs)} runs missing; produce them with: "
-                                      f"python -m engine sweep --profile {profile.name} {designs}"))
+                                      f"{sweep_command(profile, list(cell.designs), cache.root)}"))
                 continue
             try:
                 out.append(CellResult(claim.id, cell.id, decide_cell(claim, cell, records_to_table(records), profile)))

@@ -92,8 +92,9 @@ class SuiteState:
         return self.profile.train_without_gpu or torch.cuda.is_available()
 
     def sweep_command(self, designs: list[str]) -> str:
-        flags = " ".join(f"--design {d}" for d in designs)
-        return f"python -m engine sweep --profile {self.profile.name} {flags}"
+        from engine.design import sweep_command
+
+        return sweep_command(self.profile, designs, self.cache.root)
 
     def fetch(self, specs: list[RunSpec], designs: list[str]):
         """The results table of `specs`, training what is missing if allowed."""
@@ -250,12 +251,16 @@ def claim(request: pytest.FixtureRequest, claims, suite: SuiteState):
 
 
 @pytest.fixture
-def table(request: pytest.FixtureRequest, cell, suite: SuiteState):
+def table(request: pytest.FixtureRequest, cell, claim, suite: SuiteState):
     """The results table of this test case's design slice (`cell`), fetched at SETUP time.
 
     Missing runs without permission to train raise here, so pytest reports an ERROR (a
     pipeline problem naming the sweep command), never a failed or skipped claim.
     """
+    # Name the claim and cell first, so that a setup ERROR below still says whose it is.
+    request.node.user_properties.append((VERDICT_PREFIX + "claim_id", claim.id))
+    request.node.user_properties.append((VERDICT_PREFIX + "cell", getattr(cell, "id", "missing-design")))
+    request.node.user_properties.append((VERDICT_PREFIX + "profile", suite.profile.name))
     if isinstance(cell, MissingDesign):
         raise ProfileError(cell.message)
     specs = cell_specs(suite.profile, cell)
@@ -318,6 +323,7 @@ class VerdictCollector:
         elif report.failed and report.when in ("setup", "call") and _is_claim_test(report.nodeid):
             self.state.verdicts.append({
                 "nodeid": report.nodeid, "pytest_outcome": "error", "verdict": "error",
+                "claim_id": props.get("claim_id", "?"), "cell": props.get("cell", ""),
                 "profile": self.state.profile.name, "error": _error_message(report),
             })
 

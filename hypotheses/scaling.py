@@ -338,14 +338,14 @@ def decide_c6(
         + f"; paper's {pi_level:.0%} PI check {n_pi}/{m}; Chow F = {chow_f:.2f} (p = {chow_p:.3g}); "
         f"{stats['n_diverged']} diverged run(s)."
     )
-    if missing:
+    if missing and not breaking:  # a present size far off the law contradicts whatever is missing (as C2)
         k_of = {s: held_counts.get(s, 0) for s in missing}
         raise Inconclusive(
             observed,
             "held-out size(s) without " + f"{MIN_FINITE_SEEDS}+ matched pairs: "
             + ", ".join(f"{s} ({k} pair{'s' if k != 1 else ''})" for s, k in k_of.items())
             + "; the claim is about every held-out size", stats)
-    outcome = three_way(n_eq == m, bool(breaking))
+    outcome = three_way(n_eq == m and not missing, bool(breaking))
     reason = ""
     if outcome == "inconclusive":
         reason = (f"{m - n_eq} held-out size(s) have a {tost_level:.0%} CI of the prediction error "

@@ -244,7 +244,7 @@ def _decide_contrasts(contrasts: list[_Contrast], missing: list[str], claim, sta
     m = len(contrasts) + len(missing)
     tost_level, corr_level = 1 - 2 * alpha, bonferroni(1 - 2 * alpha, m)
     stats.update(delta=delta, alpha=alpha, region=f"[{-delta:g}, {delta:g}]", ci_level=tost_level,
-                 statistic="max_abs_interaction_contrast_bpb", n_contrasts=m, n_contrasts_missing=len(missing),
+                 statistic="binding_interaction_contrast_bpb", n_contrasts=m, n_contrasts_missing=len(missing),
                  missing_contrasts=";".join(missing), corrected_level=corr_level)
     if not contrasts:
         raise Inconclusive(f"{what}: no interaction contrast has {MIN_FINITE_SEEDS} paired finite seeds.",
@@ -256,7 +256,8 @@ def _decide_contrasts(contrasts: list[_Contrast], missing: list[str], claim, sta
         stats[f"{c.label}:mean"] = eq.mean
         stats[f"{c.label}:ci90_low"] = eq.low
         stats[f"{c.label}:ci90_high"] = eq.high
-    worst_c, worst_eq, _ = max(rows, key=lambda r: abs(r[1].mean))
+    # headline: the contrast whose 90 % CI reaches furthest from 0 (the one that binds the decision)
+    worst_c, worst_eq, _ = max(rows, key=lambda r: max(abs(r[1].low), abs(r[1].high)))
     stats.update(statistic_value=worst_eq.mean, ci_low=worst_eq.low, ci_high=worst_eq.high,
                  worst_contrast=worst_c.label, n_pairs=min(eq.n for _, eq, _ in rows),
                  effect_size_name="cohens_dz", effect_size=worst_eq.dz)
@@ -265,7 +266,7 @@ def _decide_contrasts(contrasts: list[_Contrast], missing: list[str], claim, sta
     outcome = three_way(all_inside, bool(breaking))
     n_in = sum(inside(eq.low, eq.high, -delta, delta) for _, eq, _ in rows)
     observed = (
-        f"{what}: {n_in}/{m} interaction contrasts have their 90 % CI inside +-{delta:g} bpb; largest "
+        f"{what}: {n_in}/{m} interaction contrasts have their 90 % CI inside +-{delta:g} bpb; binding "
         f"{worst_c.label} = {worst_eq.mean:+.4f} [{worst_eq.low:+.4f}, {worst_eq.high:+.4f}] "
         f"({worst_eq.n} paired seeds)"
         + (f"; outside +-delta at the corrected level: {', '.join(breaking)}" if breaking else "")

@@ -2,7 +2,7 @@
 
 Owns the one noise model the suite uses to judge its own rules, fitted or assumed:
 
-    y(arm, seed) = mu(arm) + s(block, seed) + w(block, wd, seed) + e(arm, seed)
+    y(arm, seed) = mu(arm) + s(block, seed) + w(block, wd, seed) + b(block, bits, seed) + e(arm, seed)
 
 - ``mu``: the true mean of an arm (one combination of size, bits, warmdown, LR, ...);
 - ``s``: a seed's offset shared by every run of that seed in one block (one size and
@@ -10,7 +10,10 @@ Owns the one noise model the suite uses to judge its own rules, fitted or assume
   warmdowns, which is why the deciders pair by seed;
 - ``w``: a seed x warmdown offset, shared across bit-widths and LRs of that warmdown
   (the trajectories agree until the warmdown starts);
-- ``e``: what is left, per run (QAT rounding turns last-bit differences into this).
+- ``b``: a seed x bit-width offset, shared across warmdowns and LRs of that bit-width (a
+  seed's QAT rounding luck at one bit-width; it cancels in within-bit-width contrasts);
+- ``e``: what is left, per run, with its own SD per bit-width where fitted (QAT at 6 bits
+  scatters more than FP16: pooling them would misstate every contrast).
 The tiny runs measured SD(s) ~ 0.02, SD(w) ~ 0.006, SD(e) ~ 0.004 bpb (verdict issue).
 
 Three uses, one code path (``outcome_rates``):
@@ -44,27 +47,41 @@ BLOCK_COLUMNS = ("size", "steps", "optimizer", "wd_shape")
 
 @dataclass(frozen=True)
 class Noise:
-    """SDs of the three noise components (units of the metric)."""
+    """SDs of the noise components (units of the metric).
+
+    ``run_by_bits`` optionally overrides ``run`` per bit-width ((bits, sd) pairs)."""
 
     seed: float
     seed_wd: float
     run: float
+    seed_bits: float = 0.0
+    run_by_bits: tuple = ()
 
     @classmethod
     def from_mapping(cls, m: Mapping, where: str = "noise") -> "Noise":
         try:
             values = {k: float(m[k]) for k in ("seed", "seed_wd", "run")}
+            values["seed_bits"] = float(m.get("seed_bits", 0.0))
         except KeyError as e:
             raise ValueError(f"{where}: missing {e.args[0]!r} (need seed, seed_wd, run SDs)") from None
         except (TypeError, ValueError):
-            raise ValueError(f"{where}: seed, seed_wd and run must be numbers, got {dict(m)}") from None
+            raise ValueError(f"{where}: seed, seed_wd, seed_bits and run must be numbers, got {dict(m)}") from None
         bad = {k: v for k, v in values.items() if not (math.isfinite(v) and v >= 0)}
         if bad:
             raise ValueError(f"{where}: SDs must be finite and >= 0, got {bad}")
         return cls(**values)
 
+    def run_sd(self, bits) -> float:
+        return dict(self.run_by_bits).get(int(bits), self.run) if self.run_by_bits else self.run
+
     def describe(self) -> str:
-        return f"SD seed {self.seed:.3g}, seed x wd {self.seed_wd:.3g}, run {self.run:.3g}"
+        text = f"SD seed {self.seed:.3g}, seed x wd {self.seed_wd:.3g}"
+        if self.seed_bits:
+            text += f", seed x bits {self.seed_bits:.3g}"
+        if self.run_by_bits:
+            return text + ", run " + " / ".join(f"{sd:.3g} ({'FP16' if b == 16 else f'INT{b}'})"
+                                                for b, sd in self.run_by_bits)
+        return text + f", run {self.run:.3g}"
 
 
 def _present(cols, frame: pd.DataFrame) -> list[str]:
@@ -88,7 +105,10 @@ class _Sampler:
         self.noise, self.metric, self.A, self.S = noise, metric, A, S
         self.block = _keys(arms, _present(BLOCK_COLUMNS, arms))
         self.block_wd = _keys(arms, _present(BLOCK_COLUMNS, arms) + _present(("wd",), arms))
+        self.block_bits = _keys(arms, _present(BLOCK_COLUMNS, arms) + _present(("bits",), arms))
         self.mu = arms["mu"].to_numpy(dtype=float)[:, None]
+        bits = arms["bits"].to_numpy() if "bits" in arms.columns else np.full(A, 16)
+        self.run_sd = np.array([noise.run_sd(b) for b in bits], dtype=float)[:, None]
         self.columns = {c: np.repeat(arms[c].to_numpy(), S) for c in arms.columns if c != "mu"}
         self.columns["seed"] = np.tile(self.seeds, A)
         self.columns["status"] = np.full(A * S, "ok", dtype=object)
@@ -97,8 +117,9 @@ class _Sampler:
         n, S = self.noise, self.S
         s = rng.normal(0.0, n.seed, (self.block.max() + 1, S))
         w = rng.normal(0.0, n.seed_wd, (self.block_wd.max() + 1, S))
-        e = rng.normal(0.0, n.run, (self.A, S))
-        y = self.mu + s[self.block] + w[self.block_wd] + e  # (arms, seeds)
+        b = rng.normal(0.0, n.seed_bits, (self.block_bits.max() + 1, S))
+        e = rng.normal(0.0, 1.0, (self.A, S)) * self.run_sd
+        y = self.mu + s[self.block] + w[self.block_wd] + b[self.block_bits] + e  # (arms, seeds)
         return pd.DataFrame({**self.columns, self.metric: y.ravel()})
 
 
@@ -116,60 +137,89 @@ def arm_means(table: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def estimate_noise(table: pd.DataFrame, metric: str) -> Noise:
-    """Method-of-moments estimate of the three SDs from an observed table.
+    """Method-of-moments estimate of the noise components from an observed table.
 
-    Per block, the (arm x seed) matrix of complete arms is split as in a two-way layout:
-    seed main effect, seed x warmdown (arms grouped by warmdown), and the rest. Mean
-    squares are pooled over blocks; a negative variance estimate is truncated at 0. When
-    every warmdown has one arm, seed x warmdown cannot be told from run noise and is
-    counted as run noise (which cancels in no within-warmdown contrast, so this is the
-    cautious choice).
+    Per block, the (arm x seed) matrix of complete arms is double-centred (arm and seed
+    means removed); its residual is split into a seed x warmdown part (means over the arms
+    of one warmdown), a seed x bit-width part (means over the arms of one bit-width) and the
+    rest, whose mean square per bit-width gives the run SD of that bit-width. Mean squares
+    are pooled over blocks; a negative variance estimate is truncated at 0. A grouping with
+    one arm per level cannot be told from run noise and is counted as run noise (the
+    cautious choice: it cancels in no contrast).
     """
     ok = table[(table["status"] == "ok") & np.isfinite(pd.to_numeric(table[metric], errors="coerce"))]
     arm_cols = [c for c in _present(ARM_COLUMNS, ok) if c != "n_params"]
     block_cols = _present(BLOCK_COLUMNS, ok)
     ss = Counter()
+    by_bits = Counter()
     for _, g in (ok.groupby(block_cols, sort=False) if block_cols else [(None, ok)]):
         Y = g.pivot_table(index=arm_cols, columns="seed", values=metric, aggfunc="mean").dropna(axis=0)
         A, S = Y.shape
         if A < 1 or S < 2:
             continue
         y = Y.to_numpy(dtype=float)
-        arm_m, seed_m, grand = y.mean(1, keepdims=True), y.mean(0, keepdims=True), y.mean()
-        E = y - arm_m - seed_m + grand
+        seed_m, grand = y.mean(0, keepdims=True), y.mean()
+        E = y - y.mean(1, keepdims=True) - seed_m + grand
         ss["seed"] += A * float(((seed_m - grand) ** 2).sum())
         ss["df_seed"] += S - 1
-        wd = Y.index.get_level_values("wd").to_numpy() if "wd" in Y.index.names else np.zeros(A)
-        levels = np.unique(wd)
-        if A >= 2 and 2 <= len(levels) < A:
-            ebar = np.zeros_like(E)
-            for lev in levels:
-                m = wd == lev
-                ebar[m] = E[m].mean(0, keepdims=True)
-            ss["sw"] += float((ebar ** 2).sum())
-            ss["df_sw"] += (len(levels) - 1) * (S - 1)
-            ss["e"] += float(((E - ebar) ** 2).sum())
-            ss["df_e"] += (A - len(levels)) * (S - 1)
-            ss["arms_per_wd"] += A / len(levels) * (len(levels) - 1) * (S - 1)  # df-weighted
-        elif A >= 2:
-            ss["e"] += float((E ** 2).sum())
-            ss["df_e"] += (A - 1) * (S - 1)
         ss["arms"] += A * (S - 1)
+        R = E.copy()
+        df_left = (A - 1) * (S - 1)
+        for name in ("wd", "bits"):
+            lev = Y.index.get_level_values(name).to_numpy() if name in Y.index.names else np.zeros(A)
+            levels = np.unique(lev)
+            if not (A >= 2 and 2 <= len(levels) < A):
+                continue
+            ebar = np.zeros_like(E)
+            for v in levels:
+                m = lev == v
+                ebar[m] = E[m].mean(0, keepdims=True)
+            ss[name] += float((ebar ** 2).sum())
+            ss[f"df_{name}"] += (len(levels) - 1) * (S - 1)
+            ss[f"per_{name}"] += A / len(levels) * (len(levels) - 1) * (S - 1)  # df-weighted arms per level
+            R -= ebar
+            df_left -= (len(levels) - 1) * (S - 1)
+        if df_left > 0:
+            ss["e"] += float((R ** 2).sum())
+            ss["df_e"] += df_left
+        # Run SD per bit-width: double-centre each bit-width's own arms (its seed offset and
+        # seed x bits offset go with the seed means); what is left is run noise plus the
+        # seed x warmdown part, removed below with the pooled estimate of the latter.
+        bits = Y.index.get_level_values("bits").to_numpy() if "bits" in Y.index.names else np.full(A, 16)
+        wds = Y.index.get_level_values("wd").to_numpy() if "wd" in Y.index.names else np.zeros(A)
+        for b in np.unique(bits):
+            m = bits == b
+            Ab, Wb = int(m.sum()), len(np.unique(wds[m]))
+            if Ab < 2:
+                continue
+            yb = y[m]
+            Eb = yb - yb.mean(1, keepdims=True) - yb.mean(0, keepdims=True) + yb.mean()
+            df_b = (Ab - 1) * (S - 1)
+            by_bits[(int(b), "ss")] += float((Eb ** 2).sum())
+            by_bits[(int(b), "df")] += df_b
+            by_bits[(int(b), "sw")] += df_b * (Ab / Wb) * (Wb - 1) / (Ab - 1)  # weight of var(seed x wd)
     if ss["df_seed"] == 0:
         raise ValueError(f"cannot estimate noise of {metric}: no arm has 2 or more finite seeds")
-    ms_e = ss["e"] / ss["df_e"] if ss["df_e"] else 0.0
-    if ss["df_sw"]:
-        ms_sw = ss["sw"] / ss["df_sw"]
-        per_wd = ss["arms_per_wd"] / ss["df_sw"]
-        var_sw = max(0.0, (ms_sw - ms_e) / per_wd)
-        ms_below_seed = ms_sw
-    else:
-        var_sw, ms_below_seed = 0.0, ms_e
     n_arms = ss["arms"] / ss["df_seed"]
-    var_s = max(0.0, (ss["seed"] / ss["df_seed"] - ms_below_seed) / n_arms)
+    ms_seed = ss["seed"] / ss["df_seed"]
     if ss["df_e"] == 0:  # one arm per block: the seed offset is all the noise there is
-        return Noise(seed=0.0, seed_wd=0.0, run=math.sqrt(ss["seed"] / ss["df_seed"] / n_arms))
-    return Noise(seed=math.sqrt(var_s), seed_wd=math.sqrt(var_sw), run=math.sqrt(ms_e))
+        return Noise(seed=0.0, seed_wd=0.0, run=math.sqrt(ms_seed / n_arms))
+    ms_e = ss["e"] / ss["df_e"]
+    var, below_seed = {}, ms_e
+    for name in ("wd", "bits"):
+        if ss[f"df_{name}"]:
+            per = ss[f"per_{name}"] / ss[f"df_{name}"]
+            var[name] = max(0.0, (ss[name] / ss[f"df_{name}"] - ms_e) / per)
+            below_seed += per * var[name]
+        else:
+            var[name] = 0.0
+    var_s = max(0.0, (ms_seed - below_seed) / n_arms)
+    levels = sorted({b for b, _ in by_bits})
+    run_by_bits = tuple(
+        (b, math.sqrt(max(0.0, (by_bits[(b, "ss")] - by_bits[(b, "sw")] * var["wd"]) / by_bits[(b, "df")])))
+        for b in levels if by_bits[(b, "df")] > 0) if len(levels) > 1 else ()
+    return Noise(seed=math.sqrt(var_s), seed_wd=math.sqrt(var["wd"]), run=math.sqrt(ms_e),
+                 seed_bits=math.sqrt(var["bits"]), run_by_bits=run_by_bits)
 
 
 Decide = Callable[[pd.DataFrame], "object"]  # table -> Verdict

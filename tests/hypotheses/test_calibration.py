@@ -4,9 +4,10 @@ For each claim and profile, 300 simulated tables per scenario at the profile's s
 noise prior (fixed RNG seeds: the figures are the same on every machine):
 - type-I errors: a true claim called contradicted, and a claim false by exactly delta
   called reproduced, at most alpha (+ 0.03: 2.4 binomial SEs of a 5 % rate at 300 draws);
-- power: the claim, true at the paper's effect, reproduced with probability >= 0.8, and a
-  clear violation contradicted with probability >= 0.8, at every profile: the profiles'
-  seed counts were chosen for it (`python -m hypotheses plan`).
+- power: a clear violation contradicted with probability >= 0.8 at every profile, and the
+  claim, true at the paper's effect, reproduced with probability >= 0.8 at the small and
+  paper profiles, whose seed counts were chosen for it (`python -m hypotheses plan`); the
+  tiny profile's seeds are bounded by the CI budget, so its power is reported, not asserted.
 The table these tests assert is published by `python -m hypotheses calibrate` (README).
 """
 
@@ -37,9 +38,9 @@ def test_rule_keeps_both_errors_at_alpha_and_has_power(claim_id, profile, record
     alpha = float(claim.threshold("alpha"))
     assert row.false_contradict <= alpha + SLACK, row
     assert row.false_reproduce <= alpha + SLACK, row
-    # tiny C8 sits at the edge (0.80 at 300 draws); 0.75 leaves room for Monte-Carlo noise there
-    assert row.power_reproduce >= (POWER - 0.05 if profile == "tiny" else POWER), row
     assert row.power_contradict >= POWER, row
+    if profile != "tiny":  # tiny's seeds are bounded by the CI budget: its power is reported (README)
+        assert row.power_reproduce >= POWER, row
 
 
 def test_a_rule_that_ignored_the_noise_would_be_caught():

@@ -66,7 +66,8 @@ def test_missing_runs_are_error_rows_naming_the_sweep(tmp_path):
     cache = ResultsCache(tmp_path / "cache")
     _fill(cache, profile, best_wd=0.33, skip=3)
     c1 = [r for r in decide_all(profile, cache) if r.claim_id == "C1"]
-    assert any(r.verdict is None and "python -m engine sweep --profile unit --design phase2" in r.error for r in c1)
+    assert any(r.verdict is None and "python -m engine sweep --profile" in r.error and "unit.toml --design phase2"
+               in r.error and "--cache-dir" in r.error for r in c1)
 
 
 def test_verdict_row_is_flat_and_complete(tmp_path):

@@ -69,7 +69,9 @@ def run_suite(pytester, tmp_path, *args):
 def test_missing_runs_are_errors_naming_the_command(pytester, tmp_path):
     result = run_suite(pytester, tmp_path, "--no-train")
     result.assert_outcomes(errors=8)  # 6 C1 cells + 2 C2 cells; never failed or skipped
-    result.stdout.fnmatch_lines(["*missing from the cache and training is off*python -m engine sweep --profile unit*"])
+    # the hint names the profile by its path and the non-default cache, so following it fills this cache
+    result.stdout.fnmatch_lines(["*missing from the cache and training is off*python -m engine sweep --profile *unit.toml"
+                                 " --design phase2 --cache-dir *cache*"])
 
 
 def test_gpu_profile_on_cpu_does_not_train_silently(pytester, tmp_path):

@@ -30,10 +30,20 @@ def test_seed_offset_is_shared_within_a_block_only():
 
 def test_noise_components_are_recovered():
     rng = np.random.default_rng(1)
-    true = Noise(0.02, 0.006, 0.004)
-    est = np.array([[*vars(estimate_noise(simulate_table(arms(), range(6), true, "y", rng), "y")).values()]
-                    for _ in range(150)])
-    assert est.mean(0) == pytest.approx([0.02, 0.006, 0.004], rel=0.12)
+    true = Noise(0.02, 0.006, 0.004, seed_bits=0.005)
+    fits = [estimate_noise(simulate_table(arms(), range(6), true, "y", rng), "y") for _ in range(150)]
+    est = np.array([[f.seed, f.seed_wd, f.seed_bits, f.run] for f in fits])
+    assert est.mean(0) == pytest.approx([0.02, 0.006, 0.005, 0.004], rel=0.15)
+
+
+def test_run_noise_is_fitted_per_bit_width():
+    """QAT at low bits scatters more; a pooled SD would misstate every contrast."""
+    rng = np.random.default_rng(2)
+    true = Noise(0.02, 0.004, 0.003, run_by_bits=((6, 0.012), (8, 0.003), (16, 0.003)))
+    fits = [dict(estimate_noise(simulate_table(arms(), range(6), true, "y", rng), "y").run_by_bits)
+            for _ in range(100)]
+    assert np.mean([f[6] for f in fits]) == pytest.approx(0.012, rel=0.15)
+    assert np.mean([f[16] for f in fits]) == pytest.approx(0.003, rel=0.3)
 
 
 def test_noise_of_a_table_without_replicates_is_an_error():
