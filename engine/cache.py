@@ -5,7 +5,7 @@ Layout (readable by a person; `ls cache/ab/` shows runs):
     cache/<first 2 hex of run id>/<run id>/record.json   spec + result + provenance
     cache/<..>/<run id>/.lock                            per-run lock (fcntl: dies with its owner)
     cache/<..>/<run id>/owner.json                       who holds/held the lock (pid, host, time)
-    cache/_quarantine/                                   corrupt records moved aside on request
+    cache/_quarantine/<run id>.<time>.<tag>.json         corrupt records moved aside on request
     cache/_data/                                         tokenised corpora and tokenizers (engine.paths)
 
 Writes are atomic (`engine.atomic`): a unique temp file in the same directory, flush + fsync,
@@ -13,23 +13,32 @@ Writes are atomic (`engine.atomic`): a unique temp file in the same directory, f
 finished run (ok or diverged) is ever written. The lock is an OS file lock (filelock's
 fcntl backend), so a killed owner releases it: there is no stale lock to break on a
 local file system; `owner.json` says who held it, for people.
+
+A record is trusted only if its shape is whole (`record_problem`: a finished status, finite
+metrics of an ok run, ...); otherwise it is corrupt like a truncated file. Training starts only
+with room on the disk (`check_space`), and a result whose final write still fails is kept in the
+temp directory and named in the error, to be put back with `restore` without retraining.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import re
 import shutil
 import socket
+import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Callable, Iterable
 
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from engine.atomic import TMP_SUFFIX, atomic_write_json
+from engine.atomic import TMP_SUFFIX, atomic_write_json, fsync_dir
 from engine.paths import QUARANTINE_SUBDIR, default_cache_dir
 from engine.paths import data_dir as data_dir_of
 from engine.spec import RESULT_FORMAT_VERSION, RunSpec
@@ -38,6 +47,53 @@ log = logging.getLogger(__name__)
 
 RECORD = "record.json"
 CACHE_WRITE_FAULT = "cache_write"  # engine.faults point: temp file durable, not yet renamed
+RUN_ID_PREFIX = re.compile(r"[0-9a-f]{4,64}")
+FINISHED = ("ok", "diverged")
+# Fields every finished record's result holds, and what the claim layer reads as numbers.
+OK_METRICS = ("val_bpb", "val_bpb_q", "val_bpb_int8")
+# Free space a cache needs before training starts: records, owner files, token caches; plus
+# room for one run's resume checkpoint (weights + two Adam moments, fp32) when checkpointing.
+MIN_FREE_BYTES = 64 * 2**20
+CHECKPOINT_BYTES_PER_PARAM = 16
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes on the file system that holds `path` (or would hold it: its nearest existing ancestor)."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def record_problem(record) -> str | None:
+    """What is wrong with a record's shape (None if it is a whole finished run record).
+
+    Valid JSON is not enough: a record is only trusted if its parts have the types the
+    readers use (the results table, the deciders, `engine show`).
+    """
+    if not isinstance(record, dict):
+        return f"not a JSON object but {type(record).__name__}"
+    if not isinstance(record.get("spec"), dict):
+        return "no 'spec' object"
+    if not isinstance(record.get("run_id"), str):
+        return "no 'run_id' string"
+    result = record.get("result")
+    if not isinstance(result, dict):
+        return "no 'result' object"
+    status = result.get("status")
+    if status not in FINISHED:
+        return f"result status {status!r} is not a finished run ({' or '.join(FINISHED)})"
+    if status == "ok":
+        bad = [k for k in OK_METRICS if not (_is_number(result.get(k)) and math.isfinite(result[k]))]
+        if bad:
+            return f"an ok result without finite numbers for {bad}"
+    elif not (result.get("diverged_step") is None or _is_number(result.get("diverged_step"))):
+        return f"diverged_step {result.get('diverged_step')!r} is not a step"
+    return None
 
 
 class CorruptRecordError(RuntimeError):
@@ -65,6 +121,9 @@ class ResultsCache:
             raise ValueError(f"on_corrupt={on_corrupt!r}; allowed: 'error', 'quarantine'")
         self.root = Path(root) if root is not None else default_cache_dir()
         self.on_corrupt = on_corrupt
+        if self.root.exists() and not self.root.is_dir():
+            raise ValueError(f"cache {self.root} is not a directory: give --cache-dir (pytest: --qat-cache-dir) "
+                             "a directory; it is created if missing")
 
     # --- paths ----------------------------------------------------------------------
     def run_dir(self, spec_or_id: RunSpec | str) -> Path:
@@ -115,12 +174,26 @@ class ResultsCache:
                 f"{path}: result format {record.get('result_format')!r}, this engine reads "
                 f"{RESULT_FORMAT_VERSION}. {fix}"
             )
+        problem = record_problem(record)
+        if problem:
+            raise CorruptRecordError(f"{path}: broken run record ({problem}). {fix}")
         return record
 
-    def quarantine(self, path: Path) -> Path:
-        dest = self.root / QUARANTINE_SUBDIR / f"{path.parent.name}.{int(time.time())}"
+    def quarantine(self, path: Path) -> Path | None:
+        """Move a corrupt record to `_quarantine/` (the run directory stays: its lock is shared).
+
+        Safe when several processes quarantine the same record at once: the record file is
+        renamed (atomic) to a name no other process picks; the ones that lose the race find it
+        gone and return None. Only the record moves, never the directory, so a process that is
+        already retraining the run (holding the lock inside it) is not disturbed.
+        """
+        dest = self.root / QUARANTINE_SUBDIR / f"{path.parent.name}.{int(time.time())}.{uuid.uuid4().hex[:8]}.json"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(path.parent), dest)
+        try:
+            os.rename(path, dest)
+        except FileNotFoundError:
+            return None  # another process moved it first
+        fsync_dir(path.parent)
         log.warning("quarantined corrupt record %s -> %s", path, dest)
         return dest
 
@@ -135,8 +208,9 @@ class ResultsCache:
                 raise
 
     def find(self, prefix: str) -> dict:
-        if len(prefix) < 4:
-            raise ValueError(f"run id prefix {prefix!r} is too short: give at least 4 hex characters")
+        if not RUN_ID_PREFIX.fullmatch(prefix):
+            raise ValueError(f"run id {prefix!r} is not a run id prefix: give 4 to 64 lowercase hex characters "
+                             "(as `engine show` and the results table print them)")
         hits = [p for p in self.root.glob(f"{prefix[:2]}/{prefix}*/{RECORD}")]
         if not hits:
             raise KeyError(f"no run with id starting {prefix!r} in {self.root}")
@@ -156,9 +230,58 @@ class ResultsCache:
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         run_dir = self.run_dir(spec)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run_dir / RECORD, record, fault=CACHE_WRITE_FAULT)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(run_dir / RECORD, record, fault=CACHE_WRITE_FAULT)
+        except OSError as e:
+            raise OSError(e.errno, f"cannot write {run_dir / RECORD} ({e.strerror or e}); "
+                                   f"{self._rescue(record)}") from None
         return record
+
+    def _rescue(self, record: dict) -> str:
+        """Keep a finished result that the cache could not take (full disk): where it went, and how to restore it."""
+        name = f"qat-record-{record['run_id'][:16]}.json"
+        for where in (Path(tempfile.gettempdir()), Path.home()):
+            try:
+                atomic_write_json(where / name, record)
+            except OSError:
+                continue
+            return (f"the finished result is kept in {where / name}: free space, then restore it with "
+                    f"`python -c \"from engine.cache import ResultsCache; ResultsCache('{self.root}').restore('{where / name}')\"`"
+                    " (no retraining)")
+        return "the result could not be kept anywhere else either; it must be retrained"
+
+    def restore(self, rescued: Path | str) -> dict:
+        """Put a record kept by a failed write (`_rescue`) into this cache; it is checked like any record."""
+        rescued = Path(rescued)
+        record = self._read(rescued)
+        spec = RunSpec.from_dict(record["spec"])
+        if spec.run_id != record["run_id"]:
+            raise CorruptRecordError(f"{rescued}: its spec does not match its run id; it cannot be restored")
+        self.run_dir(spec).mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.record_path(spec), record)
+        return record
+
+    def check_space(self, specs: list[RunSpec], checkpoint_every: int = 0) -> None:
+        """Refuse to start training on a nearly full disk or an unwritable cache (before any lock or file)."""
+        if not specs:
+            return
+        p = self.root.absolute()
+        while not p.exists() and p != p.parent:
+            p = p.parent
+        if not (p.is_dir() and os.access(p, os.W_OK | os.X_OK)):
+            raise OSError(f"cache {self.root} cannot be written (no write permission in {p}); "
+                          "give --cache-dir (pytest: --qat-cache-dir) a writable directory")
+        need = MIN_FREE_BYTES
+        if checkpoint_every:
+            from engine.ladder import count_params, get_config
+
+            need += max(CHECKPOINT_BYTES_PER_PARAM * count_params(get_config(s.size), 1024) for s in specs)
+        free = free_bytes(self.root)
+        if free < need:
+            raise OSError(f"only {free / 2**20:.1f} MiB free on the disk of cache {self.root}, training needs at "
+                          f"least {need / 2**20:.0f} MiB free (records, token caches, checkpoints); free space or "
+                          "give --cache-dir (pytest: --qat-cache-dir) a directory on another disk")
 
     def lock(self, spec: RunSpec) -> FileLock:
         run_dir = self.run_dir(spec)
@@ -212,6 +335,8 @@ class ResultsCache:
             raise MissingRunsError(pending, missing_hint)
         if pending and before_training:
             before_training(pending)
+        if pending:
+            self.check_space(pending)  # before any lock: a full disk must not cost a whole training
         k, key, train_many = pack if pack else (1, None, None)
         while pending:
             progressed = False

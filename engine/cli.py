@@ -2,8 +2,10 @@
 
 Deciding claims and the report belong to the claim layer: `python -m hypotheses report`.
 
-Every command exits non-zero with a one-line message naming the bad value on bad input,
-and writes nothing to the cache in that case.
+Every command exits 2 with one `error: ...` line naming the bad value and the fix on bad input
+(flags, spec files, profiles, devices, a cache that is a file or on a full disk, data too short
+for the run), and checks all of it before any lock is taken or any record written. A stopped
+sweep (Ctrl-C, SIGTERM) stops its workers too.
 """
 
 from __future__ import annotations
@@ -15,13 +17,20 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from engine.options import add_shared
+from engine.options import add_shared, non_negative_int, positive_int
 from engine.spec import RunSpec, SpecError, bits_label
 
 log = logging.getLogger("engine")
 
 
 # --- helpers ------------------------------------------------------------------------
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the house's error format: one `error: ...` line on stderr, exit 2 (no usage dump)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _parse_value(kind: str, text: str):
@@ -31,12 +40,15 @@ def _parse_value(kind: str, text: str):
         if text.lower() in ("0", "false", "no"):
             return False
         raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
-    if kind == "int":
-        return int(text)
-    if kind in ("float", "float | None"):
-        return None if text.lower() == "none" else float(text)
-    if kind.startswith("tuple"):
-        return tuple(float(x) for x in text.split(",") if x)
+    try:
+        if kind == "int":
+            return int(text)
+        if kind in ("float", "float | None"):
+            return None if text.lower() == "none" else float(text)
+        if kind.startswith("tuple"):
+            return tuple(float(x) for x in text.split(",") if x)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind == 'int' else 'a number'}") from None
     return text
 
 
@@ -63,8 +75,10 @@ def spec_from_args(args) -> RunSpec:
     if args.spec:
         try:
             d = json.loads(args.spec.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise SpecError(f"--spec {args.spec}: cannot read a JSON object ({e})") from None
+        if not isinstance(d, dict):
+            raise SpecError(f"--spec {args.spec}: cannot read a JSON object of RunSpec fields; the file holds {d!r}")
     for f in fields(RunSpec):
         v = getattr(args, f"spec_{f.name}")
         if v is not None:
@@ -97,12 +111,16 @@ def summary(record: dict) -> str:
 
 def cmd_train(args) -> int:
     from engine.cache import ResultsCache
-    from engine.runtime import set_threads
+    from engine.runtime import pick_device, set_threads
     from engine.train import preflight, train
 
+    # Every input check first: nothing below takes a lock or writes a file until all pass.
     spec = spec_from_args(args)
+    pick_device(args.device)
     set_threads(args.threads)
     cache = ResultsCache(args.cache_dir, on_corrupt=args.on_corrupt)
+    if not cache.has(spec):
+        cache.check_space([spec], checkpoint_every=args.checkpoint_every)
     preflight([spec], cache.data_dir)
     if args.force and cache.has(spec):
         cache.quarantine(cache.record_path(spec))
@@ -124,6 +142,19 @@ def cmd_show(args) -> int:
     record = ResultsCache(args.cache_dir).find(args.run_id)
     print(json.dumps(record, indent=1) if args.json else summary(record))
     return 0
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM stops a sweep like Ctrl-C does: joblib then kills its workers (no run is left training).
+
+    A plain SIGTERM ends the parent only; its worker processes would go on training for minutes.
+    """
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _sweep_task(spec_dicts: list[dict], cache_dir: str | None, device: str | None, threads: int,
@@ -160,14 +191,18 @@ def cmd_sweep(args) -> int:
     from engine.cache import ResultsCache
     from engine.design import estimate_flops, load_profile
     from engine.packed import pack_key
-    from engine.runtime import cpu_threads
+    from engine.runtime import cpu_threads, pick_device
     from engine.train import preflight
 
     profile = load_profile(args.profile)
     designs = args.design or list(profile.designs)
     specs = list({s.run_id: s for d in designs for s in profile.design(d).specs}.values())
+    if args.device:
+        pick_device(args.device)
     cache = ResultsCache(args.cache_dir, on_corrupt=args.on_corrupt)
     todo = cache.missing(specs)
+    every = args.checkpoint_every if args.checkpoint_every is not None else profile.checkpoint_every
+    cache.check_space(todo, checkpoint_every=every)
     preflight(todo, cache.data_dir)
     print(f"profile {profile.name}: {len(specs)} runs in {designs}, {len(specs) - len(todo)} cached, {len(todo)} to train")
     if not todo:
@@ -183,20 +218,30 @@ def cmd_sweep(args) -> int:
     tasks = [g[i:i + max(1, pack)] for g in groups.values() for i in range(0, len(g), max(1, pack))]
     tasks.sort(key=lambda t: -sum(map(estimate_flops, t)))
     devices = [f"cuda:{i % n_gpu}" if n_gpu else (args.device or "cpu") for i in range(len(tasks))]
-    every = args.checkpoint_every if args.checkpoint_every is not None else profile.checkpoint_every
+    _stop_on_sigterm()
     calls = (delayed(_sweep_task)([s.to_dict() for s in t], str(cache.root), dev, threads, every, pack)
              for t, dev in zip(tasks, devices))
     counts = {"trained": 0, "cached": 0, "error": 0, "diverged": 0}
     errors = []
     bar = tqdm(total=len(todo), desc=f"sweep {profile.name}", unit="run")
-    for outcomes in Parallel(n_jobs=jobs, return_as="generator_unordered")(calls):
-        for run_id, how, status in outcomes:
-            counts[how] += 1
-            if how == "error":
-                errors.append((run_id, status))
-            elif status == "diverged":
-                counts["diverged"] += 1
-        bar.update(len(outcomes))
+    results = Parallel(n_jobs=jobs, return_as="generator_unordered")(calls)
+    try:
+        for outcomes in results:
+            for run_id, how, status in outcomes:
+                counts[how] += 1
+                if how == "error":
+                    errors.append((run_id, status))
+                elif status == "diverged":
+                    counts["diverged"] += 1
+            bar.update(len(outcomes))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: joblib aborts, and its workers are killed below
+        results.close()
+        bar.close()
+        print(f"error: sweep stopped; its workers were stopped too. {counts['trained']} run(s) finished and are "
+              "cached; run the same command again to resume", file=sys.stderr)
+        return 130
+    finally:
+        results.close()  # never leave workers training after the sweep is gone
     bar.close()
     print(f"done: {counts['trained']} trained, {counts['cached']} found cached, {counts['diverged']} diverged, "
           f"{counts['error']} failed")
@@ -207,7 +252,7 @@ def cmd_sweep(args) -> int:
 
 def cmd_plan(args) -> int:
     from engine.cache import ResultsCache
-    from engine.design import estimate_flops, load_profile
+    from engine.design import estimate_flops, load_profile, sweep_command
     from engine.ladder import LADDER, count_params
 
     if args.ladder:
@@ -222,10 +267,13 @@ def cmd_plan(args) -> int:
     print(f"profile {profile.name}: {profile.description}")
     print(f"{'design':<16} {'runs':>6} {'cached':>7} {'sizes':<34} {'tokens':>10} {'PFLOP':>9}")
     total_runs = total_tokens = total_flops = 0
+    incomplete = []
     for name, d in profile.designs.items():
         tokens = sum(s.tokens for s in d.specs)
         flops = sum(estimate_flops(s) for s in d.specs)
         cached = len(d.specs) - len(cache.missing(list(d.specs)))
+        if cached < len(d.specs):
+            incomplete.append(name)
         total_runs += len(d.specs)
         total_tokens += tokens
         total_flops += flops
@@ -233,6 +281,10 @@ def cmd_plan(args) -> int:
     unique = len(profile.all_specs())
     print(f"{'total':<16} {total_runs:>6} {'':>7} {f'({unique} distinct runs)':<34} {total_tokens:>10.3g} "
           f"{total_flops / 1e15:>9.3g}")
+    if incomplete:
+        print(f"fill the cache with: {sweep_command(profile, incomplete, cache.root)}")
+    # Seeds for power are the claim layer's business (the engine never judges): point to it.
+    print(f"seeds each claim needs for 80 % power: python -m hypotheses plan --profile {args.profile}")
     return 0
 
 
@@ -246,7 +298,7 @@ def cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m engine", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m engine", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -259,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_shared(t, "device", "threads")
     t.add_argument("--force", action="store_true", help="retrain even if cached (the old record is quarantined)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    t.add_argument("--checkpoint-every", type=int, default=0,
+    t.add_argument("--checkpoint-every", type=non_negative_int, default=0,
                    help="save a resume checkpoint every N steps (0 = never); a killed run resumes from it")
     t.set_defaults(func=cmd_train)
 
@@ -272,9 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("sweep", help="train every missing run of a profile (or of some designs), in parallel")
     w.add_argument("--profile", required=True)
     w.add_argument("--design", action="append", help="only this design (repeatable)")
-    w.add_argument("--jobs", type=int, default=None, help="parallel workers (default: one per GPU, else one per core)")
+    w.add_argument("--jobs", type=positive_int, default=None, help="parallel workers (default: one per GPU, else one per core)")
     add_shared(w, "device", "pack")
-    w.add_argument("--checkpoint-every", type=int, default=None,
+    w.add_argument("--checkpoint-every", type=non_negative_int, default=None,
                    help="resume checkpoints every N steps (default: the profile's checkpoint_every)")
     common(w)
     w.set_defaults(func=cmd_sweep)
@@ -296,7 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # bad flags: argparse printed one `error:` line (Parser.error)
+        return e.code if isinstance(e.code, int) else 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from engine.cache import CorruptRecordError
     from engine.design import ProfileError

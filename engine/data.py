@@ -275,6 +275,19 @@ def _corpus_id(src: DataSource, val_fraction: float) -> str:
     return f"{base}-val{val_fraction:g}"
 
 
+def _load_npy(path: Path) -> np.ndarray:
+    """A cached token array; a truncated or foreign file is a ValueError naming it and the fix."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - numpy raises ValueError, EOFError, OSError, UnpicklingError...
+        raise ValueError(f"token cache {path} is damaged ({type(e).__name__}: {e}); delete {path.parent} "
+                         "and it is rebuilt from the corpus on the next run") from None
+    if not isinstance(arr, np.ndarray) or arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"token cache {path} is not a 1-d integer token array; delete {path.parent} "
+                         "and it is rebuilt from the corpus on the next run")
+    return arr
+
+
 def _save_npy(path: Path, arr: np.ndarray) -> None:
     atomic_write(path, lambda f: np.save(f, arr, allow_pickle=False))
 
@@ -310,7 +323,7 @@ def _load_text_corpus(src: DataSource, tokenizer_spec: str, cache_dir: Path, val
 
     def cached() -> tuple[np.ndarray, np.ndarray] | None:
         if train_p.is_file() and val_p.is_file():
-            return np.load(train_p, allow_pickle=False), np.load(val_p, allow_pickle=False)
+            return _load_npy(train_p), _load_npy(val_p)
         return None
 
     arrays = cached()

@@ -10,6 +10,7 @@ INT4 sizes count as "large", ...). The engine expands designs; it does not know 
 from __future__ import annotations
 
 import itertools
+import shlex
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,13 @@ from typing import Any
 from engine.spec import RunSpec, SpecError, field_names
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "profiles"
+
+# What a profile may hold. A misspelt key or section is an error naming it and these: silently
+# ignored, `[defualts]` once fell back to the engine defaults (about 400x the intended cost).
+# [verdicts] belongs to the claim layer: allowed here, its contents passed on unread.
+TOP_LEVEL_KEYS = ("profile", "defaults", "designs", "roles", "verdicts")
+PROFILE_KEYS = ("name", "description", "train_without_gpu", "checkpoint_every", "pack")
+DESIGN_KEYS = ("description", "grid", "set")
 
 
 class ProfileError(ValueError):
@@ -112,17 +120,41 @@ def _require(raw: dict, key: str, kind: type, path: Path, where: str = "") -> An
     return raw[key]
 
 
+def _check_keys(table: dict, allowed: tuple[str, ...], path: Path, where: str) -> None:
+    unknown = [k for k in table if k not in allowed]
+    if unknown:
+        raise ProfileError(f"{path}: {where} has unknown key(s) {unknown} (misspelt?); allowed: {list(allowed)}")
+
+
+def _typed(meta: dict, key: str, kind: type, default: Any, path: Path, minimum: int | None = None,
+           hint: str = "") -> Any:
+    v = meta.get(key, default)
+    if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
+        raise ProfileError(f"{path}: [profile] {key} = {v!r} must be a {kind.__name__}{hint}")
+    if minimum is not None and v < minimum:
+        raise ProfileError(f"{path}: [profile] {key} = {v!r} must be >= {minimum}{hint}")
+    return v
+
+
 def _parse(raw: dict, path: Path) -> Profile:
+    _check_keys(raw, TOP_LEVEL_KEYS, path, "the top level (sections)")
     meta = _require(raw, "profile", dict, path)
+    _check_keys(meta, PROFILE_KEYS, path, "[profile]")
     defaults = raw.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise ProfileError(f"{path}: [defaults] must be a table of RunSpec fields")
     known = set(field_names())
     bad = set(defaults) - known
     if bad:
         raise ProfileError(f"{path}: [defaults] has unknown RunSpec field(s) {sorted(bad)}; known: {sorted(known)}")
     designs = {}
     for name, d in _require(raw, "designs", dict, path).items():
+        if not isinstance(d, dict):
+            raise ProfileError(f"{path}: [designs.{name}] must be a table with 'grid' (and 'set', 'description')")
         designs[name] = _parse_design(name, d, defaults, path)
     roles = raw.get("roles", {})
+    if not isinstance(roles, dict):
+        raise ProfileError(f"{path}: [roles] must be a table")
     verdicts = raw.get("verdicts", {})
     if not isinstance(verdicts, dict):
         raise ProfileError(f"{path}: [verdicts] must be a table")
@@ -131,11 +163,11 @@ def _parse(raw: dict, path: Path) -> Profile:
             raise ProfileError(f"{path}: [roles] {role!r} must be a list")
     return Profile(
         name=_require(meta, "name", str, path, "[profile] "),
-        description=meta.get("description", ""),
+        description=_typed(meta, "description", str, "", path),
         path=path,
-        train_without_gpu=bool(meta.get("train_without_gpu", False)),
-        checkpoint_every=int(meta.get("checkpoint_every", 0)),
-        pack=int(meta.get("pack", 1)),
+        train_without_gpu=_typed(meta, "train_without_gpu", bool, False, path, hint=" (true or false, unquoted)"),
+        checkpoint_every=_typed(meta, "checkpoint_every", int, 0, path, 0, " (steps between checkpoints, 0 = none)"),
+        pack=_typed(meta, "pack", int, 1, path, 1, " (runs per pack, 1 = unpacked)"),
         defaults=defaults,
         designs=designs,
         roles=roles,
@@ -145,17 +177,30 @@ def _parse(raw: dict, path: Path) -> Profile:
 
 def _parse_design(name: str, d: dict, defaults: dict, path: Path) -> Design:
     where = f"[designs.{name}] "
+    _check_keys(d, DESIGN_KEYS, path, f"[designs.{name}]")
     grid = _require(d, "grid", dict, path, where)
     fixed = d.get("set", {})
+    if not isinstance(fixed, dict):
+        raise ProfileError(f"{path}: {where}set must be a table of RunSpec fields")
+    description = d.get("description", "")
+    if not isinstance(description, str):
+        raise ProfileError(f"{path}: {where}description must be a string")
     known = set(field_names())
     for key, values in grid.items():
         if key not in known:
             raise ProfileError(f"{path}: {where}grid key {key!r} is not a RunSpec field; known: {sorted(known)}")
         if not isinstance(values, list) or not values:
             raise ProfileError(f"{path}: {where}grid {key!r} must be a non-empty list")
+        for i, v in enumerate(values):
+            if any(_same_value(v, w) for w in values[:i]):
+                raise ProfileError(f"{path}: {where}grid {key!r} = {values} repeats the value {v!r}: each value "
+                                   "must appear once (a repeat is the same run; add seeds to get more runs)")
     bad = set(fixed) - known
     if bad:
         raise ProfileError(f"{path}: {where}set has unknown RunSpec field(s) {sorted(bad)}")
+    both = sorted(set(fixed) & set(grid))
+    if both:
+        raise ProfileError(f"{path}: {where}both 'set' and 'grid' name {both}: keep each field in one of them")
     keys = list(grid)
     specs = []
     for combo in itertools.product(*(grid[k] for k in keys)):
@@ -164,4 +209,42 @@ def _parse_design(name: str, d: dict, defaults: dict, path: Path) -> Design:
             specs.append(RunSpec.from_dict(fields_))
         except (SpecError, TypeError) as e:
             raise ProfileError(f"{path}: {where}makes an invalid run: {e}") from None
-    return Design(name, d.get("description", ""), grid, fixed, tuple(specs))
+    return Design(name, description, grid, fixed, tuple(specs))
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Grid values that make the same run: 0.33 and 0.330, 1 and 1.0 (but true is not 1)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    try:
+        return a == b
+    except Exception:  # noqa: BLE001 - incomparable values are different values
+        return False
+
+
+def profile_arg(profile: Profile) -> str:
+    """How a command line names `profile`: its name if it is the shipped profile of that name, else its path."""
+    shipped = PROFILE_DIR / f"{profile.name}.toml"
+    try:
+        if shipped.exists() and Path(profile.path).resolve() == shipped.resolve():
+            return profile.name
+    except OSError:
+        pass
+    return str(Path(profile.path).resolve())
+
+
+def sweep_command(profile: Profile, designs: list[str], cache_dir: Path | str | None = None) -> str:
+    """The `python -m engine sweep` line that produces `designs` of `profile` in the cache at `cache_dir`.
+
+    Names the profile by path unless it is the shipped profile of its name, and adds --cache-dir
+    unless the cache is the default one, so following the hint fills the cache that was read.
+    Shared by the engine and the claim layer's missing-runs hints.
+    """
+    from engine.paths import default_cache_dir
+
+    parts = ["python", "-m", "engine", "sweep", "--profile", profile_arg(profile)]
+    for d in designs:
+        parts += ["--design", d]
+    if cache_dir is not None and Path(cache_dir).absolute().resolve() != default_cache_dir().absolute().resolve():
+        parts += ["--cache-dir", str(Path(cache_dir).absolute())]
+    return shlex.join(parts)

@@ -12,6 +12,7 @@ Defaults that come from the environment are read when a parser is built, never a
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,51 @@ ON_CORRUPT_CHOICES = ("error", "quarantine")
 def default_on_corrupt() -> str:
     """$QAT_ON_CORRUPT if set, else 'error'."""
     return os.environ.get(ON_CORRUPT_ENV) or "error"
+
+
+# --- value types: one parse function per kind of value, shared by the CLI and the plugin ---------
+# Each raises argparse.ArgumentTypeError (argparse and pytest turn it into one `error:` line
+# naming the flag) with the value, what is allowed and how to fix it.
+
+
+def _int(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer ({what})") from None
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (threads, jobs)."""
+    n = _int(text, "give a whole number >= 1")
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} must be >= 1")
+    return n
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (checkpoint intervals: 0 = never)."""
+    n = _int(text, "give a whole number >= 0")
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n} must be >= 0 (0 = never)")
+    return n
+
+
+def pack_size(text: str) -> int:
+    """Seed packing: K >= 1 runs per pack, 1 = unpacked. 0 and negatives are refused (they used to mean two things)."""
+    n = _int(text, "give the number of runs per pack, 1 = unpacked")
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is not a pack size: give K >= 1 runs per pack (1 = unpacked)")
+    return n
+
+
+def device_name(text: str) -> str:
+    """'cpu', 'cuda' or 'cuda:N' (whether CUDA is there is checked before a run starts: engine.runtime)."""
+    from engine.runtime import DEVICE_HELP, is_device_name  # imports torch: only when --device is given
+
+    if is_device_name(text):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not a training device; allowed: {DEVICE_HELP}")
 
 
 @dataclass(frozen=True)
@@ -59,16 +105,16 @@ SHARED: dict[str, Option] = {
         "on-corrupt", choices=ON_CORRUPT_CHOICES, default=default_on_corrupt,
         help="a corrupt cache record: stop with an error (default; $QAT_ON_CORRUPT) or move it aside and retrain"),
     "device": Option(
-        "device",
+        "device", type=device_name,
         help="training device: cpu, cuda, cuda:N (default: cuda if available, under xdist cuda:<worker mod GPUs>)"),
     "pack": Option(
-        "pack", type=int,
-        help="train up to K same-shape runs at once (seed packing; default: the profile's `pack`)"),
+        "pack", type=pack_size,
+        help="train up to K >= 1 same-shape runs at once (seed packing; 1 = unpacked; default: the profile's `pack`)"),
     "progress": Option(
         "progress", action="store_true", default=False,
         help="show a progress bar per training run"),
     "threads": Option(
-        "threads", type=int,
+        "threads", type=positive_int,
         help="torch CPU threads per process (default: the cores, shared among parallel workers)"),
 }
 

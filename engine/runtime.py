@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import socket
+from pathlib import Path
 
 import torch
 
@@ -28,11 +29,29 @@ log = logging.getLogger(__name__)
 # --- device ---------------------------------------------------------------------------
 
 
+DEVICE_HELP = "cpu, cuda or cuda:N"
+
+
+def is_device_name(text: str) -> bool:
+    """'cpu', 'cuda' or 'cuda:N': the devices a run trains on (torch also parses 'meta', 'mps', ...)."""
+    kind, sep, index = text.partition(":")
+    return kind == "cpu" and not sep or kind == "cuda" and (not sep or index.isdigit())
+
+
 def pick_device(requested: str | None = None) -> torch.device:
+    """The device to train on; ValueError naming the request and the fix if it cannot be had.
+
+    Called by the CLI before the cache is touched, so a bad --device leaves no lock behind.
+    """
     if requested:
+        if not is_device_name(requested):
+            raise ValueError(f"--device {requested!r} is not a training device; allowed: {DEVICE_HELP}")
         dev = torch.device(requested)
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {requested!r} requested but CUDA is not available; use --device cpu")
+            raise ValueError(f"--device {requested!r} requested but CUDA is not available; use --device cpu")
+        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {requested!r}: only {torch.cuda.device_count()} GPU(s) visible "
+                             f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
         return dev
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -54,9 +73,47 @@ def cpu_threads(workers: int = 1) -> int:
 
 def set_threads(threads: int | None = None, workers: int = 1) -> int:
     """Set torch's intra-op threads: `threads` if given, else this process's share of the cores."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"--threads {threads!r} must be an integer >= 1")
     n = threads or cpu_threads(workers)
     torch.set_num_threads(n)
     return n
+
+
+# --- DeepSpeed's op builds ----------------------------------------------------------------
+
+EXTENSIONS_ENV = "TORCH_EXTENSIONS_DIR"  # where torch (and DeepSpeed's op builder) compiles extensions
+
+
+def _writable(path: Path) -> bool:
+    """Whether `path` can be created or written: its nearest existing ancestor is a writable directory."""
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p.is_dir() and os.access(p, os.W_OK | os.X_OK)
+
+
+def ensure_extensions_dir() -> Path:
+    """The directory DeepSpeed builds its ops in; moved out of a read-only HOME before it is needed.
+
+    torch builds extensions under $TORCH_EXTENSIONS_DIR, by default ~/.cache/torch_extensions; with
+    a read-only HOME (a container, a shared account) that build fails with an error that names no
+    fix. If the variable is unset and the default cannot be written, it is set to a per-user
+    directory under the temp dir (a warning says so; set TORCH_EXTENSIONS_DIR to choose another).
+    """
+    if os.environ.get(EXTENSIONS_ENV):
+        return Path(os.environ[EXTENSIONS_ENV])
+    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "torch_extensions"
+    if _writable(default):
+        return default
+    import tempfile
+
+    where = Path(tempfile.gettempdir()) / f"torch_extensions-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    where.mkdir(parents=True, exist_ok=True)
+    os.environ[EXTENSIONS_ENV] = str(where)
+    log.warning("%s is not writable (read-only HOME?): DeepSpeed builds its ops in %s instead; "
+                "set %s to choose the directory", default, where, EXTENSIONS_ENV)
+    return where
 
 
 # --- process group ----------------------------------------------------------------------
@@ -69,11 +126,13 @@ def free_port() -> int:
 
 
 def ensure_process_group(device: torch.device) -> None:
-    import deepspeed
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         return
+    ensure_extensions_dir()  # before DeepSpeed is imported: it may build ops
+    import deepspeed
+
     os.environ.setdefault("RANK", "0")
     os.environ.setdefault("LOCAL_RANK", "0")
     os.environ.setdefault("WORLD_SIZE", "1")

@@ -143,13 +143,15 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunSpec":
+        if not isinstance(d, dict):
+            raise SpecError(f"a RunSpec is a JSON object of fields, e.g. {{\"size\": \"t20k\"}}; got {d!r}")
         unknown = set(d) - set(field_names())
         if unknown:
             raise SpecError(f"unknown RunSpec field(s) {sorted(unknown)}; known: {field_names()}")
         if "size" not in d:
             raise SpecError("a RunSpec needs a 'size' (a ladder name, see `python -m engine plan --ladder`)")
         d = dict(d)
-        if "probe_fracs" in d:
+        if isinstance(d.get("probe_fracs"), list):
             d["probe_fracs"] = tuple(d["probe_fracs"])
         return cls(**d)
 
@@ -160,26 +162,44 @@ def field_names() -> list[str]:
 
 _FLOAT_FIELDS = {f.name for f in fields(RunSpec) if f.type in ("float", "float | None")}
 _INT_FIELDS = {f.name for f in fields(RunSpec) if f.type == "int"}
+_STR_FIELDS = {f.name for f in fields(RunSpec) if f.type == "str"}
+_BOOL_FIELDS = {f.name for f in fields(RunSpec) if f.type == "bool"}
+# Integers beyond 64 bits overflow torch's seeding (and every counter in the loop) deep inside a run.
+MAX_INT = 2**63 - 1
 
 
 def _normalise_numbers(spec: RunSpec) -> None:
-    # 1 and 1.0 must hash the same: coerce numeric fields to one JSON form.
+    # 1 and 1.0 must hash the same: coerce numeric fields to one JSON form. Types are checked
+    # here, before any value check, so a wrong type is named as such (never a traceback), and a
+    # non-finite number never reaches the run id (its JSON would be non-standard).
+    for name in _STR_FIELDS:
+        v = getattr(spec, name)
+        if not isinstance(v, str):
+            raise SpecError(f"RunSpec.{name}={v!r} must be a string (e.g. {getattr(RunSpec, name, 't20k')!r})")
+    for name in _BOOL_FIELDS:
+        v = getattr(spec, name)
+        if not isinstance(v, bool):
+            raise SpecError(f"RunSpec.{name}={v!r} must be true or false (a JSON/TOML boolean, not a string)")
     for name in _FLOAT_FIELDS:
         v = getattr(spec, name)
         if v is None:
             continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise SpecError(f"RunSpec.{name}={v!r} must be a number")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise SpecError(f"RunSpec.{name}={v!r} must be a finite number")
         object.__setattr__(spec, name, float(v))
     for name in _INT_FIELDS:
         v = getattr(spec, name)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or float(v) != int(v):
-            raise SpecError(f"RunSpec.{name}={v!r} must be an integer")
+        if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or float(v) != int(v)
+                or abs(int(v)) > MAX_INT):
+            raise SpecError(f"RunSpec.{name}={v!r} must be an integer of at most 63 bits")
         object.__setattr__(spec, name, int(v))
+    fracs = spec.probe_fracs
     try:
-        probes = tuple(float(p) for p in spec.probe_fracs)
+        if isinstance(fracs, (str, bytes)) or any(isinstance(p, bool) for p in fracs):
+            raise TypeError
+        probes = tuple(float(p) for p in fracs)
     except (TypeError, ValueError):
-        raise SpecError(f"RunSpec.probe_fracs={spec.probe_fracs!r} must be a list of fractions in [0, 1]") from None
+        raise SpecError(f"RunSpec.probe_fracs={fracs!r} must be a list of fractions in [0, 1]") from None
     object.__setattr__(spec, "probe_fracs", tuple(sorted(set(probes))))
 
 
@@ -219,10 +239,15 @@ def _validate(s: RunSpec) -> None:
     _check(s.muon_momentum_warmup_steps >= 0, "RunSpec.muon_momentum_warmup_steps must be >= 0")
     _check(s.seq_len > 0, f"RunSpec.seq_len={s.seq_len} must be positive")
     _check(
+        s.val_tokens == 0 or s.val_tokens >= s.seq_len,
+        f"RunSpec.val_tokens={s.val_tokens} is smaller than seq_len={s.seq_len}: no validation window fits; "
+        f"give val_tokens >= seq_len (or 0 = the whole validation split)",
+    )
+    _check(
         s.batch_tokens > 0 and s.batch_tokens % s.seq_len == 0,
         f"RunSpec.batch_tokens={s.batch_tokens} must be a positive multiple of seq_len={s.seq_len}",
     )
-    _check(s.seed >= 0, f"RunSpec.seed={s.seed} must be >= 0")
+    _check(s.seed >= 0, f"RunSpec.seed={s.seed} must be >= 0")  # upper bound: MAX_INT above
     _check(s.val_tokens >= 0, f"RunSpec.val_tokens={s.val_tokens} must be >= 0 (0 = whole split)")
     _check(
         all(0.0 <= p <= 1.0 for p in s.probe_fracs),

@@ -15,6 +15,7 @@ it. An exception is a crash: nothing is returned and nothing is cached.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from engine.model import GPT
 from engine.optim import apply_schedule, build_optimizer
 from engine.paths import data_dir as default_data_dir
 from engine.runlog import RunLog, check_every, provenance, stack_losses
-from engine.runtime import autocast_for, ensure_process_group, pick_device
+from engine.runtime import autocast_for, ensure_extensions_dir, ensure_process_group, pick_device
 from engine.schedule import in_warmdown, lr_factor, muon_momentum
 from engine.spec import RunSpec, bits_label
 
@@ -83,6 +84,7 @@ class Session:
 def build_session(spec: RunSpec, dev: torch.device, data_dir: Path | None = None,
                   compile_model: bool | None = None) -> Session:
     """Model (seeded init), optimiser and DeepSpeed engine for `spec` on `dev`."""
+    ensure_extensions_dir()  # before DeepSpeed is imported: a read-only HOME must not break its op builds
     import deepspeed
 
     ensure_process_group(dev)
@@ -113,8 +115,41 @@ def preflight(specs: list[RunSpec], data_dir: Path | None = None) -> None:
     Raises the data layer's ValueError/FileNotFoundError naming the path and the fix; nothing
     is written to the results cache. Loaded corpora stay memoised for the runs that follow.
     """
-    for data, tokenizer in dict.fromkeys((s.data, s.tokenizer) for s in specs):
-        load_corpus(data, tokenizer, data_dir or default_data_dir())
+    for spec in specs:
+        check_memory(spec)
+    corpora = {key: load_corpus(*key, data_dir or default_data_dir())
+               for key in dict.fromkeys((s.data, s.tokenizer) for s in specs)}
+    for spec in specs:
+        check_fits(spec, corpora[spec.data, spec.tokenizer])
+
+
+# Host bytes per batch token that no run can avoid: the window index array, x and y (int64 each).
+HOST_BYTES_PER_BATCH_TOKEN = 24
+
+
+def physical_memory() -> int | None:
+    """This machine's RAM in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(spec: RunSpec) -> None:
+    """Refuse a batch whose token arrays alone cannot fit in this machine's memory (before any lock)."""
+    need, ram = spec.batch_tokens * HOST_BYTES_PER_BATCH_TOKEN, physical_memory()
+    if ram is not None and need > ram:
+        raise ValueError(f"RunSpec.batch_tokens={spec.batch_tokens} needs at least {need / 2**30:.1f} GiB for one "
+                         f"batch's token arrays, more than this machine's {ram / 2**30:.1f} GiB; lower --batch-tokens")
+
+
+def check_fits(spec: RunSpec, corpus: Corpus) -> None:
+    """Both splits of the corpus hold at least one window of seq_len+1 tokens (else training or eval fails late)."""
+    for split, tokens in (("training", corpus.train), ("validation", corpus.val)):
+        if len(tokens) < spec.seq_len + 1:
+            raise ValueError(
+                f"the {split} split of data {spec.data!r} (tokenizer {spec.tokenizer!r}) has {len(tokens)} tokens, "
+                f"fewer than seq_len={spec.seq_len} + 1 for one window: lower --seq-len or give a larger corpus")
 
 
 def train(spec: RunSpec, **kwargs) -> dict:
