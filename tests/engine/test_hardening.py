@@ -261,9 +261,15 @@ def _quarantine_worker(root: str, go, out) -> None:
     from engine.cache import ResultsCache
     from engine.spec import RunSpec
 
+    c = ResultsCache(root, on_corrupt="quarantine")
+    path = c.record_path(RunSpec(size="t10k"))
+    try:
+        c._read(path)
+    except Exception:  # noqa: BLE001 - all three have read the record as corrupt: now they race to move it
+        pass
     go.wait()
     try:
-        ResultsCache(root, on_corrupt="quarantine").get(RunSpec(size="t10k"))
+        c.quarantine(path)
         out.put("ok")
     except Exception as e:  # noqa: BLE001 - reported to the test
         out.put(f"{type(e).__name__}: {e}")
@@ -276,7 +282,7 @@ def test_three_processes_quarantine_the_same_record_at_once(tmp_path, fake_resul
     ctx = mp.get_context("forkserver")  # not fork: a child forked from a process with torch's threads can hang
     ctx.set_forkserver_preload(["engine.cache"])
     s = RunSpec(size="t10k")
-    for trial in range(8):
+    for trial in range(5):
         root = tmp_path / f"c{trial}"
         c = ResultsCache(root)
         c.put(s, fake_result(s))
@@ -285,6 +291,7 @@ def test_three_processes_quarantine_the_same_record_at_once(tmp_path, fake_resul
         procs = [ctx.Process(target=_quarantine_worker, args=(str(root), go, out)) for _ in range(3)]
         for p in procs:
             p.start()
+        time.sleep(0.5)  # all three started and waiting
         go.set()
         for p in procs:
             p.join(30)
