@@ -245,6 +245,7 @@ class _ReadOnlyCache:
 
     def __init__(self, cache: ResultsCache):
         self.cache = cache
+        self.root = cache.root  # the missing-runs hint names this cache
 
     def get(self, spec: RunSpec) -> dict | None:
         try:
