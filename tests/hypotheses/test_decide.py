@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from engine.cache import ResultsCache
 from engine.design import load_profile
@@ -32,6 +33,14 @@ C2 = 0.01
 """
 
 
+@pytest.fixture
+def unit(tmp_path):
+    """The one-design test profile and an empty cache beside it."""
+    path = tmp_path / "unit.toml"
+    path.write_text(PROFILE)
+    return load_profile(path), ResultsCache(tmp_path / "cache")
+
+
 def _fill(cache: ResultsCache, profile, best_wd: float, skip: int = 0) -> None:
     rng = np.random.default_rng(0)
     for i, s in enumerate(profile.design("phase2").specs):
@@ -42,11 +51,8 @@ def _fill(cache: ResultsCache, profile, best_wd: float, skip: int = 0) -> None:
                       "val_bpb_int8": bpb, "quant_penalty": 0.0, "n_params": 10_000})
 
 
-def test_decide_all_decides_from_the_cache_alone(tmp_path):
-    path = tmp_path / "unit.toml"
-    path.write_text(PROFILE)
-    profile = load_profile(path)
-    cache = ResultsCache(tmp_path / "cache")
+def test_decide_all_decides_from_the_cache_alone(unit, tmp_path):
+    profile, cache = unit
     _fill(cache, profile, best_wd=0.10)
     results = decide_all(profile, cache)
     by = {(r.claim_id, r.cell_id): r for r in results}
@@ -59,22 +65,16 @@ def test_decide_all_decides_from_the_cache_alone(tmp_path):
     assert not any(p.suffix == ".json" and "verdicts" in p.name for p in tmp_path.iterdir())  # pure: writes nothing
 
 
-def test_missing_runs_are_error_rows_naming_the_sweep(tmp_path):
-    path = tmp_path / "unit.toml"
-    path.write_text(PROFILE)
-    profile = load_profile(path)
-    cache = ResultsCache(tmp_path / "cache")
+def test_missing_runs_are_error_rows_naming_the_sweep(unit):
+    profile, cache = unit
     _fill(cache, profile, best_wd=0.33, skip=3)
     c1 = [r for r in decide_all(profile, cache) if r.claim_id == "C1"]
     assert any(r.verdict is None and "python -m engine sweep --profile" in r.error and "unit.toml --design phase2"
                in r.error and "--cache-dir" in r.error for r in c1)
 
 
-def test_verdict_row_is_flat_and_complete(tmp_path):
-    path = tmp_path / "unit.toml"
-    path.write_text(PROFILE)
-    profile = load_profile(path)
-    cache = ResultsCache(tmp_path / "cache")
+def test_verdict_row_is_flat_and_complete(unit):
+    profile, cache = unit
     _fill(cache, profile, best_wd=0.33)
     r = next(r for r in decide_all(profile, cache) if r.claim_id == "C1")
     row = verdict_row(r.verdict, profile, r.cell_id)
