@@ -226,11 +226,10 @@ def profile_arg(profile: Profile) -> str:
     """How a command line names `profile`: its name if it is the shipped profile of that name, else its path."""
     shipped = PROFILE_DIR / f"{profile.name}.toml"
     try:
-        if shipped.exists() and Path(profile.path).resolve() == shipped.resolve():
-            return profile.name
-    except OSError:
-        pass
-    return str(Path(profile.path).resolve())
+        is_shipped = shipped.exists() and Path(profile.path).resolve() == shipped.resolve()
+    except OSError:  # an unresolvable path cannot be the shipped file: name it by its path
+        is_shipped = False
+    return profile.name if is_shipped else str(Path(profile.path).resolve())
 
 
 def sweep_command(profile: Profile, designs: list[str], cache_dir: Path | str | None = None) -> str:

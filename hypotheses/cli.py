@@ -56,12 +56,24 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def _cache_noise(records: list[dict], metric: str):
+    """The noise SDs fitted to cached runs, or None where they have no replicated seeds."""
+    from engine.cache import records_to_table
+    from hypotheses.simulate import estimate_noise
+
+    if not records:
+        return None
+    try:
+        return estimate_noise(records_to_table(records), metric)
+    except ValueError:  # fewer than 2 finite seeds per arm: the profile's prior stands in
+        return None
+
+
 def cmd_plan(args) -> int:
-    from engine.cache import ResultsCache, records_to_table
+    from engine.cache import ResultsCache
     from hypotheses.calibration import noise_prior, seeds_for_power
     from hypotheses.cells import cell_specs, cells_for
     from hypotheses.claims import load_claims
-    from hypotheses.simulate import estimate_noise
 
     cache = ResultsCache(args.cache_dir)
     print("| profile | claim | test case | seeds now | seeds for 80 % power | noise source | noise SDs |")
@@ -73,12 +85,8 @@ def cmd_plan(args) -> int:
             specs = cell_specs(profile, cell)
             metric = claim.threshold("metric")
             records = [r for r in (cache.get(s) for s in specs) if r is not None]
-            noise, source = None, "prior"
-            if records:
-                try:
-                    noise, source = estimate_noise(records_to_table(records), metric), f"cache ({len(records)} runs)"
-                except ValueError:
-                    pass
+            noise = _cache_noise(records, metric)
+            source = f"cache ({len(records)} runs)" if noise else "prior"
             noise = noise or noise_prior(profile, metric)
             need = seeds_for_power(claim, profile, cell, noise, args.draws)
             now = len({s.seed for s in specs})

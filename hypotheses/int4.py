@@ -10,7 +10,7 @@ Owns:
 - ``scenarios_c7`` / ``scenarios_c8``: the calibration scenarios (hypotheses/calibration.py).
 All pure: a results table in, a Verdict out. The deciders run thousands of times in
 calibration, so after the shared validation (``require_table``) they work on numpy arrays
-and take t quantiles from ``scipy.special`` (one C call) rather than ``scipy.stats``.
+and take their paired t intervals from ``hypotheses.intervals.mean_ci``.
 
 Pairing: a pair is the two warmdowns of one (seed, lr_mult) with both runs finite (a pair
 with a diverged member is dropped; the run is counted in ``n_diverged``). The seed is the
@@ -26,11 +26,11 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special
+from scipy import optimize
 from scipy import stats as sps
 
 from hypotheses.calibration import Scenario
-from hypotheses.intervals import bonferroni, inside, outside
+from hypotheses.intervals import bonferroni, inside, mean_ci, outside
 from hypotheses.verdict import (
     CONTRADICTED,
     REPRODUCED,
@@ -54,10 +54,6 @@ SMALL_TELESCOPE_POWER = 0.33  # Simonsohn (2015): the effect the original design
 # ---------------------------------------------------------------------------------------
 # Pairing and paired statistics (numpy; shared by C7 and C8)
 # ---------------------------------------------------------------------------------------
-
-
-def _t_quantile(p: float, df: int) -> float:
-    return float(special.stdtrit(df, p))
 
 
 def _seed_differences(seed, lr, wd, y, wd_short: float, wd_long: float, tol: float):
@@ -90,44 +86,6 @@ def paired_wd_differences(cell: pd.DataFrame, metric: str, wd_short: float, wd_l
                                     ok["wd"].to_numpy(dtype=float), ok[metric].to_numpy(dtype=float),
                                     wd_short, wd_long, tol)
     return pd.DataFrame({"seed": seeds, "d": d})
-
-
-class _Paired:
-    """Mean of the per-seed differences with its t machinery (n >= 2)."""
-
-    def __init__(self, d: np.ndarray):
-        self.d = d
-        self.n = n = len(d)
-        self.df = n - 1
-        self.mean = float(d.mean())
-        self.sd = float(d.std(ddof=1))
-        self.se = self.sd / math.sqrt(n)
-
-    def bounds(self, level: float) -> tuple[float, float]:
-        """Two-sided ``level`` t interval (its ends are the one-sided (1+level)/2 bounds)."""
-        half = _t_quantile(0.5 + level / 2, self.df) * self.se
-        return self.mean - half, self.mean + half
-
-    @property
-    def t(self) -> float:
-        """The paired t statistic (the paper's "paired z"); +-inf for exact non-zero differences."""
-        if self.sd > 0:
-            return self.mean / self.se
-        return math.copysign(math.inf, self.mean) if self.mean else math.nan
-
-    @property
-    def p_two_sided(self) -> float:
-        t = self.t
-        if math.isnan(t):
-            return 1.0  # every difference exactly 0: no evidence of any preference
-        return float(2 * special.stdtr(self.df, -abs(t)))
-
-    @property
-    def dz(self) -> float:
-        """Cohen's d_z = mean(d) / sd(d)."""
-        if self.sd > 0:
-            return self.mean / self.sd
-        return math.copysign(math.inf, self.mean) if self.mean else math.nan
 
 
 @functools.lru_cache(maxsize=64)
@@ -231,8 +189,8 @@ def decide_c7(table: pd.DataFrame, claim, *, size: str) -> Verdict:
             f"fewer than {min_pairs} paired seeds ({len(seeds)})",
             stats,
         )
-    s = _Paired(d)
-    low, high = s.bounds(level)
+    s = mean_ci(d, level)
+    low, high = s.low, s.high
     paper_n = int(claim.paper.get("paper_seeds", 10))
     d33 = small_telescope_dz(alpha, paper_n)
     upper_dz = high / s.sd if s.sd > 0 else (math.copysign(math.inf, high) if high else 0.0)
@@ -377,7 +335,8 @@ def decide_c8(table: pd.DataFrame, claim) -> Verdict:
     if len(sizes) < min_sizes:
         raise Inconclusive(f"{what}: only {len(sizes)} size(s) present.", f"fewer than {min_sizes} sizes", stats)
     size_a, seed, lr, wd, y = _size_arrays(t, metric)
-    tested: dict = {}
+    tested: dict = {}  # size -> MeanCI at the TOST level
+    d_of: dict = {}  # size -> its per-seed differences
     untestable = []
     for size in sizes:
         m = size_a == size
@@ -387,7 +346,7 @@ def decide_c8(table: pd.DataFrame, claim) -> Verdict:
         if len(seeds) < min_pairs:
             untestable.append(size)
         else:
-            tested[size] = _Paired(d)
+            tested[size], d_of[size] = mean_ci(d, level), d
     stats["untestable_sizes"] = ",".join(map(str, untestable))
     m = len(tested)
     stats["n_sizes_tested"] = m
@@ -398,7 +357,8 @@ def decide_c8(table: pd.DataFrame, claim) -> Verdict:
     stats["ci_level_bonferroni"] = level_b
     ci, ci_b = {}, {}
     for size, s in tested.items():
-        ci[size], ci_b[size] = s.bounds(level), s.bounds(level_b)
+        b = mean_ci(d_of[size], level_b)
+        ci[size], ci_b[size] = (s.low, s.high), (b.low, b.high)
         stats.update({
             f"{size}:mean_diff": s.mean, f"{size}:sd_diff": s.sd, f"{size}:dz": s.dz,
             f"{size}:ci_low": ci[size][0], f"{size}:ci_high": ci[size][1],

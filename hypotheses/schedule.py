@@ -26,6 +26,7 @@ from hypotheses.verdict import (
     MIN_FINITE_SEEDS,
     RUN_KEY,
     Inconclusive,
+    ArmTable,
     WdRanking,
     claim_delta,
     count_stats,
@@ -45,41 +46,6 @@ _FACTORS = ("size", "bits", "wd", "lr_mult")
 # ---------------------------------------------------------------------------------------
 # C1
 # ---------------------------------------------------------------------------------------
-
-
-class _Arms:
-    """The finite runs of one slice as {(bits, wd, lr_mult): {seed: value}}, and each
-    (bits, wd) at its best LR under the shared diverged-run rule (as ``rank_warmdowns``).
-
-    Plain dicts instead of pandas selections: calibration decides thousands of tables,
-    and a boolean-mask selection per arm made one C2 decision cost ~60 ms."""
-
-    def __init__(self, cell: pd.DataFrame, metric: str):
-        self.values: dict[tuple, dict[int, float]] = {}
-        self.lrs: dict[tuple, set] = {}
-        cols = [cell[c].to_numpy() for c in ("bits", "wd", "lr_mult", "seed", metric, "finite")]
-        for b, w, lr, seed, y, ok in zip(*cols):
-            key = (int(b), float(w))
-            self.lrs.setdefault(key, set()).add(float(lr))
-            if ok:
-                self.values.setdefault((int(b), float(w), float(lr)), {})[int(seed)] = float(y)
-
-    def ranking(self, bits: int) -> WdRanking:
-        scores, best_lr = {}, {}
-        for (b, w), lrs in sorted(self.lrs.items()):
-            if b != bits:
-                continue
-            arm_scores = {}
-            for lr in sorted(lrs):
-                vals = self.values.get((b, w, lr), {})
-                arm_scores[lr] = sum(vals.values()) / len(vals) if len(vals) >= MIN_FINITE_SEEDS else math.inf
-            lr_best = min(arm_scores, key=arm_scores.get)
-            scores[w] = arm_scores[lr_best]
-            best_lr[w] = lr_best if math.isfinite(arm_scores[lr_best]) else math.nan
-        return WdRanking(scores, best_lr, tuple(sorted(scores, key=lambda w: (scores[w], w))))
-
-    def at(self, bits: int, wd: float, lr: float) -> dict[int, float]:
-        return self.values.get((int(bits), float(wd), float(lr)), {}) if math.isfinite(lr) else {}
 
 
 def _paired(*arms: dict[int, float]) -> tuple[list[int], list[np.ndarray]]:
@@ -130,7 +96,7 @@ def decide_c1(table: pd.DataFrame, claim, *, bits: int, size: str):
     if ref is None:
         raise Inconclusive(f"{what}: warmdowns {[fmt_wd(w) for w in wds]} do not include {fmt_wd(expected)}.",
                            f"wd={fmt_wd(expected)} is not among the warmdown values of this cell", stats)
-    arms = _Arms(cell, metric)
+    arms = ArmTable(cell, metric)
     ranking = arms.ranking(int(bits))
     for wd in wds:
         stats[f"mean_wd{fmt_wd(wd)}"] = ranking.scores[wd]
@@ -210,7 +176,7 @@ def _group_contrasts(cell: pd.DataFrame, claim, label: str, stats: dict) -> tupl
     if ref is None or len(wds) < 2:
         raise Inconclusive(f"{label}: warmdowns {[fmt_wd(w) for w in wds]} lack {fmt_wd(ref_wd)} or a second value.",
                            f"need wd {fmt_wd(ref_wd)} and at least one other warmdown", stats)
-    arms = _Arms(cell, metric)
+    arms = ArmTable(cell, metric)
     rankings: dict[int, WdRanking] = {b: arms.ranking(b) for b in bits}
     for b, r in rankings.items():
         if r.n_ranked >= 1:

@@ -10,7 +10,7 @@ Owns:
   *inconclusive* verdict and fills the statistics every verdict must carry.
 - input validation of a results table (``require_table``): a malformed table is a
   pipeline error (``ValueError``), never a verdict.
-- the shared diverged-run rule and the best-LR ranking (``rank_warmdowns``), used by
+- the shared diverged-run rule and the best-LR ranking (``ArmTable``), used by
   every schedule claim so that C1..C5 rank warmdowns the same way.
 
 Three outcomes, each a statistical decision with a stated smallest effect of interest
@@ -304,29 +304,40 @@ class WdRanking:
         )
 
 
-def rank_warmdowns(cell: pd.DataFrame, metric: str) -> WdRanking:
-    """Rank the warmdowns of one cell, each at its best LR (lowest mean over seeds).
+class ArmTable:
+    """The finite runs of one slice as {(bits, wd, lr_mult): {seed: value}}, and each
+    (bits, wd) ranked at its best LR under the shared diverged-run rule: an (wd, lr_mult)
+    arm scores the mean of its finite seeds if at least MIN_FINITE_SEEDS remain, else +inf.
 
-    Applies the diverged-run rule: an (wd, lr_mult) arm is scored by the mean of its
-    finite seeds if at least MIN_FINITE_SEEDS remain, else +inf.
-    """
-    scores, best_lr = {}, {}
-    for wd, by_wd in cell.groupby("wd", sort=True):
-        arm_scores = {}
-        for lr, arm in by_wd.groupby("lr_mult", sort=True):
-            finite = arm.loc[arm["finite"], metric]
-            arm_scores[lr] = float(finite.mean()) if len(finite) >= MIN_FINITE_SEEDS else math.inf
-        lr_best = min(arm_scores, key=arm_scores.get)
-        scores[float(wd)] = arm_scores[lr_best]
-        best_lr[float(wd)] = float(lr_best) if math.isfinite(arm_scores[lr_best]) else math.nan
-    order = tuple(sorted(scores, key=lambda w: (scores[w], w)))
-    return WdRanking(scores, best_lr, order)
+    Plain dicts instead of pandas selections: calibration decides thousands of tables,
+    and a boolean-mask selection per arm made one C2 decision cost ~60 ms."""
 
+    def __init__(self, cell: pd.DataFrame, metric: str):
+        self.values: dict[tuple, dict[int, float]] = {}
+        self.lrs: dict[tuple, set] = {}
+        cols = [cell[c].to_numpy() for c in ("bits", "wd", "lr_mult", "seed", metric, "finite")]
+        for b, w, lr, seed, y, ok in zip(*cols):
+            key = (int(b), float(w))
+            self.lrs.setdefault(key, set()).add(float(lr))
+            if ok:
+                self.values.setdefault((int(b), float(w), float(lr)), {})[int(seed)] = float(y)
 
-def arm_values(cell: pd.DataFrame, metric: str, wd: float, lr_mult: float) -> pd.Series:
-    """Finite metric values of one (wd, lr_mult) arm, indexed by seed."""
-    arm = cell[(cell["wd"] == wd) & (cell["lr_mult"] == lr_mult) & cell["finite"]]
-    return arm.set_index("seed")[metric]
+    def ranking(self, bits: int) -> WdRanking:
+        scores, best_lr = {}, {}
+        for (b, w), lrs in sorted(self.lrs.items()):
+            if b != bits:
+                continue
+            arm_scores = {}
+            for lr in sorted(lrs):
+                vals = self.values.get((b, w, lr), {})
+                arm_scores[lr] = sum(vals.values()) / len(vals) if len(vals) >= MIN_FINITE_SEEDS else math.inf
+            lr_best = min(arm_scores, key=arm_scores.get)
+            scores[w] = arm_scores[lr_best]
+            best_lr[w] = lr_best if math.isfinite(arm_scores[lr_best]) else math.nan
+        return WdRanking(scores, best_lr, tuple(sorted(scores, key=lambda w: (scores[w], w))))
+
+    def at(self, bits: int, wd: float, lr: float) -> dict[int, float]:
+        return self.values.get((int(bits), float(wd), float(lr)), {}) if math.isfinite(lr) else {}
 
 
 def fmt_wd(wd: float) -> str:
