@@ -57,7 +57,7 @@ def _parse_value(kind: str, text: str):
 SPEC_FLAGS = {"wd": ("--warmdown", "--wd"), "wd_shape": ("--warmdown-shape", "--wd-shape")}
 SPEC_HELP = {
     "wd": "warmdown: the fraction of all steps over which the LR decays to its floor (RunSpec.wd)",
-    "wd_shape": "shape of the warmdown decay: linear, cosine or 1-sqrt (RunSpec.wd_shape)",
+    "wd_shape": "shape of the warmdown decay: linear, cosine, 1-sqrt or step (RunSpec.wd_shape)",
 }
 
 

@@ -148,6 +148,9 @@ def result_record(spec: RunSpec, model: GPT, corpus: Corpus, dev: torch.device, 
         "grid_probes": probes,
         "loss_curve": curve,
         "tokens_seen": spec.tokens,
+        # R1's predictor of the optimal QAT fraction (arXiv 2509.22935): tokens / (params x bits / 8),
+        # over every parameter (fp16 = 16 bits), as that paper counts the model's size in bytes
+        "tokens_per_param_byte": spec.tokens / (base["n_params"] * spec.bits / 8),
         "resumed_from_step": resumed_from,
         "train_time_s": train_time,  # of this process (after a resume: since the resume; packed: the pack's)
         "tokens_per_s": tokens_per_s if tokens_per_s is not None

@@ -4,6 +4,16 @@
 shape): linear warm-up, constant, then a warmdown over the last `wd` fraction of the
 steps. As in parameter-golf the warmdown factor at its first step is 1 and at the last
 step 1/n_decay (never 0: an update with LR 0 is wasted compute).
+
+A warmdown longer than the run (`wd` > 1, R4: parameter-golf PR #61 ran WARMDOWN_ITERS
+20000 in about 12,200 steps) starts before step 0: the run is the last `steps` of a
+`wd x steps` warmdown, so its LR decays from step 0, starting part-way down (linear:
+1 - (wd - 1) / wd of peak, 61 % for PR #61), exactly as parameter-golf's
+`(iterations - step) / warmdown_iters`.
+
+Shapes (R3 orders them from gradual to abrupt): cosine, linear, 1-sqrt, and "step", the
+abrupt extreme: the LR drops at once, at the warmdown's first step, to the value the
+linear warmdown ends at (1/n_decay of peak) and stays there.
 """
 
 from __future__ import annotations
@@ -12,7 +22,7 @@ import math
 
 
 def warmdown_start(total_steps: int, wd: float) -> int:
-    """First step of the warmdown; `total_steps` when there is none."""
+    """First step of the warmdown; `total_steps` when there is none, negative when `wd` > 1."""
     return total_steps - int(round(wd * total_steps))
 
 
@@ -26,7 +36,9 @@ def decay_shape(progress: float, shape: str) -> float:
         return 0.5 * (1.0 + math.cos(math.pi * progress))
     if shape == "1-sqrt":  # between linear and abrupt (Hagele et al.; R3)
         return 1.0 - math.sqrt(progress)
-    raise ValueError(f"unknown decay shape {shape!r}; allowed: linear, cosine, 1-sqrt")
+    if shape == "step":  # abrupt: everything after the first warmdown step sits at the floor
+        return 1.0 if progress == 0.0 else 0.0
+    raise ValueError(f"unknown decay shape {shape!r}; allowed: linear, cosine, 1-sqrt, step")
 
 
 def lr_factor(
@@ -43,7 +55,12 @@ def lr_factor(
     start = warmdown_start(total_steps, wd)
     if step < start:
         return 1.0
-    return decay_shape((step - start) / (total_steps - start), shape)
+    n_decay = total_steps - start
+    if shape == "step":
+        # The floor is the linear warmdown's last value, never 0 (an LR-0 step is wasted). The
+        # first warmdown step keeps its full LR only when the warmdown starts inside the run.
+        return 1.0 if step == start else 1.0 / n_decay
+    return decay_shape((step - start) / n_decay, shape)
 
 
 def in_warmdown(step: int, total_steps: int, wd: float, schedule: str = "wsd") -> bool:

@@ -29,7 +29,8 @@ FULL_PRECISION_BITS = 16  # the paper's "FP16" arm: no fake quantisation, fp16 e
 ALLOWED_BITS = (FULL_PRECISION_BITS, 8, 6, 5, 4)
 ALLOWED_OPTIMIZERS = ("muon", "adamw")
 ALLOWED_SCHEDULES = ("wsd", "cosine_to_zero")
-ALLOWED_WD_SHAPES = ("linear", "cosine", "1-sqrt")
+ALLOWED_WD_SHAPES = ("linear", "cosine", "1-sqrt", "step")
+MAX_WD = 4.0  # a warmdown at most 4x the run (R4 needs ~1.6): beyond it the run starts below 25 % of peak
 
 
 def is_quantised(bits: int | None) -> bool:
@@ -56,7 +57,7 @@ class RunSpec:
     clip_percentile: float = 99.99984  # export clip percentile of parameter-golf's int8 export
     # --- schedule -------------------------------------------------------------------
     schedule: str = "wsd"  # warm-up, constant, warmdown; or plain cosine to zero
-    wd: float = 0.33  # warmdown fraction of all steps
+    wd: float = 0.33  # warmdown length as a fraction of all steps; > 1 = the run starts part-way down (R4)
     wd_shape: str = "linear"
     warmup_steps: int = 0  # parameter-golf has no LR warm-up (its WARMUP_STEPS only primes compile)
     lr_mult: float = 1.0  # multiplies every base LR below
@@ -112,10 +113,11 @@ class RunSpec:
 
     @property
     def warmdown_start(self) -> int:
-        """First step whose LR is below peak; the grid probe runs just before it."""
+        """First step whose LR is below peak (0 when the warmdown is longer than the run); the grid
+        probe runs just before it."""
         from engine.schedule import warmdown_start
 
-        return warmdown_start(self.steps, self.wd if self.schedule == "wsd" else 1.0)
+        return max(0, warmdown_start(self.steps, self.wd if self.schedule == "wsd" else 1.0))
 
     @property
     def quantised(self) -> bool:
@@ -216,12 +218,13 @@ def _validate(s: RunSpec) -> None:
     _check(0.0 <= s.qat_start < 1.0, f"RunSpec.qat_start={s.qat_start} must be in [0, 1)")
     _check(90.0 <= s.clip_percentile <= 100.0, f"RunSpec.clip_percentile={s.clip_percentile} must be in [90, 100]")
     _check(s.schedule in ALLOWED_SCHEDULES, f"RunSpec.schedule={s.schedule!r}; allowed: {ALLOWED_SCHEDULES}")
-    _check(0.0 <= s.wd <= 1.0, f"RunSpec.wd={s.wd} (warmdown fraction) must be in [0, 1]")
+    _check(0.0 <= s.wd <= MAX_WD, f"RunSpec.wd={s.wd} (warmdown fraction) must be in [0, {MAX_WD:g}] "
+                                  f"(> 1: a warmdown longer than the run, starting part-way down)")
     _check(s.wd_shape in ALLOWED_WD_SHAPES, f"RunSpec.wd_shape={s.wd_shape!r}; allowed: {ALLOWED_WD_SHAPES}")
     _check(s.steps > 0, f"RunSpec.steps={s.steps} must be a positive number of optimiser steps")
     _check(0 <= s.warmup_steps < s.steps, f"RunSpec.warmup_steps={s.warmup_steps} must be in [0, steps={s.steps})")
     _check(
-        s.schedule != "wsd" or s.warmup_steps + round(s.wd * s.steps) <= s.steps,
+        s.schedule != "wsd" or s.warmup_steps + min(round(s.wd * s.steps), s.steps) <= s.steps,
         f"RunSpec warm-up ({s.warmup_steps} steps) and warmdown ({s.wd} x {s.steps} steps) overlap",
     )
     for name in ("lr_mult", "matrix_lr", "scalar_lr", "embed_lr", "adamw_matrix_lr"):

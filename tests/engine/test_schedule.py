@@ -57,7 +57,7 @@ def test_errors():
     with pytest.raises(ValueError, match="outside"):
         lr_factor(100, 100, warmup_steps=0, wd=0.3)
     with pytest.raises(ValueError, match="unknown decay shape"):
-        decay_shape(0.5, "step")
+        decay_shape(0.5, "exp")
 
 
 def test_muon_momentum_warmup():
@@ -65,3 +65,28 @@ def test_muon_momentum_warmup():
     assert muon_momentum(250, 0.85, 0.95, 500) == pytest.approx(0.90)
     assert muon_momentum(10_000, 0.85, 0.95, 500) == pytest.approx(0.95)
     assert math.isclose(muon_momentum(3, 0.85, 0.95, 0), 0.95)
+
+
+def test_warmdown_longer_than_the_run_starts_part_way_down():
+    # parameter-golf PR #61: WARMDOWN_ITERS 20000 in 12,200 steps => (iterations - step) / warmdown_iters
+    total, wd = 12200, 20000 / 12200
+    assert warmdown_start(total, wd) == 12200 - 20000
+    assert lr_factor(0, total, warmup_steps=0, wd=wd) == pytest.approx(0.61)
+    for step in (0, 5000, 12199):
+        assert lr_factor(step, total, warmup_steps=0, wd=wd) == pytest.approx((total - step) / 20000)
+    assert all(in_warmdown(s, total, wd) for s in (0, 6000))
+
+
+def test_step_shape_is_the_abrupt_extreme():
+    total, wd = 100, 0.4
+    start = warmdown_start(total, wd)
+    assert lr_factor(start - 1, total, warmup_steps=0, wd=wd, shape="step") == 1.0
+    assert lr_factor(start, total, warmup_steps=0, wd=wd, shape="step") == 1.0
+    floor = lr_factor(total - 1, total, warmup_steps=0, wd=wd, shape="linear")
+    for step in range(start + 1, total):
+        assert lr_factor(step, total, warmup_steps=0, wd=wd, shape="step") == pytest.approx(floor)
+        # abrupt lies at or below the linear shape after the drop
+        assert lr_factor(step, total, warmup_steps=0, wd=wd, shape="step") <= lr_factor(
+            step, total, warmup_steps=0, wd=wd, shape="linear") + 1e-12
+    # a warmdown longer than the run with the step shape sits at its floor from step 0
+    assert lr_factor(0, total, warmup_steps=0, wd=2.0, shape="step") == pytest.approx(1 / 200)

@@ -39,8 +39,9 @@ def test_round_trip_through_dict():
         ({"size": "t21k"}, "not a ladder name"),
         ({"bits": 3}, "bits=3 is not allowed"),
         ({"bits": 17}, "bits=17 is not allowed"),
-        ({"wd": 1.5}, "must be in [0, 1]"),
-        ({"wd": -0.1}, "must be in [0, 1]"),
+        ({"wd": 4.5}, "must be in [0, 4]"),
+        ({"wd": -0.1}, "must be in [0, 4]"),
+        ({"wd": 1.5, "warmup_steps": 10}, "overlap"),
         ({"steps": 0}, "steps=0 must be a positive"),
         ({"steps": -5}, "steps=-5 must be a positive"),
         ({"batch_tokens": 1000, "seq_len": 64}, "multiple of seq_len"),
@@ -77,3 +78,9 @@ def test_run_ids_are_pinned():
     assert RunSpec(size="t20k").run_id == "9f1fa46a9470728260f611c036d5ee213f0aa9fb9b3a87ec2dc424e21eb14213"
     assert (RunSpec(size="t20k", bits=6, wd=0.5, data="text:/x").run_id
             == "b13cd945a65956a253c05e0f07614238addca8d1517df409232d3dfbf08c1f01")
+
+
+def test_warmdown_longer_than_the_run():
+    s = RunSpec(size="t20k", wd=1.64, steps=100)
+    assert s.warmdown_start == 0  # decays from step 0; the pre-warmdown probe is the initial weights
+    assert RunSpec(size="t20k", wd=1.64, steps=100).run_id != RunSpec(size="t20k", wd=1.0, steps=100).run_id

@@ -23,6 +23,7 @@ def test_tiny_run_beats_unigram_entropy(fp16_run):
     unigram = unigram_entropy_bpb(corpus.train, val, corpus.vocab_size, r["val_bytes_evaluated"])
     assert r["val_bpb"] < unigram - 0.5, (r["val_bpb"], unigram)
     assert r["n_params"] == 18_400 and r["tokens_seen"] == 80 * 1024
+    assert r["tokens_per_param_byte"] == pytest.approx(80 * 1024 / (18_400 * 16 / 8))  # fp16: 2 bytes a parameter
     assert r["loss_curve"][0][1] > r["loss_curve"][-1][1]
 
 
