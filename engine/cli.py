@@ -116,7 +116,7 @@ def cmd_train(args) -> int:
 
     # Every input check first: nothing below takes a lock or writes a file until all pass.
     spec = spec_from_args(args)
-    pick_device(args.device)
+    precision = precision_from_args(args, pick_device(args.device))
     set_threads(args.threads)
     cache = ResultsCache(args.cache_dir, on_corrupt=args.on_corrupt)
     if not cache.has(spec):
@@ -127,7 +127,7 @@ def cmd_train(args) -> int:
     trained = []
     [record] = cache.ensure(
         [spec],
-        lambda s: train(s, device=args.device, data_dir=cache.data_dir, progress=not args.quiet,
+        lambda s: train(s, device=args.device, data_dir=cache.data_dir, progress=not args.quiet, precision=precision,
                         checkpoint_dir=cache.checkpoint_dir(s), checkpoint_every=args.checkpoint_every),
         on_trained=lambda s, r: trained.append(s),
     )
@@ -297,6 +297,22 @@ def cmd_bench(args) -> int:
 # --- parser -------------------------------------------------------------------------
 
 
+def add_precision_flags(sp) -> None:
+    """--precision / --compile: how a run computes (runtime settings, not part of its identity)."""
+    from engine.precision import PRECISIONS
+
+    sp.add_argument("--precision", choices=PRECISIONS, default=None,
+                    help="fp32, or bf16 autocast over fp32 weights (default: bf16 on CUDA, fp32 on CPU)")
+    sp.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                    help="torch.compile the model (inductor; default: on for CUDA, off for CPU)")
+
+
+def precision_from_args(args, dev):
+    from engine.precision import resolve_precision
+
+    return resolve_precision(dev, args.precision, args.compile)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m engine", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -309,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_spec_flags(t)
     common(t)
     add_shared(t, "device", "threads")
+    add_precision_flags(t)
     t.add_argument("--force", action="store_true", help="retrain even if cached (the old record is quarantined)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--checkpoint-every", type=non_negative_int, default=0,
@@ -342,6 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=int, default=20, help="steps per timed repeat")
     b.add_argument("--repeats", type=int, default=5, help="interleaved repeats (median reported)")
     add_shared(b, "threads", "device")
+    add_precision_flags(b)
+    b.add_argument("--pack", type=positive_int, default=None,
+                   help="seeds per pack for the packed rows (default: the tiny profile's pack)")
+    b.add_argument("--quick", action="store_true", help="the overhead and packed rows only (no QAT/optimiser rows)")
     b.add_argument("--out", type=Path, default=Path("reports/bench"))
     b.set_defaults(func=cmd_bench)
     return p

@@ -62,8 +62,11 @@ def split_params(model: GPT) -> dict[str, list[nn.Parameter]]:
     return groups
 
 
-def build_optimizer(model: GPT, spec: RunSpec, ns_on_cuda: bool = False) -> ChainedOptimizer:
-    """Every group carries `base_lr` (already times `lr_mult`); the loop sets `lr` from it."""
+def build_optimizer(model: GPT, spec: RunSpec, ns_dtype: torch.dtype = torch.float32) -> ChainedOptimizer:
+    """Every group carries `base_lr` (already times `lr_mult`); the loop sets `lr` from it.
+
+    `ns_dtype`: Muon's Newton-Schulz precision (engine.precision.Precision.ns_dtype).
+    """
     g = split_params(model)
     betas = (spec.beta1, spec.beta2)
 
@@ -75,7 +78,7 @@ def build_optimizer(model: GPT, spec: RunSpec, ns_on_cuda: bool = False) -> Chai
             [adam_group(g["matrix"], spec.matrix_lr, kind="muon")],
             lr=spec.matrix_lr * spec.lr_mult,
             momentum=spec.muon_momentum,
-            ns_dtype=torch.bfloat16 if ns_on_cuda else torch.float32,
+            ns_dtype=ns_dtype,
         )
         adam = torch.optim.Adam(
             [adam_group(g["embed"], spec.embed_lr, kind="adam"), adam_group(g["scalar"], spec.scalar_lr, kind="adam")],

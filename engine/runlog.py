@@ -166,14 +166,18 @@ def probe_steps_of(spec: RunSpec) -> dict[int, str]:
     return steps
 
 
-def provenance(spec: RunSpec, dev: torch.device, n_params: int, t_start: float) -> dict:
+def provenance(spec: RunSpec, dev: torch.device, n_params: int, t_start: float, precision=None) -> dict:
+    """Where and how a run was made; `precision` is its engine.precision.Precision (None: the device default)."""
     import deepspeed
+
+    from engine.precision import default_precision
 
     return {
         "run_id": spec.run_id,
         "n_params": n_params,
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
         "threads": torch.get_num_threads(),
+        **(precision or default_precision(dev)).describe(),  # runtime settings, not part of the run's identity
         "versions": {
             "python": sys.version.split()[0],
             "torch": torch.__version__,

@@ -1,9 +1,10 @@
 """One training run: spec in, result record out, through DeepSpeed on CPU or GPU.
 
 The same loop everywhere: `deepspeed.initialize` with our model and client optimiser,
-`engine(x, y)`, `engine.backward(loss)`, `engine.step()`. On CUDA the forward runs under
-bf16 autocast (fp32 master weights, as parameter-golf keeps its CastedLinear weights)
-and the model may be compiled; on CPU everything is fp32.
+`engine(x, y)`, `engine.backward(loss)`, `engine.step()`. How it computes is the run's
+`engine.precision.Precision`, a runtime setting like the device: by default bf16 autocast
+(fp32 master weights, as parameter-golf keeps its CastedLinear weights) with a compiled
+model on CUDA, fp32 eager on CPU; `--precision bf16 --compile` runs the CUDA path on CPU.
 
 A non-finite loss ends the run as `status="diverged"` with the step where it happened
 (and a run whose final validation loss is no better than a uniform guess over the
@@ -30,7 +31,8 @@ from engine.model import GPT
 from engine.optim import apply_schedule, build_optimizer
 from engine.paths import data_dir as default_data_dir
 from engine.runlog import RunLog, check_every, provenance, stack_losses
-from engine.runtime import autocast_for, ensure_extensions_dir, ensure_process_group, pick_device
+from engine.precision import Precision, resolve_precision
+from engine.runtime import ensure_extensions_dir, ensure_process_group, pick_device
 from engine.schedule import in_warmdown, lr_factor, muon_momentum
 from engine.spec import RunSpec, bits_label
 
@@ -66,6 +68,7 @@ class Session:
     optimizer: torch.optim.Optimizer
     ds_engine: object  # deepspeed.DeepSpeedEngine
     forward: object  # the engine, or its compiled module
+    precision: Precision
 
     def step(self, step: int) -> torch.Tensor:
         """One optimiser step at `step` of the schedule; returns the (unsynchronised) loss."""
@@ -73,7 +76,7 @@ class Session:
         apply_schedule(self.optimizer, *schedule_at(spec, step))
         x, y = batch_at(self.corpus.train, step, spec.batch_seqs, spec.seq_len, spec.seed)
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        with autocast_for(self.device):
+        with self.precision.autocast(self.device):
             loss = self.forward(x, y)
         self.ds_engine.backward(loss)
         fault_point("backward")  # mid-step: gradients computed, weights not yet updated
@@ -82,8 +85,9 @@ class Session:
 
 
 def build_session(spec: RunSpec, dev: torch.device, data_dir: Path | None = None,
-                  compile_model: bool | None = None) -> Session:
-    """Model (seeded init), optimiser and DeepSpeed engine for `spec` on `dev`."""
+                  precision: Precision | None = None) -> Session:
+    """Model (seeded init), optimiser and DeepSpeed engine for `spec` on `dev`, computing as `precision`."""
+    precision = precision or resolve_precision(dev)
     ensure_extensions_dir()  # before DeepSpeed is imported: a read-only HOME must not break its op builds
     import deepspeed
 
@@ -93,7 +97,8 @@ def build_session(spec: RunSpec, dev: torch.device, data_dir: Path | None = None
     cfg = get_config(spec.size)
     model = GPT(cfg, corpus.vocab_size, quantize_embeddings=spec.quantize_embeddings).to(dev)
     assert sum(p.numel() for p in model.parameters()) == count_params(cfg, corpus.vocab_size), "ladder != model"
-    optimizer = build_optimizer(model, spec, ns_on_cuda=dev.type == "cuda")
+    optimizer = build_optimizer(model, spec, ns_dtype=precision.ns_dtype)
+    # fp32 to DeepSpeed whatever the precision: bf16 is autocast around the forward (engine.precision).
     ds_config = {
         "train_micro_batch_size_per_gpu": spec.batch_seqs,
         "gradient_accumulation_steps": 1,
@@ -103,10 +108,9 @@ def build_session(spec: RunSpec, dev: torch.device, data_dir: Path | None = None
         "wall_clock_breakdown": False,
     }
     ds_engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
-    forward = ds_engine
-    if compile_model if compile_model is not None else dev.type == "cuda":
-        forward = torch.compile(ds_engine.module)
-    return Session(spec, dev, corpus, model, optimizer, ds_engine, forward)
+    # Compiled, the module is called directly: DeepSpeed's forward wrapper adds nothing at ZeRO 0.
+    forward = precision.maybe_compile(ds_engine.module) if precision.compile else ds_engine
+    return Session(spec, dev, corpus, model, optimizer, ds_engine, forward, precision)
 
 
 def preflight(specs: list[RunSpec], data_dir: Path | None = None) -> None:
@@ -163,7 +167,7 @@ def run(
     device: str | None = None,
     data_dir: Path | None = None,
     progress: bool = False,
-    compile_model: bool | None = None,
+    precision: Precision | None = None,
     checkpoint_dir: Path | None = None,
     checkpoint_every: int = 0,
 ) -> Trained:
@@ -174,7 +178,7 @@ def run(
     """
     t_start = time.time()
     dev = pick_device(device)
-    sess = build_session(spec, dev, data_dir, compile_model)
+    sess = build_session(spec, dev, data_dir, precision)
     model, corpus, ds_engine = sess.model, sess.corpus, sess.ds_engine
     n_params = sum(p.numel() for p in model.parameters())
 
@@ -213,7 +217,7 @@ def run(
             ckpt.save(ds_engine, done, runlog.loop_state(done))
     train_time = time.time() - t_train
 
-    base = provenance(spec, dev, n_params, t_start)
+    base = provenance(spec, dev, n_params, t_start, sess.precision)
     if runlog.diverged_step is not None:
         log.warning("run %s diverged at step %d", spec.short_id, runlog.diverged_step)
     result = runlog.result(model, corpus, dev, base, train_time=train_time, t_start=t_start, resumed_from=start)

@@ -32,7 +32,8 @@ from engine.packed.model import PackedGPT
 from engine.packed.optim import PackedOptimizer, build_packed_optimizer
 from engine.paths import data_dir as default_data_dir
 from engine.runlog import RunLog, check_every, provenance, stack_losses
-from engine.runtime import autocast_for, pick_device
+from engine.precision import Precision, resolve_precision
+from engine.runtime import pick_device
 from engine.spec import RunSpec
 from engine.train import Trained, schedule_at
 
@@ -70,6 +71,7 @@ class PackedSession:
     packed: PackedGPT
     optimizer: PackedOptimizer
     forward: object  # the packed model, or its compiled version
+    precision: Precision
 
     def step(self, step: int, live: Sequence[bool] | None = None) -> Tensor:
         """One optimiser step of every run at `step`; runs with live[k] False take LR 0.
@@ -83,7 +85,7 @@ class PackedSession:
         batches = [batch_at(self.corpus.train, step, s.batch_seqs, s.seq_len, s.seed) for s in self.specs]
         x = torch.stack([b[0] for b in batches]).to(self.device, non_blocking=True)  # (K, B, T)
         y = torch.stack([b[1] for b in batches]).to(self.device, non_blocking=True)  # (K, B, T)
-        with autocast_for(self.device):
+        with self.precision.autocast(self.device):
             losses = self.forward(x, y)  # (K,)
         losses.sum().backward()  # runs share no parameters: d(sum)/d(run k) = d(loss_k)/d(run k)
         fault_point("backward")
@@ -93,9 +95,10 @@ class PackedSession:
 
 
 def build_packed_session(specs: Sequence[RunSpec], dev: torch.device, data_dir: Path | None = None,
-                         compile_model: bool | None = None) -> PackedSession:
+                         precision: Precision | None = None) -> PackedSession:
     """engine.train.build_session for a pack: each run seeded as engine.train.run seeds it."""
     check_packable(specs)
+    precision = precision or resolve_precision(dev)
     specs = list(specs)
     shared = specs[0]
     corpus = load_corpus(shared.data, shared.tokenizer, data_dir or default_data_dir())
@@ -105,18 +108,17 @@ def build_packed_session(specs: Sequence[RunSpec], dev: torch.device, data_dir: 
         torch.manual_seed(s.seed)
         models.append(GPT(cfg, corpus.vocab_size, quantize_embeddings=s.quantize_embeddings).to(dev))
     packed = PackedGPT.from_models(models)
-    optimizer = build_packed_optimizer(packed, specs, ns_on_cuda=dev.type == "cuda")
-    forward = packed
-    if compile_model if compile_model is not None else dev.type == "cuda":
-        forward = torch.compile(packed)
-    return PackedSession(specs, dev, corpus, packed, optimizer, forward)
+    optimizer = build_packed_optimizer(packed, specs, ns_dtype=precision.ns_dtype)
+    return PackedSession(specs, dev, corpus, packed, optimizer, precision.maybe_compile(packed), precision)
 
 
-def pack_plan(k: int, device: str | None = None, data_dir: Path | None = None, progress: bool = False):
+def pack_plan(k: int, device: str | None = None, data_dir: Path | None = None, progress: bool = False,
+              precision: Precision | None = None):
     """The `pack` argument of ResultsCache.ensure: packs of up to k runs, or None for k <= 1."""
     if k <= 1:
         return None
-    return k, pack_key, lambda specs: train_packed(specs, device=device, data_dir=data_dir, progress=progress)
+    return k, pack_key, lambda specs: train_packed(specs, device=device, data_dir=data_dir, progress=progress,
+                                                   precision=precision)
 
 
 def train_packed(specs: Sequence[RunSpec], device: str | None = None, data_dir: Path | None = None,
@@ -131,12 +133,12 @@ def run_packed(
     device: str | None = None,
     data_dir: Path | None = None,
     progress: bool = False,
-    compile_model: bool | None = None,
+    precision: Precision | None = None,
 ) -> list[Trained]:
     """engine.train.run for K packable specs at once; per run its record, its model and the corpus."""
     t_start = time.time()
     dev = pick_device(device)
-    sess = build_packed_session(specs, dev, data_dir, compile_model)
+    sess = build_packed_session(specs, dev, data_dir, precision)
     specs, packed, corpus = sess.specs, sess.packed, sess.corpus
     K, total = len(specs), specs[0].steps
     n_params = count_params(packed.cfg, corpus.vocab_size)  # per run
@@ -177,7 +179,7 @@ def run_packed(
     trained = []
     for k, r in enumerate(runs):
         model = packed.model(k)
-        base = {**provenance(r.spec, dev, n_params, t_start), "packed": K}
+        base = {**provenance(r.spec, dev, n_params, t_start, sess.precision), "packed": K}
         # This run's tokens over the pack's time: the pack as a whole trained K times as many.
         result = r.result(model, corpus, dev, base, train_time=train_time, t_start=t_start,
                           tokens_per_s=r.spec.tokens / max(train_time, 1e-9))

@@ -203,7 +203,8 @@ def _split_packed_params(packed: PackedGPT) -> dict[str, list[nn.Parameter]]:
     return groups
 
 
-def build_packed_optimizer(packed: PackedGPT, specs: Sequence[RunSpec], ns_on_cuda: bool = False) -> PackedOptimizer:
+def build_packed_optimizer(packed: PackedGPT, specs: Sequence[RunSpec],
+                           ns_dtype: torch.dtype = torch.float32) -> PackedOptimizer:
     """engine.optim.build_optimizer for a pack: the same groups and base LRs, one value per run."""
     g = _split_packed_params(packed)
     betas = [(s.beta1, s.beta2) for s in specs]
@@ -215,7 +216,7 @@ def build_packed_optimizer(packed: PackedGPT, specs: Sequence[RunSpec], ns_on_cu
     if specs[0].optimizer == "muon":
         muon = PackedMuon([group(g["matrix"], "matrix_lr", "muon")], lr=[0.0] * len(specs),
                           momentum=[s.muon_momentum for s in specs],
-                          ns_dtype=torch.bfloat16 if ns_on_cuda else torch.float32)
+                          ns_dtype=ns_dtype)
         adam = PackedAdam([group(g["embed"], "embed_lr", "adam"), group(g["scalar"], "scalar_lr", "adam")],
                           lr=[0.0] * len(specs), betas=betas)
         return PackedOptimizer([muon, adam])
