@@ -50,7 +50,7 @@ def cases(tmp: Path, sp: Path) -> dict[str, tuple[list[str], str]]:
         "unknown size": (["train", "--size", "t7k"], "'t7k' is not a ladder name"),
         "bits 3": (["train", "--size", "t20k", "--bits", "3"], "bits=3 is not allowed"),
         "bits 17": (["train", "--size", "t20k", "--bits", "17"], "bits=17 is not allowed"),
-        "warmdown above 1": (["train", "--size", "t20k", "--wd", "1.5"], "wd=1.5"),
+        "warmdown above 4": (["train", "--size", "t20k", "--wd", "4.5"], "wd=4.5"),
         "warmdown negative": (["train", "--size", "t20k", "--wd", "-0.1"], "wd=-0.1"),
         "zero steps": (["train", "--size", "t20k", "--steps", "0"], "steps=0"),
         "negative steps": (["train", "--size", "t20k", "--steps", "-4"], "steps=-4"),
@@ -81,7 +81,7 @@ def test_at_least_fifteen_kinds(tmp_path, sp_model):
 
 
 @pytest.mark.parametrize("kind", [
-    "unknown size", "bits 3", "bits 17", "warmdown above 1", "warmdown negative", "zero steps", "negative steps",
+    "unknown size", "bits 3", "bits 17", "warmdown above 4", "warmdown negative", "zero steps", "negative steps",
     "batch not divisible", "negative lr", "unknown optimizer", "missing data path", "text dir without txt",
     "unreadable tokenizer", "missing tokenizer", "shard wrong magic", "shard wrong size", "unknown profile",
     "malformed profile", "unknown design", "unknown spec field", "spec not json", "unknown run id",
