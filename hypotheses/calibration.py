@@ -31,7 +31,7 @@ from engine.design import Profile
 from engine.ladder import count_params, get_config
 from hypotheses.cells import Cell, cell_specs, cells_for
 from hypotheses.claims import Claim
-from hypotheses.simulate import ARM_COLUMNS, Noise, outcome_rates
+from hypotheses.simulate import ARM_COLUMNS, EXTRA_ARM_COLUMNS, Noise, outcome_rates
 from hypotheses.verdict import CONTRADICTED, REPRODUCED
 
 SCENARIOS = ("true", "boundary", "violation")
@@ -53,7 +53,7 @@ def cell_arms(profile: Profile, cell: Cell) -> tuple[pd.DataFrame, list[int]]:
     rows = []
     for s in specs:
         cfg = get_config(s.size)
-        row = {c: getattr(s, c) for c in ARM_COLUMNS if c != "n_params" and hasattr(s, c)}
+        row = {c: getattr(s, c) for c in ARM_COLUMNS + EXTRA_ARM_COLUMNS if c != "n_params" and hasattr(s, c)}
         row["n_params"] = count_params(cfg, 256 if s.tokenizer == "byte" else cfg.ref_vocab)
         rows.append(row)
     arms = pd.DataFrame(rows).drop_duplicates(ignore_index=True)
@@ -120,13 +120,16 @@ def calibrate_cell(claim: Claim, profile: Profile, cell: Cell, n_draws: int, *, 
 
 
 def calibrate(claims: dict[str, Claim], profile: Profile, n_draws: int) -> list[CalibrationRow]:
-    """One row per claim: its first test case at ``profile`` (every case of a claim has the
-    same structure; the first is the one with the fewest parameters or bits)."""
+    """One row per claim: its first test case at ``profile`` (every case of a claim cut `by`
+    size or bits has the same structure; the first is the one with the fewest parameters or
+    bits); a claim cut into named sub-claims (``cases``) gets one row per sub-claim, since
+    each has its own rule."""
     rows = []
     for claim in claims.values():
         claim = claim.at_profile(profile)
-        cell = cells_for(claim, profile)[0]
-        rows.append(calibrate_cell(claim, profile, cell, n_draws))
+        cells = cells_for(claim, profile)
+        for cell in (cells if "cases" in claim.cells else cells[:1]):
+            rows.append(calibrate_cell(claim, profile, cell, n_draws))
     return rows
 
 

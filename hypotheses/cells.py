@@ -5,7 +5,9 @@ keyword arguments of the claim's decider. `cells_for(claim, profile)` reads the 
 `cells` table in fixtures/claims.toml (as scikit-learn's `parametrize_with_checks`
 generates checks from an estimator's declared tags): `by = ["bits", "size"]` gives one
 case per combination present in the design, `id = "..."` one case for the whole slice;
-`role` restricts sizes, `filters` restricts other fields. Adding a claim means data plus a
+`role` restricts sizes, `filters` restricts other fields; `cases = [{id, design, filters,
+args}, ...]` gives one case per named sub-claim (R3's shape and beta2 parts), each on its own
+designs with its own filters and decider arguments. Adding a claim means data plus a
 decider, not edits here. Ids read like the thing they test: `int6-t20k`, `t100k`, `probe`.
 """
 
@@ -51,6 +53,13 @@ def cells_for(claim, profile: Profile) -> list[Cell]:
     filters = dict(spec.get("filters", {}))
     if claim.role:
         filters["size"] = profile.role(claim.role)
+    if "cases" in spec:
+        out = []
+        for case in spec["cases"]:
+            own = tuple(d.strip() for d in str(case.get("design", claim.design)).split("+"))
+            out.append(Cell(str(case["id"]), own, {**filters, **dict(case.get("filters", {}))},
+                            dict(case.get("args", {}))))
+        return out
     by = list(spec.get("by", []))
     if not by:
         args = {}

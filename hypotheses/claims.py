@@ -21,7 +21,8 @@ DEFAULT_CLAIMS_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "claims
 
 _TEXT_FIELDS = ("statement", "source", "design", "rule", "decider")
 _OPTIONAL_TEXT = ("role", "scenarios")
-_CELL_KEYS = {"by", "id", "filters", "args"}
+_CELL_KEYS = {"by", "id", "filters", "args", "cases"}
+_CASE_KEYS = {"id", "design", "filters", "args"}
 _CELL_BY = {"bits", "size"}
 _PAPER_PREFIX = "paper_"
 _SCALAR = (int, float, str, bool)
@@ -118,6 +119,34 @@ def _check_value(path: Path, key: str, value) -> None:
         raise ClaimsFileError(f"{path}: {key} must be a scalar or a list of scalars")
 
 
+def _check_cases(path: Path, claim_id: str, cells: dict, design: str) -> None:
+    """``cases``: a list of named sub-claims, each {id, design?, filters?, args?}; its
+    designs must be among the claim's, its ids unique, its args scalars."""
+    cases = cells["cases"]
+    where = f"{path}: {claim_id}.cells.cases"
+    if by_or_id := [k for k in ("by", "id") if k in cells]:
+        raise ClaimsFileError(f"{where}: give `cases` or {by_or_id}, not both")
+    if not isinstance(cases, list) or not cases or not all(isinstance(c, dict) for c in cases):
+        raise ClaimsFileError(f"{where} must be a non-empty list of tables {{id, design, filters, args}}")
+    designs = {d.strip() for d in design.split("+")}
+    seen = set()
+    for case in cases:
+        if set(case) - _CASE_KEYS or not isinstance(case.get("id"), str) or not case["id"].strip():
+            raise ClaimsFileError(f"{where}: each case needs a string `id` and only keys {sorted(_CASE_KEYS)}")
+        if case["id"] in seen:
+            raise ClaimsFileError(f"{where}: case id {case['id']!r} repeats")
+        seen.add(case["id"])
+        own = {d.strip() for d in str(case.get("design", design)).split("+")}
+        if own - designs:
+            raise ClaimsFileError(f"{where}[{case['id']}]: design(s) {sorted(own - designs)} are not in "
+                                  f"{claim_id}.design {design!r}")
+        for key in ("filters", "args"):
+            if not isinstance(case.get(key, {}), dict):
+                raise ClaimsFileError(f"{where}[{case['id']}].{key} must be a table")
+        for key, value in case.get("args", {}).items():
+            _check_value(path, f"{claim_id}.cells.cases[{case['id']}].args.{key}", value)
+
+
 def _parse_claim(path: Path, claim_id: str, body) -> Claim:
     if not isinstance(body, dict):
         raise ClaimsFileError(f"{path}: [{claim_id}] must be a table")
@@ -140,8 +169,11 @@ def _parse_claim(path: Path, claim_id: str, body) -> Claim:
     by = cells.get("by", [])
     if not isinstance(by, list) or set(by) - _CELL_BY:
         raise ClaimsFileError(f"{path}: {claim_id}.cells.by must be a list of {sorted(_CELL_BY)}")
-    if not by and not isinstance(cells.get("id"), str):
-        raise ClaimsFileError(f"{path}: {claim_id}.cells needs `by` (one case per value) or `id` (one case)")
+    if "cases" in cells:
+        _check_cases(path, claim_id, cells, body.get("design", ""))
+    elif not by and not isinstance(cells.get("id"), str):
+        raise ClaimsFileError(f"{path}: {claim_id}.cells needs `by` (one case per value), `id` (one case) "
+                              f"or `cases` (named sub-claims)")
     if not isinstance(cells.get("filters", {}), dict):
         raise ClaimsFileError(f"{path}: {claim_id}.cells.filters must be a table of spec field -> value(s)")
     if cells.get("args", "fit_heldout") != "fit_heldout":

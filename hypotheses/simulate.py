@@ -41,8 +41,19 @@ import pandas as pd
 
 # Spec columns that identify an arm (an arm = everything but the seed) when present.
 ARM_COLUMNS = ("size", "n_params", "bits", "wd", "lr_mult", "steps", "optimizer", "wd_shape")
+# Spec columns the related claims (R1-R5) vary; they identify an arm only where a table
+# varies them (a column constant over the table, e.g. C1-C9's qat_start 0 and unset
+# cooldown_beta2, leaves every C table's arms and noise fit as they were). An unset
+# cooldown_beta2 (None) is its own level.
+EXTRA_ARM_COLUMNS = ("qat_start", "cooldown_beta2", "beta2", "batch_tokens", "quantize_embeddings")
+# Per-run measurements an arm carries into simulated tables (their mean over the arm's
+# runs): R5's matched-size check reads them from every table it decides, simulated or not.
+CARRY_COLUMNS = ("export_bytes", "export_bytes_compressed")
 # Columns that define a seed's block: a seed at another size or setup is another model.
-BLOCK_COLUMNS = ("size", "steps", "optimizer", "wd_shape")
+# The warmdown shape is not one: shapes share a seed's trajectory until the warmdown starts
+# (R3 pairs them by seed), and no C table mixes shapes.
+BLOCK_COLUMNS = ("size", "steps", "optimizer")
+_MISSING = -1.0  # stands for an unset (None/NaN) extra column in group keys
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,21 @@ def _present(cols, frame: pd.DataFrame) -> list[str]:
     return [c for c in cols if c in frame.columns]
 
 
+def _varied_extras(frame: pd.DataFrame) -> list[str]:
+    return [c for c in EXTRA_ARM_COLUMNS if c in frame.columns and frame[c].nunique(dropna=False) > 1]
+
+
+def _with_keys(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """``frame`` with its varied extra columns made groupable (None/NaN -> a sentinel), and the
+    arm columns: ARM_COLUMNS present plus those extras."""
+    extras = _varied_extras(frame)
+    if extras:
+        frame = frame.copy()
+        for c in extras:
+            frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float).fillna(_MISSING)
+    return frame, _present(ARM_COLUMNS, frame) + extras
+
+
 def _keys(frame: pd.DataFrame, cols: list[str]) -> np.ndarray:
     """Integer code per row for the combination of ``cols`` (all rows 0 if none)."""
     if not cols:
@@ -131,8 +157,18 @@ def simulate_table(arms: pd.DataFrame, seeds, noise: Noise, metric: str, rng: np
 def arm_means(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The observed mean of every arm over its finite runs: the plug-in truth for stability."""
     ok = table[(table["status"] == "ok") & np.isfinite(pd.to_numeric(table[metric], errors="coerce"))]
-    cols = _present(ARM_COLUMNS, ok)
-    arms = ok.groupby(cols, sort=True, dropna=False)[metric].mean().rename("mu").reset_index()
+    keyed, cols = _with_keys(ok)
+    grouped = keyed.groupby(cols, sort=True, dropna=False)
+    arms = grouped[metric].mean().rename("mu").reset_index()
+    for c in _present(CARRY_COLUMNS, keyed):
+        arms[c] = pd.to_numeric(keyed[c], errors="coerce").groupby([keyed[k] for k in cols], sort=True,
+                                                                   dropna=False).mean().to_numpy()
+    for c in cols:
+        if c in EXTRA_ARM_COLUMNS:  # the sentinel back to "unset"
+            arms[c] = arms[c].where(arms[c] != _MISSING)
+    for c in _present(EXTRA_ARM_COLUMNS, keyed):  # constant over the table: carried, not a key
+        if c not in cols and len(keyed):
+            arms[c] = keyed[c].iloc[0]
     return arms
 
 
@@ -148,7 +184,8 @@ def estimate_noise(table: pd.DataFrame, metric: str) -> Noise:
     cautious choice: it cancels in no contrast).
     """
     ok = table[(table["status"] == "ok") & np.isfinite(pd.to_numeric(table[metric], errors="coerce"))]
-    arm_cols = [c for c in _present(ARM_COLUMNS, ok) if c != "n_params"]
+    ok, arm_cols = _with_keys(ok)
+    arm_cols = [c for c in arm_cols if c != "n_params"]
     block_cols = _present(BLOCK_COLUMNS, ok)
     ss = Counter()
     by_bits = Counter()

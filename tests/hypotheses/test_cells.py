@@ -61,3 +61,59 @@ def test_a_profile_without_the_design_is_a_profile_error(claims, tiny):
     lean = dataclasses.replace(tiny, designs={"phase2": tiny.designs["phase2"]})
     with pytest.raises(ProfileError, match="phase5_int4"):
         cells_for(claims["C7"], lean)
+
+
+def test_named_sub_claims_get_one_case_each_on_their_own_designs(claims, tiny):
+    """R3 and R5 are two sub-claims each (`cells.cases`): own id, designs and decider argument."""
+    r3 = cells_for(claims["R3"], tiny)
+    assert [(c.id, c.designs, c.args) for c in r3] == [
+        ("shape", ("r3_shape",), {"part": "shape"}),
+        ("beta2", ("r3_beta2_ref", "r3_beta2"), {"part": "beta2"})]
+    beta2 = cell_specs(tiny, r3[1])
+    assert {s.optimizer for s in beta2} == {"adamw"} and {s.cooldown_beta2 for s in beta2} == {None, 0.995}
+    matched = cells_for(claims["R5"], tiny)[0]
+    assert {(s.size, s.bits) for s in cell_specs(tiny, matched)} == {("t100k", 6), ("t130k", 5)}
+
+
+def test_related_designs_share_runs_with_the_paper_designs(claims, tiny):
+    """R3's linear arm and R4's default warmdown are Phase 2's runs (same spec, same run id)."""
+    phase2 = {s.run_id for s in tiny.design("phase2").specs}
+    shape = cell_specs(tiny, cells_for(claims["R3"], tiny)[0])
+    assert {s.run_id for s in shape if s.wd_shape == "linear"} <= phase2
+    r4 = cell_specs(tiny, cells_for(claims["R4"], tiny)[0])
+    assert {s.run_id for s in r4 if s.wd == 0.10} <= phase2
+
+
+@pytest.mark.parametrize("cells,match", [
+    ({"cases": [{"id": "a", "design": "nope"}]}, "not in"),
+    ({"cases": [{"id": "a"}, {"id": "a"}]}, "repeats"),
+    ({"cases": [{"id": "a", "colour": 1}]}, "only keys"),
+    ({"cases": [{"id": "a"}], "id": "x"}, "not both"),
+    ({"cases": []}, "non-empty list"),
+])
+def test_malformed_cases_are_named(tmp_path, cells, match):
+    import json
+    import tomllib
+
+    from hypotheses.claims import DEFAULT_CLAIMS_PATH, ClaimsFileError
+
+    src = tmp_path / "claims.toml"
+    body = tomllib.loads(DEFAULT_CLAIMS_PATH.read_text())["R3"]
+    lines = ["[R3]"]
+    for k in ("statement", "source", "design", "rule", "decider", "scenarios"):
+        lines.append(f"{k} = {json.dumps(body[k])}")
+    lines.append("[R3.thresholds]\nalpha = 0.05")
+    lines.append("[R3.cells]\n" + "\n".join(f"{k} = {_toml(v)}" for k, v in cells.items()))
+    src.write_text("\n".join(lines))
+    with pytest.raises(ClaimsFileError, match=match):
+        load_claims(src)
+
+
+def _toml(v) -> str:
+    import json
+
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(x)}" for k, x in v.items()) + " }"
+    return json.dumps(v)
