@@ -18,7 +18,7 @@ def test_calibrate_prints_the_table_and_writes_json(tmp_path, capsys):
 def test_plan_gives_seeds_for_power_from_the_prior(tmp_path, capsys):
     assert main(["plan", "--profile", "paper", "--cache-dir", str(tmp_path / "empty"), "--draws", "40"]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| paper |")]
-    assert len(lines) == 9 and all("| prior |" in ln for ln in lines)
+    assert len(lines) == 14 and all("| prior |" in ln for ln in lines)  # C1-C9 and R1-R5
 
 
 def test_bad_input_is_one_error_line(capsys):

@@ -168,9 +168,9 @@ def test_decide_path_writes_verdicts_json_in_the_plugin_format(full_report):
                 "stat_n_runs", "stat_n_seeds", "stat_seeds", "stat_ci_low", "stat_ci_high", "stat_ci_level",
                 "stat_region"):
         assert all(key in r for r in decided), key
-    # C4/C5's designs are absent from this profile: error rows, never verdicts.
+    # C4/C5's and R1-R5's designs are absent from this profile: error rows, never verdicts.
     errors = {r["claim_id"]: r for r in rows if r["verdict"] == "error"}
-    assert set(errors) == {"C4", "C5"}
+    assert set(errors) == {"C4", "C5", "R1", "R2", "R3", "R4", "R5"}
     assert set(errors["C4"]) == {"claim_id", "cell", "verdict", "error", "profile"}
     assert "phase5_cosine" in errors["C4"]["error"]
 
