@@ -695,6 +695,157 @@ def loss_figure(fi: FigureInput) -> Plot:
     return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name))
 
 
+# --- R1-R5: the related claims -------------------------------------------------------------
+
+
+def _cell_runs(fi: FigureInput, claim: Claim, cell_id: str, metric: str) -> pd.DataFrame:
+    """The finite runs of one test case of ``claim`` (its designs and filters) from the cache."""
+    from hypotheses.cells import cell_specs, cells_for
+
+    cell = next((c for c in cells_for(claim, fi.profile) if c.id == cell_id), None)
+    if cell is None:
+        return pd.DataFrame()
+    ids = {s.run_id for s in cell_specs(fi.profile, cell)}
+    frames = [fi.table(d) for d in cell.designs if len(fi.table(d))]
+    if not frames:
+        return pd.DataFrame()
+    t = pd.concat(frames, ignore_index=True).drop_duplicates("run_id")
+    t = t[t["run_id"].isin(ids)]
+    return _finite(t, metric) if len(t) else t
+
+
+def _arm_label(row: pd.Series, varying: list[str]) -> str:
+    parts = []
+    for c in varying:
+        v = row[c]
+        if c == "bits":
+            parts.append(bits_label(int(v)))
+        elif c == "cooldown_beta2":
+            parts.append("β2 kept" if v is None or (isinstance(v, float) and math.isnan(v)) else f"cooldown β2 {v:g}")
+        elif c == "qat_start":
+            parts.append(f"QAT from {float(v):g}")
+        elif c == "wd":
+            parts.append(f"wd {float(v):g}")
+        else:
+            parts.append(str(v))
+    return "\n".join(parts)
+
+
+_ARM_COLS = ("size", "bits", "wd", "wd_shape", "qat_start", "cooldown_beta2", "steps")
+
+
+def _verdict_text(row: dict) -> str:
+    m, lo, hi = stat(row, "statistic_value"), stat(row, "ci_low"), stat(row, "ci_high")
+    nums = f"{stat_text(row, 'statistic')} = {m:+.4f} [{lo:+.4f}, {hi:+.4f}]" if None not in (m, lo, hi) else "no bounds"
+    return f"{row.get('cell')}: {_cell_label(row)}; {nums}; claim predicts {stat_text(row, 'region')}"
+
+
+def related_figure(fi: FigureInput) -> Plot:
+    """R2-R5: one panel per test case; x = the case's arms, one line per seed (the pairing the
+    decider uses), the verdict's statistic, bounds and region written under the panel."""
+    claim = fi.claims[0]
+    metric = str(claim.thresholds.get("metric", "val_bpb_q"))
+    rows = {str(r.get("cell")): r for r in fi.claim_rows(claim)}
+    from hypotheses.cells import cells_for
+
+    cell_ids = [c.id for c in cells_for(claim, fi.profile)]
+    heading = f"{claim.id}: {metric} per seed across the arms each test case compares"
+    caption = (f"One panel per test case of {claim.id} ({', '.join(cell_ids)}); x: the arms the decider compares "
+               f"(labels: what differs between them), y: {metric} of each finished run of the cache, one grey line "
+               f"per seed (the decider pairs by seed; diverged runs are not drawn); black: the arm means. Under each "
+               f"panel: the decider's headline statistic with its bounds, the region the claim predicts and the "
+               f"verdict (stats statistic_value, ci_low, ci_high, region).")
+    data = {cid: _cell_runs(fi, claim, cid, metric) for cid in cell_ids}
+    if all(d.empty for d in data.values()) and not rows:
+        return Plot(fi.name, heading, "", caption, skipped=fi.missing_numbers(claim, "bounds")
+                    + "; and no finished runs of its designs in the cache")
+    fig = _figure(4.6 * len(cell_ids) + 0.6, 4.8)
+    axes = np.atleast_1d(fig.subplots(1, len(cell_ids)))
+    numbers = {}
+    for ax, cid in zip(axes, cell_ids):
+        t = data[cid]
+        if len(t):
+            varying = [c for c in _ARM_COLS if c in t and t[c].map(str).nunique() > 1]  # map: None stays "None"
+            t = t.assign(arm=[_arm_label(r, varying) for _, r in t.iterrows()])
+            order = list(dict.fromkeys(t.sort_values(varying, key=lambda c: c.map(str))["arm"]))
+            x = {a: i for i, a in enumerate(order)}
+            for _, g in t.groupby("seed"):
+                g = g.assign(x=g["arm"].map(x)).sort_values("x")
+                ax.plot(g["x"], g[metric], color="#999999", lw=0.8, marker="o", ms=3, alpha=0.8)
+            means = t.groupby("arm")[metric].mean()
+            ax.plot([x[a] for a in order], [means[a] for a in order], color="black", lw=2, marker="D", ms=6)
+            ax.set_xticks(range(len(order)))
+            ax.set_xticklabels(order, fontsize=8)
+            ax.set_xlim(-0.4, len(order) - 0.6)
+        else:
+            ax.text(0.5, 0.5, "no finished runs in the cache", ha="center", va="center", transform=ax.transAxes)
+        row = rows.get(cid)
+        text = _verdict_text(row) if row else f"{cid}: no verdict row"
+        if row:
+            numbers[cid] = {"statistic": stat(row, "statistic_value"), "low": stat(row, "ci_low"),
+                            "high": stat(row, "ci_high"), "verdict": row.get("verdict")}
+        colour = OUTCOME_COLOUR.get(str(row.get("verdict")) if row else "", "black")
+        ax.set_title(text, fontsize=7.5, color=colour, wrap=True)
+        ax.set_ylabel(f"{metric} (bits/byte)")
+        ax.grid(alpha=0.3, axis="y")
+    title = f"{claim.id} ({claim.source.split('(')[0].strip()}): {counts_text(fi.claim_rows(claim))}"
+    _suptitle(fig, title, fi.note)
+    return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name), numbers=numbers)
+
+
+def r1_figure(fi: FigureInput) -> Plot:
+    """R1: mean val_bpb_q vs QAT fraction, one line per budget, one panel per size; the best
+    fraction of every (size, budget) as the decider reported it."""
+    claim = fi.claims[0]
+    metric = str(claim.thresholds.get("metric", "val_bpb_q"))
+    row = next(iter(fi.claim_rows(claim)), None)
+    heading = f"{claim.id}: {metric} vs QAT fraction per token budget, the optima as the decider reported them"
+    caption = (f"One panel per size of design {claim.designs[0]}; x: QAT fraction (1 − qat_start), y: mean "
+               f"{metric} over the cache's finished seeds (dots: single seeds), one line per budget (steps; darker = "
+               f"more compute). ★: the best fraction of each (size, budget) as the decider reported it (stats "
+               f"'<size>:<steps>:best_fraction'), with its tokens-per-parameter-byte. The claim predicts the ★ move "
+               f"right as compute grows; the verdict's trend statistic and bounds are in the title.")
+    t = _cell_runs(fi, claim, "budgets", metric)
+    if t.empty and row is None:
+        return Plot(fi.name, heading, "", caption, skipped=fi.missing_numbers(claim, "best fractions")
+                    + "; and no finished runs in the cache")
+    sizes = _size_order(t["size"].unique() if len(t) else [], fi.params) or ["?"]
+    fig = _figure(4.4 * len(sizes) + 0.6, 4.4)
+    axes = np.atleast_1d(fig.subplots(1, len(sizes), sharey=True))
+    numbers = {}
+    for ax, size in zip(axes, sizes):
+        ts = t[t["size"] == size] if len(t) else t
+        budgets = sorted(ts["steps"].unique()) if len(ts) else []
+        for i, b in enumerate(budgets):
+            tb = ts[ts["steps"] == b].assign(frac=lambda d: (1 - d["qat_start"].astype(float)).round(6))
+            colour = matplotlib_colour(i, len(budgets))
+            m = tb.groupby("frac")[metric].mean()
+            ax.plot(m.index, m.values, marker="o", color=colour, label=f"{int(b)} steps")
+            ax.scatter(tb["frac"], tb[metric], s=8, color=colour, alpha=0.4)
+            best = stat(row, f"{size}:{int(b)}:best_fraction") if row else None
+            tppb = stat(row, f"{size}:{int(b)}:tokens_per_param_byte") if row else None
+            if best is not None and best in m.index:
+                ax.plot([best], [m[best]], marker="*", ms=15, color=colour, mec="black")
+                numbers[f"{size}:{int(b)}"] = {"best_fraction": best, "tokens_per_param_byte": tppb}
+        ax.set_title(f"{size} ({fmt_count(fi.params.get(size))} params)", fontsize=9)
+        ax.set_xlabel("QAT fraction of the steps")
+        ax.grid(alpha=0.3)
+        if budgets:
+            ax.legend(fontsize=7)
+    axes[0].set_ylabel(f"{metric} (bits/byte)")
+    verdict = _verdict_text(row) if row else "no verdict row"
+    tau = stat(row, "kendall_tau_tppb_best") if row else None
+    title = f"{claim.id}: {verdict}" + (f"; Kendall τ(tokens/param-byte, best fraction) = {tau:+.2f}" if tau is not None else "")
+    _suptitle(fig, title, fi.note)
+    return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name), numbers=numbers)
+
+
+def matplotlib_colour(i: int, n: int) -> tuple:
+    from matplotlib import colormaps
+
+    return colormaps["viridis"](0.15 + 0.7 * (1 - i / max(n - 1, 1)))
+
+
 # --- which claim gets which figure ----------------------------------------------------------
 
 
@@ -712,6 +863,8 @@ FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("c6_penalty_vs_size", ("C6",), penalty_figure),
     FigureSpec("c7_c8_int4_wd_difference", ("C7", "C8"), int4_figure),
     FigureSpec("c9_grid_distance", ("C9",), grid_figure),
+    FigureSpec("r1_qat_fraction_vs_budget", ("R1",), r1_figure),
+    *(FigureSpec(f"{cid.lower()}_paired_arms", (cid,), related_figure) for cid in ("R2", "R3", "R4", "R5")),
 )
 
 
