@@ -535,6 +535,18 @@ def decide_r4(table: pd.DataFrame, claim) -> Verdict:
     _too_few(what, len(seeds), min_pairs, stats, "both warmdowns")
     stats.update(penalty_default=float(np.mean([a_def[s] for s in seeds])),
                  penalty_long=float(np.mean([a_long[s] for s in seeds])))
+    # The claim presupposes a penalty to cut (PR #61: 0.014). Where the default warmdown's own
+    # penalty is surely below delta, no cut of delta is possible whether the claim holds or not:
+    # the profile cannot test it, which is inconclusive, not evidence against the claim.
+    base = mean_ci(np.array([a_def[s] for s in seeds]), 1 - 2 * alpha)
+    stats["penalty_default_high"] = base.high
+    if base.high < delta:
+        raise Inconclusive(
+            f"{what}: the default warmdown's int8 penalty is {base.mean:+.4f} (upper {100 * (1 - alpha):g}% bound "
+            f"{base.high:+.4f}), below delta {delta:g}: there is no penalty of delta to cut at this profile",
+            f"no int8 penalty to cut (upper bound {base.high:+.4f} < delta {delta:g})",
+            {**stats, **_bounds_stats(mean_ci(np.array([a_def[s] - a_long[s] for s in seeds]), 1 - 2 * alpha),
+                                      1 - 2 * alpha), "n_paired_seeds": len(seeds), "region": f"> {delta:g}"})
     for col, key in (("val_bpb", "val_bpb"), ("val_bpb_int8", "val_bpb_int8")):
         if col in t.columns:
             side = _arms(t.assign(**{"finite": t["finite"] & np.isfinite(pd.to_numeric(t[col], errors="coerce"))}),

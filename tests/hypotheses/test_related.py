@@ -130,3 +130,16 @@ def test_r4_rejects_quantised_runs(tiny):
     t["bits"] = 6
     with pytest.raises(ValueError, match="full-precision"):
         decide(claim, cell, t)
+
+
+@pytest.mark.parametrize("scenario", ["true", "violation"])
+def test_r4_without_a_penalty_to_cut_is_inconclusive(tiny, scenario):
+    # the claim presupposes a penalty (PR #61: 0.014); where the default warmdown's penalty is
+    # surely below delta the profile cannot test it, whichever way the arms differ
+    claim, cell, arms = setup(tiny, "R4", "long-warmdown")
+    t = draw(claim, cell, arms, scenario)
+    delta = claim.thresholds["delta"]
+    t["int8_penalty"] = t["int8_penalty"] - t["int8_penalty"].max() + 0.2 * delta  # every penalty <= 0.2 delta
+    v = decide(claim, cell, t)
+    assert v.outcome == "inconclusive" and "no int8 penalty to cut" in v.reason, v.observed
+    assert v.stats["penalty_default_high"] < delta
