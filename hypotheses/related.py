@@ -514,7 +514,9 @@ def decide_r4(table: pd.DataFrame, claim) -> Verdict:
     penalty(wd_long) per seed; C7's rule (reproduced iff the lower bound of mean(d) exceeds
     delta, contradicted iff the upper bound is below delta). Reported: each arm's mean
     penalty and val_bpb (a long warmdown may cost more before quantisation than it saves
-    after: ``net_int8_gain`` = val_bpb_int8(default) - val_bpb_int8(long)).
+    after: ``net_int8_gain`` = val_bpb_int8(default) - val_bpb_int8(long)). Premise: where the
+    default arm's own penalty is surely below delta (upper bound < delta) there is nothing of
+    delta to cut and the verdict is inconclusive.
     """
     what = f"{claim.id}[long-warmdown]"
     t, metric, delta, alpha, min_pairs, stats = _common(claim, table, ["size", "bits", "wd"], what)
