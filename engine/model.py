@@ -9,7 +9,8 @@ embeddings and a tanh logit soft-cap.
 Quantisation-aware training: every `QATLinear` fake-quantises its weight (per row,
 straight-through) while `model.qat_bits` is set; the tied embedding does too when the
 run asks for it. `quantized_weight_names()` is the one list that QAT, the export round
-trip and the grid-distance probe all use.
+trip and the grid-distance probe all use; the run's `engine.quant.QuantPolicy` (given to
+`set_qat`) picks from it, for QAT as for export, and sets the grid's scale floor.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.ladder import ModelConfig
-from engine.quant import fake_quantize
+from engine.quant import QuantPolicy, fake_quantize
 from engine.spec import is_quantised
 
 
@@ -29,11 +30,12 @@ class QATLinear(nn.Linear):
     def __init__(self, d_in: int, d_out: int, zero_init: bool = False):
         super().__init__(d_in, d_out, bias=False)
         self.qat_bits: int | None = None
+        self.qat_min_scale = 0.0
         if zero_init:
             nn.init.zeros_(self.weight)
 
     def forward(self, x: Tensor) -> Tensor:
-        w = self.weight if self.qat_bits is None else fake_quantize(self.weight, self.qat_bits)
+        w = self.weight if self.qat_bits is None else fake_quantize(self.weight, self.qat_bits, self.qat_min_scale)
         return F.linear(x, w.to(x.dtype))
 
 
@@ -117,6 +119,7 @@ class GPT(nn.Module):
         self.cfg = cfg
         self.quantize_embeddings = quantize_embeddings
         self.qat_bits: int | None = None
+        self.qat_policy = QuantPolicy()
         self.tok_emb = nn.Embedding(vocab_size, cfg.dim)
         nn.init.normal_(self.tok_emb.weight, std=cfg.tied_embed_init_std)
         self.n_enc = cfg.n_layers // 2
@@ -124,12 +127,14 @@ class GPT(nn.Module):
         self.skip_weights = nn.Parameter(torch.ones(min(self.n_enc, self.n_dec), cfg.dim))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
 
-    def set_qat(self, bits: int | None) -> None:
-        """Switch fake quantisation on at `bits` (None or 16 = off)."""
+    def set_qat(self, bits: int | None, policy: QuantPolicy = QuantPolicy()) -> None:
+        """Switch fake quantisation on at `bits` (None or 16 = off) for the matrices `policy` quantises."""
         self.qat_bits = bits if is_quantised(bits) else None
-        for m in self.modules():
+        self.qat_policy = policy
+        for name, m in self.named_modules():
             if isinstance(m, QATLinear):
-                m.qat_bits = self.qat_bits
+                m.qat_bits = self.qat_bits if policy.quantises(f"{name}.weight", m.weight.numel()) else None
+                m.qat_min_scale = policy.min_scale(m.qat_bits)
 
     def quantized_weight_names(self) -> list[str]:
         names = [f"{n}.weight" for n, m in self.named_modules() if isinstance(m, QATLinear)]
@@ -137,8 +142,8 @@ class GPT(nn.Module):
 
     def forward(self, idx: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
         emb = self.tok_emb.weight
-        if self.qat_bits is not None and self.quantize_embeddings:
-            emb = fake_quantize(emb, self.qat_bits)
+        if self.qat_bits is not None and self.quantize_embeddings and self.qat_policy.quantises("tok_emb.weight", emb.numel()):
+            emb = fake_quantize(emb, self.qat_bits, self.qat_policy.min_scale(self.qat_bits))
         x = F.rms_norm(F.embedding(idx, emb), (self.cfg.dim,))  # (B, T, C)
         x0, skips = x, []
         for block in self.blocks[: self.n_enc]:

@@ -31,10 +31,11 @@ from torch import Tensor
 
 from engine import __version__
 from engine.data import Corpus
-from engine.evaluate import evaluate, grid_probe, round_trip
+from engine.evaluate import evaluate, export, grid_probe, load_export, round_trip
 from engine.faults import fault_point
 from engine.model import GPT
 from engine.paths import REPO_ROOT
+from engine.quant import QuantPolicy, compressed_nbytes, export_nbytes
 from engine.spec import RunSpec
 
 CURVE_POINTS = 64  # points kept of the training-loss curve
@@ -71,7 +72,8 @@ class RunLog:
     def probe(self, step: int, model: Callable[[], GPT]) -> None:
         """Measure the weights against the grids if `step` is a probe step (`model()` only then)."""
         if step in self.probe_steps:
-            self.probes.append({"step": step, "label": self.probe_steps[step], **grid_probe(model(), self.spec.bits)})
+            self.probes.append({"step": step, "label": self.probe_steps[step],
+                                **grid_probe(model(), self.spec.bits, QuantPolicy.of(self.spec))})
 
     def qat_due(self, step: int) -> bool:
         """Whether fake quantisation switches on before `step` (it stays on once on)."""
@@ -115,13 +117,15 @@ def result_record(spec: RunSpec, model: GPT, corpus: Corpus, dev: torch.device, 
         return {**base, "status": "diverged", "diverged_step": diverged_step, "diverged_reason": "non-finite loss",
                 "loss_curve": curve, "tokens_seen": (diverged_step + 1) * spec.batch_tokens,
                 "train_time_s": train_time, "wall_time_s": time.time() - t_start}
+    policy = QuantPolicy.of(spec)
     probes = list(probes)
     if spec.steps in probe_steps:
-        probes.append({"step": spec.steps, "label": probe_steps[spec.steps], **grid_probe(model, spec.bits)})
+        probes.append({"step": spec.steps, "label": probe_steps[spec.steps], **grid_probe(model, spec.bits, policy)})
     fault_point("before_eval")
     trained = evaluate(model, corpus, spec.seq_len, spec.val_tokens, dev)
-    rt_own = evaluate(round_trip(model, spec.bits, spec.clip_percentile).to(dev), corpus, spec.seq_len, spec.val_tokens, dev)
-    rt_int8 = evaluate(round_trip(model, 8, spec.clip_percentile).to(dev), corpus, spec.seq_len, spec.val_tokens, dev)
+    own = export(model, spec.bits, policy)  # the artifact the run would ship: evaluated and measured
+    rt_own = evaluate(load_export(model, own).to(dev), corpus, spec.seq_len, spec.val_tokens, dev)
+    rt_int8 = evaluate(round_trip(model, 8, policy).to(dev), corpus, spec.seq_len, spec.val_tokens, dev)
     finite = all(math.isfinite(v) for v in (trained.bpb, rt_own.bpb, rt_int8.bpb))
     # A run that ends no better than guessing uniformly has collapsed (LR far too high):
     # its "result" says nothing about the schedule, so it is diverged, not ok.
@@ -141,6 +145,10 @@ def result_record(spec: RunSpec, model: GPT, corpus: Corpus, dev: torch.device, 
         "val_bpb_int8": rt_int8.bpb,
         "quant_penalty": rt_own.bpb - trained.bpb,
         "int8_penalty": rt_int8.bpb - trained.bpb,
+        # Size of the own-bit-width export (R5): as stored (int8 codes, fp16 scales, float tensors) and
+        # as parameter-golf counts its artifact (torch.save + zlib level 9)
+        "export_bytes": export_nbytes(own),
+        "export_bytes_compressed": compressed_nbytes(own),
         "val_tokens_evaluated": trained.tokens,
         "val_bytes_evaluated": trained.bytes,
         "grid_dist_int6_prewd": pre["int6_mean"] if pre else None,

@@ -6,8 +6,12 @@ any factor, or of the engine's result format, is a different run in the cache.
 
 Defaults reproduce the OpenAI parameter-golf baseline recipe (`train_gpt.py`):
 the base learning rates, Adam betas and Muon momentum below are that script's
-values. Everything a profile wants to change comes in through `RunSpec(**fields)`
-or `RunSpec.replace(...)`, the one validated path.
+values. The export-policy fields (`scale_floor`, `keep_float_numel`, `keep_float`) and
+`data_order` default to the engine's own choices (no scale floor, every block matrix
+quantised, random windows); parameter-golf's values are scale_floor=1,
+keep_float_numel=65536, data_order="sequential", and every profile states its choice with
+its reason (notes/readme-fidelity.md has the table). Everything a profile wants to change
+comes in through `RunSpec(**fields)` or `RunSpec.replace(...)`, the one validated path.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -30,6 +35,12 @@ ALLOWED_BITS = (FULL_PRECISION_BITS, 8, 6, 5, 4)
 ALLOWED_OPTIMIZERS = ("muon", "adamw")
 ALLOWED_SCHEDULES = ("wsd", "cosine_to_zero")
 ALLOWED_WD_SHAPES = ("linear", "cosine", "1-sqrt", "step")
+ALLOWED_DATA_ORDERS = ("random", "sequential")
+MAX_SCALE_FLOOR = 100.0  # above 100 / qmax every trained weight rounds to 0: a typo, not a grid
+_KEEP_FLOAT_PATTERN = re.compile(r"^[A-Za-z0-9_.]+$")
+# engine.model.GPT's weight matrices per block (test_quant checks this against the model), for
+# validating `keep_float` patterns before any compute.
+_BLOCK_MATRICES = ("attn.c_q", "attn.c_k", "attn.c_v", "attn.proj", "mlp.fc", "mlp.proj")
 MAX_WD = 4.0  # a warmdown at most 4x the run (R4 needs ~1.6): beyond it the run starts below 25 % of peak
 
 
@@ -55,6 +66,10 @@ class RunSpec:
     qat_start: float = 0.0  # fraction of steps before fake quantisation switches on (paper: 0)
     quantize_embeddings: bool = False  # tied embedding kept in fp16 (parameter-golf PR #61)
     clip_percentile: float = 99.99984  # export clip percentile of parameter-golf's int8 export
+    # Export grid and coverage (engine.quant.QuantPolicy; QAT follows them). Each profile states its choice.
+    scale_floor: float = 0.0  # per-row scales >= scale_floor / qmax(bits) (parameter-golf: 1 = 1/127 int8, 1/31 int6)
+    keep_float_numel: int = 0  # matrices of <= this many elements stay float (parameter-golf: 65536; 0 = none)
+    keep_float: str = ""  # comma-separated name patterns of matrices that stay float, e.g. "c_k" ("" = none)
     # --- schedule -------------------------------------------------------------------
     schedule: str = "wsd"  # warm-up, constant, warmdown; or plain cosine to zero
     wd: float = 0.33  # warmdown length as a fraction of all steps; > 1 = the run starts part-way down (R4)
@@ -80,6 +95,7 @@ class RunSpec:
     seq_len: int = 256
     seed: int = 0
     data: str = "kjv"
+    data_order: str = "random"  # random windows per step, or "sequential": the anchor's contiguous stream
     tokenizer: str = "byte"
     val_tokens: int = 65536  # validation tokens evaluated (0 = whole validation split)
     probe_fracs: tuple[float, ...] = ()  # extra grid-distance checkpoints (fractions of steps)
@@ -132,6 +148,11 @@ class RunSpec:
     def source(self) -> DataSource:
         """`data` parsed (`engine.source`); the field itself stays the string the run id hashes."""
         return DataSource.parse(self.data)
+
+    @property
+    def keep_float_patterns(self) -> tuple[str, ...]:
+        """`keep_float` as a tuple of patterns (the field stays the canonical string the run id hashes)."""
+        return tuple(p for p in self.keep_float.split(",") if p)
 
     @property
     def tokens(self) -> int:
@@ -195,6 +216,8 @@ def _normalise_numbers(spec: RunSpec) -> None:
                 or abs(int(v)) > MAX_INT):
             raise SpecError(f"RunSpec.{name}={v!r} must be an integer of at most 63 bits")
         object.__setattr__(spec, name, int(v))
+    # Pattern lists are sets: "c_k, c_q" and "c_q,c_k" are one spec.
+    object.__setattr__(spec, "keep_float", ",".join(sorted({p.strip() for p in spec.keep_float.split(",") if p.strip()})))
     fracs = spec.probe_fracs
     try:
         if isinstance(fracs, (str, bytes)) or any(isinstance(p, bool) for p in fracs):
@@ -217,6 +240,12 @@ def _validate(s: RunSpec) -> None:
     _check(s.bits in ALLOWED_BITS, f"RunSpec.bits={s.bits!r} is not allowed; choose one of {ALLOWED_BITS}")
     _check(0.0 <= s.qat_start < 1.0, f"RunSpec.qat_start={s.qat_start} must be in [0, 1)")
     _check(90.0 <= s.clip_percentile <= 100.0, f"RunSpec.clip_percentile={s.clip_percentile} must be in [90, 100]")
+    _check(0.0 <= s.scale_floor <= MAX_SCALE_FLOOR,
+           f"RunSpec.scale_floor={s.scale_floor} must be in [0, {MAX_SCALE_FLOOR:g}] (scales >= scale_floor / qmax; "
+           f"0 = no floor, parameter-golf: 1)")
+    _check(s.keep_float_numel >= 0,
+           f"RunSpec.keep_float_numel={s.keep_float_numel} must be >= 0 (0 = quantise every matrix; parameter-golf: 65536)")
+    _validate_keep_float(s)
     _check(s.schedule in ALLOWED_SCHEDULES, f"RunSpec.schedule={s.schedule!r}; allowed: {ALLOWED_SCHEDULES}")
     _check(0.0 <= s.wd <= MAX_WD, f"RunSpec.wd={s.wd} (warmdown fraction) must be in [0, {MAX_WD:g}] "
                                   f"(> 1: a warmdown longer than the run, starting part-way down)")
@@ -256,6 +285,7 @@ def _validate(s: RunSpec) -> None:
         all(0.0 <= p <= 1.0 for p in s.probe_fracs),
         f"RunSpec.probe_fracs={s.probe_fracs} must be fractions in [0, 1]",
     )
+    _check(s.data_order in ALLOWED_DATA_ORDERS, f"RunSpec.data_order={s.data_order!r}; allowed: {ALLOWED_DATA_ORDERS}")
     try:
         source = DataSource.parse(s.data)
     except ValueError:
@@ -268,3 +298,23 @@ def _validate(s: RunSpec) -> None:
         not source.pretokenised or s.tokenizer.startswith("sp:"),
         "FineWeb shards are already tokenised: give their SentencePiece model as tokenizer='sp:/path/model.model'",
     )
+
+
+def matrix_names(size: str) -> list[str]:
+    """Names of the weight matrices QAT and export may quantise in the model of `size` (embedding first)."""
+    from engine.ladder import LADDER
+
+    return ["tok_emb.weight"] + [f"blocks.{i}.{m}.weight" for i in range(LADDER[size].n_layers) for m in _BLOCK_MATRICES]
+
+
+def _validate_keep_float(s: RunSpec) -> None:
+    names = matrix_names(s.size)
+    for p in s.keep_float_patterns:
+        _check(bool(_KEEP_FLOAT_PATTERN.match(p)),
+               f"RunSpec.keep_float pattern {p!r} may hold only letters, digits, '_' and '.' (patterns are comma-separated)")
+        _check(any(p in n for n in names),
+               f"RunSpec.keep_float pattern {p!r} matches no weight matrix of {s.size} (names like {names[1]!r}, "
+               f"{names[-1]!r}, 'tok_emb.weight')")
+        _check(not (s.quantize_embeddings and p in "tok_emb.weight"),
+               f"RunSpec.keep_float pattern {p!r} keeps the embedding float but quantize_embeddings=true quantises it; "
+               f"drop one of the two")

@@ -32,6 +32,7 @@ from engine.optim import apply_schedule, build_optimizer
 from engine.paths import data_dir as default_data_dir
 from engine.runlog import RunLog, check_every, provenance, stack_losses
 from engine.precision import Precision, resolve_precision
+from engine.quant import QuantPolicy
 from engine.runtime import ensure_extensions_dir, ensure_process_group, pick_device
 from engine.schedule import in_warmdown, lr_factor, muon_momentum
 from engine.spec import RunSpec, bits_label
@@ -74,7 +75,7 @@ class Session:
         """One optimiser step at `step` of the schedule; returns the (unsynchronised) loss."""
         spec = self.spec
         apply_schedule(self.optimizer, *schedule_at(spec, step))
-        x, y = batch_at(self.corpus.train, step, spec.batch_seqs, spec.seq_len, spec.seed)
+        x, y = batch_at(self.corpus.train, step, spec.batch_seqs, spec.seq_len, spec.seed, spec.data_order)
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         with self.precision.autocast(self.device):
             loss = self.forward(x, y)
@@ -189,7 +190,7 @@ def run(
     ckpt = Checkpointer(checkpoint_dir, checkpoint_every) if checkpoint_dir and checkpoint_every else None
     if ckpt and (state := ckpt.load(ds_engine)) is not None:
         start = runlog.restore(state)
-        model.set_qat(spec.bits if runlog.qat_on else None)
+        model.set_qat(spec.bits if runlog.qat_on else None, QuantPolicy.of(spec))
     t_train = time.time()
 
     steps = range(start, spec.steps)
@@ -201,7 +202,7 @@ def run(
     for step in steps:
         runlog.probe(step, lambda: model)
         if runlog.qat_due(step):
-            model.set_qat(spec.bits)
+            model.set_qat(spec.bits, QuantPolicy.of(spec))
             runlog.qat_on = True
         loss = sess.step(step)
         pending.append(loss.detach())

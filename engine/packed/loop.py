@@ -33,6 +33,7 @@ from engine.packed.optim import PackedOptimizer, build_packed_optimizer
 from engine.paths import data_dir as default_data_dir
 from engine.runlog import RunLog, check_every, provenance, stack_losses
 from engine.precision import Precision, resolve_precision
+from engine.quant import QuantPolicy
 from engine.runtime import pick_device
 from engine.spec import RunSpec
 from engine.train import Trained, schedule_at
@@ -82,7 +83,7 @@ class PackedSession:
         if live is not None:
             factors = [f if ok else 0.0 for f, ok in zip(factors, live)]  # a frozen run takes no updates
         self.optimizer.apply_schedule(factors, momenta, beta2s)
-        batches = [batch_at(self.corpus.train, step, s.batch_seqs, s.seq_len, s.seed) for s in self.specs]
+        batches = [batch_at(self.corpus.train, step, s.batch_seqs, s.seq_len, s.seed, s.data_order) for s in self.specs]
         x = torch.stack([b[0] for b in batches]).to(self.device, non_blocking=True)  # (K, B, T)
         y = torch.stack([b[1] for b in batches]).to(self.device, non_blocking=True)  # (K, B, T)
         with self.precision.autocast(self.device):
@@ -163,7 +164,7 @@ def run_packed(
         if any(switch):
             for k, r in enumerate(runs):
                 r.qat_on = r.qat_on or switch[k]
-            packed.set_qat([r.spec.bits if r.qat_on else None for r in runs])
+            packed.set_qat([r.spec.bits if r.qat_on else None for r in runs], [QuantPolicy.of(r.spec) for r in runs])
         pending.append(sess.step(step, live))
         fault_point("step")
         done = step + 1

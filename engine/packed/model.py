@@ -17,17 +17,18 @@ from torch import Tensor, nn
 
 from engine.ladder import ModelConfig
 from engine.model import GPT, Rotary, apply_rotary
-from engine.quant import _EPS as QUANT_EPS, qmax
+from engine.quant import _EPS as QUANT_EPS, QuantPolicy, qmax
 from engine.spec import is_quantised
 
 
-def packed_fake_quantize(w: Tensor, qmax_k: Tensor, on_k: Tensor) -> Tensor:
-    """engine.quant.fake_quantize per run: w (K, rows, cols), qmax_k (K, 1, 1) float, on_k (K, 1, 1).
+def packed_fake_quantize(w: Tensor, qmax_k: Tensor, on_k: Tensor, min_scale_k: Tensor) -> Tensor:
+    """engine.quant.fake_quantize per run: w (K, rows, cols), qmax_k, min_scale_k (K, 1, 1) float, on_k (K, 1, 1).
 
     Runs with `on_k` False come back unchanged (w + 0); the same ops as the single-run
-    quantiser otherwise, so a quantised slice is bit-identical to fake_quantize(w[k], bits).
+    quantiser otherwise, so a quantised slice is bit-identical to fake_quantize(w[k], bits, min_scale).
     """
     s = w.detach().abs().amax(dim=-1, keepdim=True).clamp_min(QUANT_EPS) / qmax_k  # (K, rows, 1)
+    s = torch.maximum(s, min_scale_k)  # the scale floor (0 = none: s > 0 already)
     q = torch.clamp(torch.round(w / s), -qmax_k, qmax_k) * s  # (K, rows, cols)
     return w + torch.where(on_k, q - w, 0.0).detach()
 
@@ -39,15 +40,17 @@ class _PerRunQuant(nn.Module):
         super().__init__()
         self.register_buffer("qmax_k", torch.ones(k, 1, 1), persistent=False)  # (K, 1, 1)
         self.register_buffer("on_k", torch.zeros(k, 1, 1, dtype=torch.bool), persistent=False)  # (K, 1, 1)
+        self.register_buffer("min_scale_k", torch.zeros(k, 1, 1), persistent=False)  # (K, 1, 1)
         self.any_on = False  # skips the quantiser entirely while no run quantises
 
-    def set_quant(self, qmax_k: Sequence[float], on_k: Sequence[bool]) -> None:
+    def set_quant(self, qmax_k: Sequence[float], on_k: Sequence[bool], min_scale_k: Sequence[float]) -> None:
         self.qmax_k.copy_(torch.tensor(qmax_k).view(-1, 1, 1))
         self.on_k.copy_(torch.tensor(on_k).view(-1, 1, 1))
+        self.min_scale_k.copy_(torch.tensor(min_scale_k).view(-1, 1, 1))
         self.any_on = any(on_k)
 
     def quantize(self, w: Tensor) -> Tensor:
-        return packed_fake_quantize(w, self.qmax_k, self.on_k) if self.any_on else w
+        return packed_fake_quantize(w, self.qmax_k, self.on_k, self.min_scale_k) if self.any_on else w
 
 
 class PackedLinear(_PerRunQuant):
@@ -155,6 +158,7 @@ class PackedGPT(nn.Module):
         self.skip_weights = nn.Parameter(torch.ones(k, min(self.n_enc, self.n_dec), cfg.dim))  # (K, n_skip, C)
         self.blocks = nn.ModuleList(PackedBlock(cfg, k) for _ in range(cfg.n_layers))
         self.qat_bits: list[int | None] = [None] * k
+        self.qat_policies: list[QuantPolicy] = [QuantPolicy()] * k
 
     # --- conversion ---------------------------------------------------------------------
     @classmethod
@@ -171,7 +175,7 @@ class PackedGPT(nn.Module):
         with torch.no_grad():
             for name, p in packed.named_parameters():
                 p.copy_(torch.stack([s[name] for s in states]))
-        packed.set_qat([m.qat_bits for m in models])
+        packed.set_qat([m.qat_bits for m in models], [m.qat_policy for m in models])
         return packed
 
     def model(self, k: int) -> GPT:
@@ -180,24 +184,31 @@ class PackedGPT(nn.Module):
             m = GPT(self.cfg, self.vocab_size, quantize_embeddings=self.quantize_embeddings[k])
         m.to(self.tok_emb.weight.device)
         m.load_state_dict({name: p.detach()[k].clone() for name, p in self.named_parameters()})
-        m.set_qat(self.qat_bits[k])
+        m.set_qat(self.qat_bits[k], self.qat_policies[k])
         return m
 
     def to_models(self) -> list[GPT]:
         return [self.model(k) for k in range(self.k)]
 
     # --- quantisation -------------------------------------------------------------------
-    def set_qat(self, bits: Sequence[int | None]) -> None:
-        """Per-run fake quantisation: bits[k] in 2..8 on, None or 16 off (as GPT.set_qat)."""
-        if len(bits) != self.k:
-            raise ValueError(f"set_qat got {len(bits)} bit-widths for {self.k} runs")
+    def set_qat(self, bits: Sequence[int | None], policies: Sequence[QuantPolicy] | None = None) -> None:
+        """Per-run fake quantisation: bits[k] in 2..8 on, None or 16 off, of the matrices policies[k]
+        quantises (as GPT.set_qat)."""
+        policies = list(policies) if policies is not None else [QuantPolicy()] * self.k
+        if len(bits) != self.k or len(policies) != self.k:
+            raise ValueError(f"set_qat got {len(bits)} bit-widths and {len(policies)} policies for {self.k} runs")
         self.qat_bits = [int(b) if is_quantised(b) else None for b in bits]
+        self.qat_policies = policies
         on = [b is not None for b in self.qat_bits]
         qmax_k = [float(qmax(b)) if b else 1.0 for b in self.qat_bits]  # 1 for off runs: finite, discarded scales
-        for m in self.modules():
+        floor_k = [p.min_scale(b) for p, b in zip(policies, self.qat_bits)]
+        for name, m in self.named_modules():
             if isinstance(m, PackedLinear):
-                m.set_quant(qmax_k, on)
-        self.tok_emb.set_quant(qmax_k, [o and q for o, q in zip(on, self.quantize_embeddings)])
+                m.set_quant(qmax_k, [o and p.quantises(f"{name}.weight", m.weight[0].numel())
+                                     for o, p in zip(on, policies)], floor_k)
+        emb_numel = self.tok_emb.weight[0].numel()
+        self.tok_emb.set_quant(qmax_k, [o and q and p.quantises("tok_emb.weight", emb_numel)
+                                        for o, q, p in zip(on, self.quantize_embeddings, policies)], floor_k)
 
     def quantized_weight_names(self) -> list[str]:
         names = [f"{n}.weight" for n, m in self.named_modules() if isinstance(m, PackedLinear)]

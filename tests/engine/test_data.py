@@ -214,6 +214,13 @@ def test_load_corpus_fineweb(tmp_path, kjv_docs):
     base, lead, _ = tok.luts()
     first = int(corpus.val[0])
     assert corpus.val_bytes == len(parts["fineweb_val_000000.bin"].encode()) - int(base[first]) - int(lead[first])
+    # The sequential order streams the shards as the anchor does: the first span is all of shard 0
+    # plus the first token of shard 1 (its last target), the next one starts right after it.
+    shard0, shard1 = ids["fineweb_train_000000.bin"], ids["fineweb_train_000001.bin"]
+    x, y = batch_at(corpus.train, 0, 1, len(shard0), seed=3, order="sequential")
+    assert np.array_equal(x[0].numpy(), shard0) and int(y[0, -1]) == shard1[0]
+    x, _ = batch_at(corpus.train, 1, 1, len(shard0), seed=3, order="sequential")
+    assert np.array_equal(x[0, :10].numpy(), shard1[1:11])
 
     with pytest.raises(ValueError, match="sp:/path"):
         load_corpus(f"fineweb:{shard_dir}", "byte", tmp_path / "cache")
@@ -247,6 +254,28 @@ def test_batch_at_deterministic_and_shifted():
     assert torch.equal(xs[0], torch.arange(32)) and torch.equal(ys[0], torch.arange(1, 33))
     with pytest.raises(ValueError, match="seq_len"):
         batch_at(np.arange(32), 0, 1, 32, 0)
+
+
+def test_sequential_order_reads_the_stream_as_the_anchor():
+    """parameter-golf's TokenStream (one process, no accumulation): step i takes the next B*T+1 tokens."""
+    tokens = np.arange(1000, dtype=np.int32)
+    span = 4 * 8 + 1
+    for step in (0, 1, 5):
+        x, y = batch_at(tokens, step, 4, 8, seed=0, order="sequential")
+        assert x.shape == y.shape == (4, 8) and x.dtype == torch.int64
+        assert torch.equal(x.flatten(), torch.arange(step * span, step * span + 32))
+        assert torch.equal(y.flatten(), x.flatten() + 1)
+    # the seed does not enter (as in the anchor), and the stream wraps to the start at the end
+    assert torch.equal(batch_at(tokens, 3, 4, 8, 7, "sequential")[0], batch_at(tokens, 3, 4, 8, 0, "sequential")[0])
+    x, y = batch_at(tokens, 30, 4, 8, 0, "sequential")  # starts at 990: 10 tokens left, then 0, 1, ...
+    assert x.flatten()[:10].tolist() == list(range(990, 1000)) and x.flatten()[10:12].tolist() == [0, 1]
+    assert y.flatten()[9].item() == 0
+    # consecutive steps tile the split: every token is read once per pass (the +1 is not reused)
+    seen = torch.cat([torch.cat([batch_at(tokens, i, 4, 8, 0, "sequential")[0].flatten(),
+                                 batch_at(tokens, i, 4, 8, 0, "sequential")[1].flatten()[-1:]]) for i in range(30)])
+    assert torch.equal(seen, torch.arange(990))
+    with pytest.raises(ValueError, match="data order 'shuffled'"):
+        batch_at(tokens, 0, 4, 8, 0, "shuffled")
 
 
 def test_val_batches_cover_requested_tokens():

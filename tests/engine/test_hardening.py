@@ -124,6 +124,15 @@ def cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "repeated warmdowns": (["sweep", "--profile", _profile(tmp, "wds", whole=PROFILE.format(
             meta="", defaults="", design="").replace("seed = [0]", "seed = [0], wd = [0.33, 0.330]"))], "repeats"),
         "set and grid": (["sweep", "--profile", _profile(tmp, "both", design="set = { seed = 3 }")], "seed"),
+        # --- export policy and data order (issue 13) ---------------------------------------------------
+        "scale-floor -1": (["train", *T, "--scale-floor", "-1"], "RunSpec.scale_floor=-1.0"),
+        "keep-float-numel -5": (["train", *T, "--keep-float-numel", "-5"], "RunSpec.keep_float_numel=-5"),
+        "keep-float typo": (["train", *T, "--keep-float", "atn"], "pattern 'atn' matches no weight matrix"),
+        "data-order shuffled": (["train", *T, "--data-order", "shuffled"], "RunSpec.data_order='shuffled'"),
+        "profile data_order": (["sweep", "--profile", _profile(tmp, "order", defaults='data_order = "stream"')],
+                               "RunSpec.data_order='stream'"),
+        "profile scale_floor string": (["sweep", "--profile", _profile(tmp, "floor", defaults='scale_floor = "1/127"')],
+                                       "RunSpec.scale_floor"),
     }
 
 
@@ -134,7 +143,8 @@ KINDS = [
     "batch-tokens 1e12", "sweep pack 0", "sweep pack -1", "val-tokens below seq-len",
     "validation split shorter than seq-len", "show outside the cache", "show with a pattern", "[defualts]", "[bogus]",
     "sett", "pakc", "checkpoint_evry", "descripton", "design descripton", "profile pack 0", "repeated seeds",
-    "repeated warmdowns", "set and grid",
+    "repeated warmdowns", "set and grid", "scale-floor -1", "keep-float-numel -5", "keep-float typo",
+    "data-order shuffled", "profile data_order", "profile scale_floor string",
 ]
 
 

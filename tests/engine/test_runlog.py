@@ -71,3 +71,52 @@ def test_loop_state_round_trip_resumes_where_it_stopped():
 
 def test_losses_are_flushed_every_step_on_cpu_only():
     assert check_every(torch.device("cpu")) == 1 and check_every(torch.device("cuda")) > 1
+
+
+def _trained_t10k(tmp_path):
+    """A t10k model that beats a uniform guess on a small real-text corpus (40 Adam steps, ~1 s)."""
+    from engine.data import batch_at, load_corpus, load_documents
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i, chapter in enumerate(load_documents("kjv")[:40]):
+        (docs / f"{i:02d}.txt").write_text(chapter)
+    corpus = load_corpus(f"text:{docs}", "byte", tmp_path / "data")
+    torch.manual_seed(0)
+    model = GPT(get_config("t10k"), corpus.vocab_size)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for step in range(40):
+        x, y = batch_at(corpus.train, step, 8, 32, seed=0)
+        model(x, y).backward()
+        opt.step()
+        opt.zero_grad()
+    return model, corpus
+
+
+def test_ok_records_carry_the_export_size(tmp_path):
+    import time
+
+    from engine.quant import CONTROL_PATTERNS
+    from engine.runlog import result_record
+
+    model, corpus = _trained_t10k(tmp_path)
+    params = dict(model.named_parameters())
+    mats = [params[n] for n in model.quantized_weight_names()]
+    control = sum(p.numel() for n, p in params.items() if any(c in n for c in CONTROL_PATTERNS))
+    emb = params["tok_emb.weight"].numel()
+    records = {}
+    for bits, extra in ((8, {}), (4, {}), (16, {}), (6, {"keep_float_numel": 65536})):
+        spec = RunSpec(size="t10k", bits=bits, steps=40, batch_tokens=256, seq_len=32, val_tokens=1024, **extra)
+        records[(bits, bool(extra))] = result_record(
+            spec, model, corpus, torch.device("cpu"), {"n_params": sum(p.numel() for p in params.values())},
+            curve=[(39, 2.0)], probes=[], probe_steps={}, diverged_step=None, train_time=1.0, t_start=time.time())
+    r8, r4, r16, r6pg = (records[k] for k in ((8, False), (4, False), (16, False), (6, True)))
+    assert r8["status"] == "ok"
+    # as stored: one byte per code (any bit-width), an fp16 scale per row, fp16 embedding, fp32 control tensors
+    quantised = sum(w.numel() + 2 * w.shape[0] for w in mats) + 2 * emb + 4 * control
+    assert r8["export_bytes"] == r4["export_bytes"] == quantised
+    assert r16["export_bytes"] == r6pg["export_bytes"] == 2 * (sum(w.numel() for w in mats) + emb) + 4 * control
+    # compressed as parameter-golf counts its artifact: fewer levels compress better
+    assert 0 < r4["export_bytes_compressed"] < r8["export_bytes_compressed"] < r16["export_bytes_compressed"]
+    # at t10k parameter-golf's 65,536-element threshold keeps every matrix float: no quantisation penalty
+    assert r6pg["val_bpb_q"] == r16["val_bpb_q"] and r8["quant_penalty"] != 0

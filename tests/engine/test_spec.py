@@ -22,7 +22,9 @@ def test_every_factor_changes_the_id():
     base = RunSpec(size="t20k")
     variants = [base.replace(bits=6), base.replace(wd=0.1), base.replace(seed=1), base.replace(lr_mult=2.0),
                 base.replace(optimizer="adamw"), base.replace(wd_shape="cosine"), base.replace(steps=999),
-                base.replace(qat_start=0.5), base.replace(tokenizer="sp512"), base.replace(cooldown_beta2=0.999)]
+                base.replace(qat_start=0.5), base.replace(tokenizer="sp512"), base.replace(cooldown_beta2=0.999),
+                base.replace(scale_floor=1.0), base.replace(keep_float_numel=65536), base.replace(keep_float="c_k"),
+                base.replace(data_order="sequential")]
     ids = {v.run_id for v in variants} | {base.run_id}
     assert len(ids) == len(variants) + 1
 
@@ -54,6 +56,17 @@ def test_round_trip_through_dict():
         ({"data": "fineweb:/x", "tokenizer": "byte"}, "FineWeb shards are already tokenised"),
         ({"seed": 1.5}, "seed=1.5 must be an integer"),
         ({"qat_start": 1.0}, "qat_start=1.0"),
+        ({"scale_floor": -1.0}, "scale_floor=-1.0 must be in [0, 100]"),
+        ({"scale_floor": 1e4}, "scale_floor=10000.0 must be in [0, 100]"),
+        ({"scale_floor": float("inf")}, "scale_floor=inf must be a finite number"),
+        ({"keep_float_numel": -1}, "keep_float_numel=-1 must be >= 0"),
+        ({"keep_float_numel": 0.5}, "keep_float_numel=0.5 must be an integer"),
+        ({"keep_float": "atn"}, "pattern 'atn' matches no weight matrix of t20k"),
+        ({"keep_float": "blocks.5"}, "pattern 'blocks.5' matches no weight matrix"),  # t20k has 2 blocks
+        ({"keep_float": "c_k;c_q"}, "may hold only letters"),
+        ({"keep_float": "tok_emb", "quantize_embeddings": True}, "keeps the embedding float"),
+        ({"keep_float": ["c_k"]}, "keep_float=['c_k'] must be a string"),
+        ({"data_order": "shuffled"}, "data_order='shuffled'; allowed: ('random', 'sequential')"),
     ],
 )
 def test_bad_fields_name_the_value(fields, needle):
@@ -75,12 +88,26 @@ def test_warmdown_start():
 def test_run_ids_are_pinned():
     # The identity of stored runs: a change here orphans every cached record (bump
     # RESULT_FORMAT_VERSION on purpose instead). Values from the engine before the refactor.
-    assert RunSpec(size="t20k").run_id == "9f1fa46a9470728260f611c036d5ee213f0aa9fb9b3a87ec2dc424e21eb14213"
+    # The export-policy fields and data_order (issue 13) changed every id once, on purpose.
+    assert RunSpec(size="t20k").run_id == "4ab2529bd97743d706a1dcda85d1cde0667da98467ccb58434eb6b6ea8d3f845"
     assert (RunSpec(size="t20k", bits=6, wd=0.5, data="text:/x").run_id
-            == "b13cd945a65956a253c05e0f07614238addca8d1517df409232d3dfbf08c1f01")
+            == "58b47147c6aaf8c65259b20157e8f877534d2868fd04d334731f325969e54f0a")
 
 
 def test_warmdown_longer_than_the_run():
     s = RunSpec(size="t20k", wd=1.64, steps=100)
     assert s.warmdown_start == 0  # decays from step 0; the pre-warmdown probe is the initial weights
     assert RunSpec(size="t20k", wd=1.64, steps=100).run_id != RunSpec(size="t20k", wd=1.0, steps=100).run_id
+
+
+def test_keep_float_is_a_set_of_patterns():
+    a = RunSpec(size="t20k", keep_float=" c_q, attn.c_k ,c_q")
+    assert a.keep_float == "attn.c_k,c_q" and a.keep_float_patterns == ("attn.c_k", "c_q")
+    assert a.run_id == RunSpec(size="t20k", keep_float="c_q,attn.c_k").run_id
+    assert RunSpec(size="t20k", keep_float=" , ").keep_float_patterns == ()
+
+
+def test_parameter_golf_export_values_are_valid():
+    s = RunSpec(size="15M", bits=6, scale_floor=1.0, keep_float_numel=65536, clip_percentile=100.0,
+                data_order="sequential")
+    assert RunSpec.from_dict(s.to_dict()) == s
