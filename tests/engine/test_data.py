@@ -290,3 +290,23 @@ def test_val_batches_cover_requested_tokens():
     assert all_batches[-1][0].shape == (3, 10)
     with pytest.raises(ValueError, match="seq_len"):
         list(val_batches(tokens[:5], 10, 1, None))
+
+
+def test_both_training_loops_read_the_specs_data_order(tmp_path, monkeypatch):
+    """engine.train.run and the packed loop hand RunSpec.data_order to batch_at."""
+    import engine.packed.loop as packed_loop
+    import engine.train as train_mod
+    from engine.spec import RunSpec
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(args[5] if len(args) > 5 else kwargs.get("order", "random"))
+        return batch_at(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "batch_at", spy)
+    monkeypatch.setattr(packed_loop, "batch_at", spy)
+    spec = RunSpec(size="t10k", steps=2, batch_tokens=128, seq_len=32, val_tokens=256, data_order="sequential")
+    train_mod.run(spec, data_dir=tmp_path)
+    packed_loop.run_packed([spec, spec.replace(seed=1, data_order="random")], data_dir=tmp_path)
+    assert seen == ["sequential"] * 2 + ["sequential", "random"] * 2
