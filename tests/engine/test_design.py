@@ -9,9 +9,13 @@ from engine.spec import RunSpec
 def test_paper_profile_reproduces_the_reported_run_counts():
     p = load_profile("paper")
     assert len(p.design("phase2").specs) == 720
-    phase5 = [d for name, d in p.designs.items() if name != "phase2"]
+    paper_designs = [d for name, d in p.designs.items() if not name.startswith("r")]  # r*: related claims R1-R5
+    phase5 = [d for d in paper_designs if d.name != "phase2"]
     assert sum(len(d.specs) for d in phase5) == 625
-    assert len(p.all_specs()) == 1345  # no run is shared (or double counted) between designs
+    # no run is shared (or double counted) between the paper's own designs
+    assert len({s.run_id for d in paper_designs for s in d.specs}) == 1345
+    # the related claims add 161 runs of their own (R3/R4/R5 reference arms reuse Phase 2/5 runs)
+    assert len(p.all_specs()) == 1506
     assert p.role("int4_small") == ["3M", "5M", "8M", "15M", "20M", "30M"]
 
 
@@ -26,7 +30,7 @@ def test_every_profile_has_every_claims_design(name):
 
 
 def test_tiny_profile_size():
-    assert len(load_profile("tiny").all_specs()) == 406
+    assert len(load_profile("tiny").all_specs()) == 510  # 406 for C1-C9 + 104 for R1-R5
 
 
 def _write(tmp_path, body: str):
