@@ -25,12 +25,17 @@ def _profiles(names: list[str] | None):
     return [load_profile(n) for n in (names or ["tiny", "small", "paper"])]
 
 
+def _delta_text(delta: float) -> str:
+    """δ as the tables show it; C9 decides on its band, not a δ (stored as NaN)."""
+    return "band" if delta != delta else f"{delta:g}"
+
+
 def calibration_table(rows) -> str:
     head = ("| claim | profile | test case | seeds | delta | P(contradicted \\| true) | "
             "P(reproduced \\| false at delta) | power: P(reproduced \\| true) | P(contradicted \\| clearly false) |\n"
             "|---|---|---|---|---|---|---|---|---|\n")
     return head + "".join(
-        f"| {r.claim_id} | {r.profile} | {r.cell} | {r.n_seeds} | {r.delta:g} | {r.false_contradict:.3f} | "
+        f"| {r.claim_id} | {r.profile} | {r.cell} | {r.n_seeds} | {_delta_text(r.delta)} | {r.false_contradict:.3f} | "
         f"{r.false_reproduce:.3f} | {r.power_reproduce:.3f} | {r.power_contradict:.3f} |\n" for r in rows)
 
 
