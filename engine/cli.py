@@ -145,7 +145,7 @@ def cmd_show(args) -> int:
 
 
 def _stop_on_sigterm() -> None:
-    """SIGTERM stops a sweep like Ctrl-C does: joblib then kills its workers (no run is left training).
+    """SIGTERM stops a sweep like Ctrl-C does: the executor then kills its workers (no run is left training).
 
     A plain SIGTERM ends the parent only; its worker processes would go on training for minutes.
     """
@@ -157,42 +157,29 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
-def _sweep_task(spec_dicts: list[dict], cache_dir: str | None, device: str | None, threads: int,
-                checkpoint_every: int, pack: int) -> list[tuple[str, str, str]]:
-    """One sweep task in a joblib worker: train its runs (one, or one pack) unless cached. Never raises."""
-    from engine.cache import ResultsCache
-    from engine.packed import pack_plan
-    from engine.runtime import set_threads
-    from engine.train import train
+def executor_from_args(args):
+    """The executor `sweep` (and the pytest plugin) train with, from --executor and its settings."""
+    from engine.executors import make_executor
 
-    specs = [RunSpec.from_dict(d) for d in spec_dicts]
-    set_threads(threads)
-    trained: set[str] = set()
-    try:
-        cache = ResultsCache(cache_dir)
-        records = cache.ensure(
-            specs,
-            lambda s: train(s, device=device, data_dir=cache.data_dir, checkpoint_dir=cache.checkpoint_dir(s),
-                            checkpoint_every=checkpoint_every),
-            on_trained=lambda s, r: trained.add(s.run_id),
-            pack=pack_plan(pack, device, data_dir=cache.data_dir),
-        )
-        return [(s.run_id, "trained" if s.run_id in trained else "cached", r["result"]["status"])
-                for s, r in zip(specs, records)]
-    except Exception as e:  # a crash must not stop the sweep; it is reported
-        return [(s.run_id, "error", f"{type(e).__name__}: {e}") for s in specs]
+    kind = args.executor or "local"
+    if kind == "local":
+        return make_executor("local", workers=args.jobs, device=args.device, retries=args.retries)
+    if kind == "ray":
+        return make_executor("ray", address=args.ray_address, retries=max(args.retries, 0),
+                             cpus_per_task=args.ray_cpus_per_task, local_cpus=args.jobs)
+    settings = dict(folder=args.slurm_folder, partition=args.slurm_partition, time_min=args.slurm_time,
+                    account=args.slurm_account, max_array=args.slurm_max_array, retries=args.retries,
+                    parallel=args.jobs)
+    if args.slurm_local:
+        settings.update(cluster="local", cpus_per_task=1)
+    return make_executor("slurm", **settings)
 
 
 def cmd_sweep(args) -> int:
-    import torch
-    from joblib import Parallel, delayed
-    from tqdm import tqdm
-
     from engine.cache import ResultsCache
-    from engine.design import estimate_flops, load_profile
-    from engine.packed import pack_key
-    from engine.runtime import cpu_threads, pick_device
-    from engine.train import preflight
+    from engine.design import load_profile
+    from engine.executors import fill
+    from engine.runtime import pick_device
 
     profile = load_profile(args.profile)
     designs = args.design or list(profile.designs)
@@ -202,52 +189,25 @@ def cmd_sweep(args) -> int:
     cache = ResultsCache(args.cache_dir, on_corrupt=args.on_corrupt)
     todo = cache.missing(specs)
     every = args.checkpoint_every if args.checkpoint_every is not None else profile.checkpoint_every
-    cache.check_space(todo, checkpoint_every=every)
-    preflight(todo, cache.data_dir)
     print(f"profile {profile.name}: {len(specs)} runs in {designs}, {len(specs) - len(todo)} cached, {len(todo)} to train")
     if not todo:
         return 0
-    n_gpu = torch.cuda.device_count() if args.device in (None, "cuda") else 0
-    jobs = args.jobs or (n_gpu or cpu_threads())
-    threads = cpu_threads(jobs)
+    executor = executor_from_args(args)
     pack = args.pack if args.pack is not None else profile.pack
-    # Tasks: single runs, or packs of up to `pack` same-shape runs; longest first (short tail).
-    groups: dict[tuple, list[RunSpec]] = {}
-    for s in sorted(todo, key=estimate_flops, reverse=True):
-        groups.setdefault(pack_key(s) if pack > 1 else (s.run_id,), []).append(s)
-    tasks = [g[i:i + max(1, pack)] for g in groups.values() for i in range(0, len(g), max(1, pack))]
-    tasks.sort(key=lambda t: -sum(map(estimate_flops, t)))
-    devices = [f"cuda:{i % n_gpu}" if n_gpu else (args.device or "cpu") for i in range(len(tasks))]
+    ckpt = args.checkpoint_dir or (cache.root / "_checkpoints" if every else None)
     _stop_on_sigterm()
-    calls = (delayed(_sweep_task)([s.to_dict() for s in t], str(cache.root), dev, threads, every, pack)
-             for t, dev in zip(tasks, devices))
-    counts = {"trained": 0, "cached": 0, "error": 0, "diverged": 0}
-    errors = []
-    bar = tqdm(total=len(todo), desc=f"sweep {profile.name}", unit="run")
-    results = Parallel(n_jobs=jobs, return_as="generator_unordered")(calls)
     try:
-        for outcomes in results:
-            for run_id, how, status in outcomes:
-                counts[how] += 1
-                if how == "error":
-                    errors.append((run_id, status))
-                elif status == "diverged":
-                    counts["diverged"] += 1
-            bar.update(len(outcomes))
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: joblib aborts, and its workers are killed below
-        results.close()
-        bar.close()
-        print(f"error: sweep stopped; its workers were stopped too. {counts['trained']} run(s) finished and are "
-              "cached; run the same command again to resume", file=sys.stderr)
+        report = fill(cache, todo, executor, pack=pack, checkpoint_dir=ckpt, checkpoint_every=every,
+                      desc=f"sweep {profile.name}")
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the executor's workers are stopped as it unwinds
+        print(f"error: sweep stopped; its workers were stopped too. Finished runs are cached; run the same "
+              "command again to resume", file=sys.stderr)
         return 130
-    finally:
-        results.close()  # never leave workers training after the sweep is gone
-    bar.close()
-    print(f"done: {counts['trained']} trained, {counts['cached']} found cached, {counts['diverged']} diverged, "
-          f"{counts['error']} failed")
-    for run_id, err in errors:
-        print(f"  FAILED {run_id[:12]}: {err}", file=sys.stderr)
-    return 1 if errors else 0
+    print(f"done: {report.trained} trained, {report.cached + report.duplicates} found cached, "
+          f"{report.diverged} diverged, {len(report.failed)} failed")
+    for task, err in report.failed:
+        print(f"  FAILED {task}: {err}", file=sys.stderr)
+    return 1 if report.failed else 0
 
 
 def cmd_plan(args) -> int:
@@ -283,9 +243,28 @@ def cmd_plan(args) -> int:
           f"{total_flops / 1e15:>9.3g}")
     if incomplete:
         print(f"fill the cache with: {sweep_command(profile, incomplete, cache.root)}")
+    if args.workers:
+        _print_schedules(profile, args.workers)
     # Seeds for power are the claim layer's business (the engine never judges): point to it.
     print(f"seeds each claim needs for 80 % power: python -m hypotheses plan --profile {args.profile}")
     return 0
+
+
+def _print_schedules(profile, workers: list[int]) -> None:
+    from engine.scheduling import by_groups, lpt, make_tasks
+
+    tasks = make_tasks(profile.all_specs(), profile.pack)
+    seen: set[str] = set()
+    per_design = []  # each design's runs on one worker, as training split by test cell did
+    for d in profile.designs.values():
+        own = [s for s in d.specs if s.run_id not in seen]
+        seen.update(s.run_id for s in own)
+        if own:
+            per_design.append(make_tasks(own, profile.pack))
+    print(f"schedule of {len(tasks)} tasks (pack {profile.pack}), cost = estimated FLOPs:")
+    print(f"{'workers':>8} {'LPT makespan/ideal':>19} {'one worker per design':>22}")
+    for w in workers:
+        print(f"{w:>8} {lpt(tasks, w).ratio:>19.3f} {by_groups(per_design, w).ratio:>22.3f}")
 
 
 def cmd_bench(args) -> int:
@@ -311,6 +290,29 @@ def precision_from_args(args, dev):
     from engine.precision import resolve_precision
 
     return resolve_precision(dev, args.precision, args.compile)
+
+
+def add_executor_flags(p) -> None:
+    from engine.executors import EXECUTORS
+
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="where runs train: local processes (one per GPU / core), a Ray cluster, or Slurm via submitit")
+    p.add_argument("--retries", type=non_negative_int, default=1,
+                   help="re-runs of a task whose worker died (OOM, node loss, pre-emption); default 1")
+    p.add_argument("--checkpoint-dir", default=None,
+                   help="shared directory for resume checkpoints (default: <cache>/_checkpoints when "
+                        "checkpointing); on a cluster, a path every node can read and write")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster to join ('auto', 'ray://head:10001'); default: start a local one")
+    p.add_argument("--ray-cpus-per-task", type=positive_int, default=1, help="CPUs Ray reserves per run")
+    p.add_argument("--slurm-partition", default=None)
+    p.add_argument("--slurm-account", default=None)
+    p.add_argument("--slurm-time", type=positive_int, default=60, help="minutes per array task (default 60)")
+    p.add_argument("--slurm-folder", default="slurm_logs", help="submitit's job folder (logs, pickles)")
+    p.add_argument("--slurm-max-array", type=positive_int, default=1000,
+                   help="the site's MaxArraySize: arrays are split under it (default 1000)")
+    p.add_argument("--slurm-local", action="store_true",
+                   help="run the Slurm arrays as local processes (submitit's local executor: a dry run, tests)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -341,16 +343,22 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("sweep", help="train every missing run of a profile (or of some designs), in parallel")
     w.add_argument("--profile", required=True)
     w.add_argument("--design", action="append", help="only this design (repeatable)")
-    w.add_argument("--jobs", type=positive_int, default=None, help="parallel workers (default: one per GPU, else one per core)")
+    w.add_argument("--jobs", type=positive_int, default=None,
+                   help="parallel workers (local: default one per GPU, else one per core; ray: CPUs of a local "
+                        "cluster; slurm: array tasks running at once)")
     add_shared(w, "device", "pack")
     w.add_argument("--checkpoint-every", type=non_negative_int, default=None,
                    help="resume checkpoints every N steps (default: the profile's checkpoint_every)")
+    add_executor_flags(w)
     common(w)
     w.set_defaults(func=cmd_sweep)
 
     pl = sub.add_parser("plan", help="run counts, tokens and FLOPs per design of a profile")
     pl.add_argument("--profile", default="paper")
     pl.add_argument("--ladder", action="store_true", help="print the size ladder instead")
+    pl.add_argument("--workers", type=positive_int, nargs="+", metavar="W",
+                    help="also simulate the sweep's schedule on W workers (longest task first over the whole "
+                         "sweep, from the FLOP cost model): makespan / ideal, against one worker per design")
     common(pl)
     pl.set_defaults(func=cmd_plan)
 

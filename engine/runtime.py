@@ -181,7 +181,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+DISTRIBUTED_ENV = "QAT_DISTRIBUTED"  # "1": a deliberate multi-process launch; take RANK/WORLD_SIZE/... as given
+_WORLD_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
 def ensure_process_group(device: torch.device) -> None:
+    """A process group for DeepSpeed: a world of one, whatever the environment exports.
+
+    Slurm and torchrun job templates export RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT; taken as
+    given, `WORLD_SIZE=2` makes a lone run wait forever for a second rank (holding its cache
+    lock) and a shared `MASTER_PORT` makes concurrent runs collide ("address already in use").
+    Every run of this engine is one process, so those variables are replaced (for this process)
+    by a world of one on a free local port. A deliberate multi-process DeepSpeed launch sets
+    QAT_DISTRIBUTED=1 (or uses the `deepspeed` launcher, which sets its own variables and
+    QAT_DISTRIBUTED is then the switch) to keep the exported values.
+    """
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
@@ -189,12 +203,16 @@ def ensure_process_group(device: torch.device) -> None:
     ensure_extensions_dir()  # before DeepSpeed is imported: it may build ops
     import deepspeed
 
-    os.environ.setdefault("RANK", "0")
-    os.environ.setdefault("LOCAL_RANK", "0")
-    os.environ.setdefault("WORLD_SIZE", "1")
-    ours = "MASTER_PORT" not in os.environ
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(free_port()))
+    if os.environ.get(DISTRIBUTED_ENV) == "1":
+        ours = False
+    else:
+        ignored = {k: os.environ[k] for k in _WORLD_VARS if k in os.environ}
+        if ignored and ignored != {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}:
+            log.info("ignoring exported %s: each run is a world of one (set %s=1 for a multi-process launch)",
+                     ", ".join(f"{k}={v}" for k, v in ignored.items()), DISTRIBUTED_ENV)
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                          MASTER_PORT=str(free_port()))
+        ours = True
     backend = "nccl" if device.type == "cuda" else "gloo"
     quiet_deepspeed()
     deepspeed.init_distributed(dist_backend=backend, verbose=False)
