@@ -64,6 +64,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         g.addoption(f"--qat-{opt.flag}", dest=f"qat_{opt.dest}", **opt.argparse_kwargs())
     g.addoption("--qat-no-report", dest="qat_report", action="store_false", default=True,
                 help="do not write the Markdown/HTML report at the end")
+    # where the controller trains the missing runs of the selected tests (engine/executors.py)
+    g.addoption("--qat-executor", dest="qat_executor", choices=("local", "ray", "slurm"), default="local",
+                help="train missing runs with local processes (one per GPU / core), a Ray cluster or Slurm "
+                     "(submitit), before any test runs; xdist workers then only decide")
+    g.addoption("--qat-jobs", dest="qat_jobs", type=int, default=None,
+                help="local: worker processes (default one per GPU, else one per core); ray: CPUs of a local "
+                     "cluster; slurm: array tasks at once")
+    g.addoption("--qat-retries", dest="qat_retries", type=int, default=1, help="re-runs of a task whose worker died")
+    g.addoption("--qat-ray-address", dest="qat_ray_address", default=None, help="Ray cluster to join (default: local)")
+    g.addoption("--qat-slurm-partition", dest="qat_slurm_partition", default=None)
+    g.addoption("--qat-slurm-account", dest="qat_slurm_account", default=None)
+    g.addoption("--qat-slurm-time", dest="qat_slurm_time", type=int, default=60, help="minutes per array task")
+    g.addoption("--qat-slurm-folder", dest="qat_slurm_folder", default="slurm_logs")
+    g.addoption("--qat-slurm-max-array", dest="qat_slurm_max_array", type=int, default=1000,
+                help="the site's MaxArraySize")
 
 
 # --- run-wide state -----------------------------------------------------------------
@@ -224,6 +239,78 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             return 0.0
 
     items.sort(key=cost, reverse=True)
+
+
+# --- the controller trains ------------------------------------------------------------
+
+
+def _executor(config: pytest.Config):
+    from types import SimpleNamespace
+
+    from engine.cli import executor_from_args
+
+    o = config.getoption
+    return executor_from_args(SimpleNamespace(
+        executor=o("qat_executor"), jobs=o("qat_jobs"), device=o("qat_device"), retries=o("qat_retries"),
+        ray_address=o("qat_ray_address"), ray_cpus_per_task=1, slurm_folder=o("qat_slurm_folder"),
+        slurm_partition=o("qat_slurm_partition"), slurm_time=o("qat_slurm_time"),
+        slurm_account=o("qat_slurm_account"), slurm_max_array=o("qat_slurm_max_array"), slurm_local=False))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session: pytest.Session):
+    """The controller collects, then trains every missing run of the selected tests before any
+    test runs: one queue over the whole sweep (longest first, packs kept), one progress bar, the
+    chosen executor. xdist workers collect for themselves and only decide from the cache.
+
+    Without permission to train nothing is trained here, and each test whose runs are missing
+    is an ERROR naming the sweep command (the `table` fixture), as before.
+    """
+    config = session.config
+    st = config.stash.get(STATE, None)
+    if hasattr(config, "workerinput") or st is None:
+        return None  # a worker: collect normally; it decides, never trains
+    session.perform_collect()
+    if st.may_train:
+        specs: dict[str, RunSpec] = {}
+        for item in session.items:
+            cell = getattr(item, "callspec", None) and item.callspec.params.get("cell")
+            if isinstance(cell, Cell):
+                try:
+                    specs.update((s.run_id, s) for s in cell_specs(st.profile, cell))
+                except ProfileError:
+                    continue  # the test's setup reports the missing design
+        if specs:
+            _fill(config, st, list(specs.values()))
+    return True
+
+
+def _fill(config: pytest.Config, st: SuiteState, specs: list[RunSpec]) -> None:
+    from engine.executors import fill
+
+    missing = st.cache.missing(specs)
+    if not missing:
+        return
+    capman = config.pluginmanager.getplugin("capturemanager")
+    every = st.profile.checkpoint_every
+    with capman.global_and_fixture_disabled() if capman else _nullcontext():  # the bar shows without -s
+        report = fill(st.cache, missing, _executor(config), pack=st.pack, progress=True,
+                      checkpoint_dir=st.cache.root / "_checkpoints" if every else None, checkpoint_every=every,
+                      desc=f"qat {st.profile.name}: training")
+    still_missing = {s.run_id for s in st.cache.missing(specs)}
+    st.trained.extend(s.run_id for s in missing if s.run_id not in still_missing)
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if tr:
+        tr.write_line(f"qat: trained {report.trained} run(s), {report.diverged} diverged, {len(report.failed)} failed"
+                      + (" (their tests report the error)" if report.failed else ""))
+        for task, err in report.failed:
+            tr.write_line(f"  FAILED {task}: {err}", red=True)
+
+
+def _nullcontext():
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 # --- fixtures -----------------------------------------------------------------------

@@ -135,3 +135,52 @@ def _profile(tmp_path: Path) -> Path:
     p = tmp_path / "unit.toml"
     p.write_text(PROFILE)
     return p
+
+
+TRAIN_PROFILE = """
+[profile]
+name = "unit-train"
+description = "the controller trains, workers decide"
+train_without_gpu = true
+pack = 2
+
+[defaults]
+steps = 8
+batch_tokens = 128
+seq_len = 16
+val_tokens = 256
+muon_momentum_warmup_steps = 1
+
+[roles]
+int4_small = ["t10k"]
+int4_large = ["t10k"]
+
+[designs.phase2]
+grid = { size = ["t10k"], bits = [16], wd = [0.10, 0.33], seed = [0, 1] }
+
+[verdicts]
+stability_draws = 5
+
+[verdicts.delta]
+C1 = 0.05
+"""
+
+
+def test_the_controller_trains_and_xdist_workers_only_decide(pytester, tmp_path):
+    profile = tmp_path / "train.toml"
+    profile.write_text(TRAIN_PROFILE)
+    cache = tmp_path / "cache"
+    res = pytester.runpytest_subprocess(
+        str(REPO / "hypotheses" / "test_schedule_claims.py"), "-k", "c1", "-p", "no:cacheprovider", "-n", "2",
+        "--profile", str(profile), "--qat-cache-dir", str(cache), "--qat-report-dir", str(tmp_path / "reports"),
+        "--qat-no-report", "--qat-jobs", "2",
+    )
+    out = res.stdout.str()
+    assert "qat: trained 4 run(s), 0 diverged, 0 failed" in out, out[-3000:]
+    records = list(ResultsCache(cache).iter_records())
+    assert len(records) == 4
+    # a worker that trained would have taken the run's lock and left owner.json; the driver leaves none
+    assert not list(cache.glob("[0-9a-f][0-9a-f]/*/owner.json"))
+    verdicts = json.loads((tmp_path / "reports" / "verdicts.json").read_text())
+    assert sorted(verdicts["trained_run_ids"]) == sorted(r["run_id"] for r in records)
+    assert all(v["verdict"] in ("reproduced", "contradicted", "inconclusive") for v in verdicts["verdicts"])
