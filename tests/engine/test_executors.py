@@ -200,3 +200,17 @@ def test_exported_distributed_variables_do_not_break_a_run(tmp_path):
                              env=env, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]
     assert len(list(ResultsCache(tmp_path / "cache").iter_records())) == 1
+
+
+@pytest.mark.slow
+def test_a_retried_run_resumes_from_its_checkpoints(tmp_path, monkeypatch):
+    # checkpoints every 2 steps in a shared directory; the worker dies at step 5 (once); the retry resumes
+    monkeypatch.setenv("QAT_FAULT", "step:5")
+    monkeypatch.setenv("QAT_FAULT_ONCE", str(tmp_path / "killed-once"))
+    cache = ResultsCache(tmp_path / "cache")
+    s = RunSpec(**{**FAST, "steps": 8})
+    report = fill(cache, [s], make_executor("local", workers=1), progress=False,
+                  checkpoint_dir=tmp_path / "ckpt", checkpoint_every=2)
+    assert (tmp_path / "killed-once").exists() and report.trained == 1 and not report.failed
+    assert cache.get(s)["result"]["resumed_from_step"] >= 2
+    assert not (tmp_path / "ckpt" / s.run_id).exists()  # the finished run's checkpoints are removed
