@@ -158,27 +158,17 @@ def _stop_on_sigterm() -> None:
 
 
 def executor_from_args(args):
-    """The executor `sweep` (and the pytest plugin) train with, from --executor and its settings."""
-    from engine.executors import make_executor
+    """The executor `sweep` trains with, from --executor and its settings (engine.options.EXECUTOR_OPTIONS)."""
+    from engine.executors import executor_from_options
+    from engine.options import EXECUTOR_OPTIONS
 
-    kind = args.executor or "local"
-    if kind == "local":
-        return make_executor("local", workers=args.jobs, device=args.device, retries=args.retries)
-    if kind == "ray":
-        return make_executor("ray", address=args.ray_address, retries=max(args.retries, 0),
-                             cpus_per_task=args.ray_cpus_per_task, local_cpus=args.jobs)
-    settings = dict(folder=args.slurm_folder, partition=args.slurm_partition, time_min=args.slurm_time,
-                    account=args.slurm_account, max_array=args.slurm_max_array, retries=args.retries,
-                    parallel=args.jobs)
-    if args.slurm_local:
-        settings.update(cluster="local", cpus_per_task=1)
-    return make_executor("slurm", **settings)
+    return executor_from_options({k: getattr(args, k) for k in EXECUTOR_OPTIONS}, device=args.device)
 
 
 def cmd_sweep(args) -> int:
     from engine.cache import ResultsCache
     from engine.design import load_profile
-    from engine.executors import fill
+    from engine.executors import fill, resume_dir
     from engine.runtime import pick_device
 
     profile = load_profile(args.profile)
@@ -194,13 +184,13 @@ def cmd_sweep(args) -> int:
         return 0
     executor = executor_from_args(args)
     pack = args.pack if args.pack is not None else profile.pack
-    ckpt = args.checkpoint_dir or (cache.root / "_checkpoints" if every else None)
+    ckpt = resume_dir(vars(args), cache.root, every)
     _stop_on_sigterm()
     try:
         report = fill(cache, todo, executor, pack=pack, checkpoint_dir=ckpt, checkpoint_every=every,
                       desc=f"sweep {profile.name}")
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the executor's workers are stopped as it unwinds
-        print(f"error: sweep stopped; its workers were stopped too. Finished runs are cached; run the same "
+        print("error: sweep stopped; its workers were stopped too. Finished runs are cached; run the same "
               "command again to resume", file=sys.stderr)
         return 130
     print(f"done: {report.trained} trained, {report.cached + report.duplicates} found cached, "
@@ -293,26 +283,10 @@ def precision_from_args(args, dev):
 
 
 def add_executor_flags(p) -> None:
-    from engine.executors import EXECUTORS
+    """--executor and its settings: the same options as the plugin's --qat-executor, ... (engine.options)."""
+    from engine.options import EXECUTOR_OPTIONS
 
-    p.add_argument("--executor", choices=EXECUTORS, default="local",
-                   help="where runs train: local processes (one per GPU / core), a Ray cluster, or Slurm via submitit")
-    p.add_argument("--retries", type=non_negative_int, default=1,
-                   help="re-runs of a task whose worker died (OOM, node loss, pre-emption); default 1")
-    p.add_argument("--checkpoint-dir", default=None,
-                   help="shared directory for resume checkpoints (default: <cache>/_checkpoints when "
-                        "checkpointing); on a cluster, a path every node can read and write")
-    p.add_argument("--ray-address", default=None,
-                   help="Ray cluster to join ('auto', 'ray://head:10001'); default: start a local one")
-    p.add_argument("--ray-cpus-per-task", type=positive_int, default=1, help="CPUs Ray reserves per run")
-    p.add_argument("--slurm-partition", default=None)
-    p.add_argument("--slurm-account", default=None)
-    p.add_argument("--slurm-time", type=positive_int, default=60, help="minutes per array task (default 60)")
-    p.add_argument("--slurm-folder", default="slurm_logs", help="submitit's job folder (logs, pickles)")
-    p.add_argument("--slurm-max-array", type=positive_int, default=1000,
-                   help="the site's MaxArraySize: arrays are split under it (default 1000)")
-    p.add_argument("--slurm-local", action="store_true",
-                   help="run the Slurm arrays as local processes (submitit's local executor: a dry run, tests)")
+    add_shared(p.add_argument_group("where runs train (engine.executors)"), *EXECUTOR_OPTIONS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -343,9 +317,6 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("sweep", help="train every missing run of a profile (or of some designs), in parallel")
     w.add_argument("--profile", required=True)
     w.add_argument("--design", action="append", help="only this design (repeatable)")
-    w.add_argument("--jobs", type=positive_int, default=None,
-                   help="parallel workers (local: default one per GPU, else one per core; ray: CPUs of a local "
-                        "cluster; slurm: array tasks running at once)")
     add_shared(w, "device", "pack")
     w.add_argument("--checkpoint-every", type=non_negative_int, default=None,
                    help="resume checkpoints every N steps (default: the profile's checkpoint_every)")

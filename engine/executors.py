@@ -16,9 +16,14 @@ the cache, and a shared file system never has to make `flock` work across nodes.
 - `RayExecutor`: Ray Core tasks (`num_gpus` per run on GPU clusters), joining a cluster by
   address or starting a local one; a dead worker is retried by Ray (`max_retries`).
 - `SlurmExecutor`: submitit job arrays (one GPU per task via gres, arrays chunked under the
-  site's MaxArraySize, partition / time / account); a job that dies is resubmitted by the
-  driver up to `retries` times. `cluster="local"` runs the same arrays as local processes
-  (how CI tests it).
+  site's MaxArraySize, partition / time / account). A task is a submitit `Checkpointable`, so
+  a job pre-empted or out of time is requeued by submitit and resumes from its checkpoints; a
+  job that dies otherwise (node failure, OOM kill) is resubmitted by the driver at once, up to
+  `retries` times. `cluster="local"` runs the same arrays as local processes (how CI tests it).
+
+Abandoning a sweep (Ctrl-C, SIGTERM, an exception in the driver) stops what it dispatched:
+local workers are killed, Ray tasks cancelled, Slurm jobs cancelled, so no run goes on
+training for a driver that will never write its record.
 
 With a shared `checkpoint_dir`, a single run checkpoints every `checkpoint_every` steps and a
 retried run resumes from its last checkpoint (packs do not checkpoint).
@@ -26,24 +31,29 @@ retried run resumes from its last checkpoint (packs do not checkpoint).
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import logging
 import multiprocessing as mp
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from submitit.core.utils import UncompletedJobError
+from submitit.helpers import Checkpointable
+
+from engine.options import EXECUTOR_CHOICES
 from engine.scheduling import Task, make_tasks
 from engine.spec import RunSpec
 
 log = logging.getLogger(__name__)
 
-EXECUTORS = ("local", "ray", "slurm")
+EXECUTORS = EXECUTOR_CHOICES
 
 
 # --- the worker side ------------------------------------------------------------------
@@ -51,8 +61,11 @@ EXECUTORS = ("local", "ray", "slurm")
 
 def train_task(spec_dicts: list[dict], *, device: str | None = None, data_dir: str | None = None,
                threads: int | None = None, checkpoint_dir: str | None = None, checkpoint_every: int = 0,
-               precision: str | None = None) -> list[dict]:
-    """Train one task (a run or a pack) and return its result records, in order. Never writes the cache."""
+               progress: bool = False) -> list[dict]:
+    """Train one task (a run or a pack) and return its result records, in order. Never writes the cache.
+
+    `progress` shows the run's own progress bar on the worker's stderr (a local worker's is the terminal).
+    """
     from engine.packed import train_packed
     from engine.runtime import set_threads
     from engine.train import train
@@ -63,9 +76,9 @@ def train_task(spec_dicts: list[dict], *, device: str | None = None, data_dir: s
     if len(specs) == 1:
         spec = specs[0]
         ckpt = Path(checkpoint_dir) / spec.run_id if checkpoint_dir and checkpoint_every else None
-        return [train(spec, device=device, data_dir=data, checkpoint_dir=ckpt,
+        return [train(spec, device=device, data_dir=data, checkpoint_dir=ckpt, progress=progress,
                       checkpoint_every=checkpoint_every if ckpt else 0)]
-    return train_packed(specs, device=device, data_dir=data)
+    return train_packed(specs, device=device, data_dir=data, progress=progress)
 
 
 def _payload(task: Task) -> list[dict]:
@@ -80,6 +93,12 @@ _DEVICE: str | None = None  # the device this worker process owns
 def _bind_device(devices) -> None:
     global _DEVICE
     _DEVICE = devices.get()
+    if _DEVICE == "cpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            # DeepSpeed would detect the CPU anyway, but warns on every worker's terminal line, across the sweep's bar
+            os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 
 def _local_task(spec_dicts: list[dict], threads: int | None, kwargs: dict) -> list[dict]:
@@ -96,13 +115,23 @@ class LocalExecutor:
     retries: int = 1  # resubmissions of a task whose worker died
 
     def devices(self) -> list[str]:
+        """The device of each worker: every GPU once (or `workers` of them, round robin), one named
+        GPU (`workers` of them, default one), or `workers` CPU workers (default one per core)."""
         import torch
 
+        if self.device and self.device.startswith("cuda:"):
+            return [self.device] * (self.workers or 1)
         n_gpu = torch.cuda.device_count() if self.device in (None, "cuda") else 0
         if n_gpu:
             return [f"cuda:{i % n_gpu}" for i in range(self.workers or n_gpu)]
-        n = self.workers or (os.cpu_count() or 1)
-        return [self.device if self.device and self.device.startswith("cuda:") else "cpu"] * n
+        return ["cpu"] * (self.workers or os.cpu_count() or 1)
+
+    def check(self) -> None:
+        """A device that cannot be had is refused before anything trains (engine.runtime.pick_device)."""
+        from engine.runtime import pick_device
+
+        if self.device:
+            pick_device(self.device)
 
     def run(self, tasks: list[Task], **kwargs) -> Iterator[tuple[Task, list[dict] | BaseException]]:
         from engine.runtime import cpu_threads
@@ -146,6 +175,8 @@ class LocalExecutor:
                     for p in procs:
                         if p.is_alive():
                             p.kill()
+                    for p in procs:
+                        p.join(timeout=10)  # reaped: gone when run() returns, its device free for the retry
                 pool.shutdown(wait=clean, cancel_futures=True)
             if broken:
                 for task in list(left):
@@ -169,6 +200,14 @@ class RayExecutor:
     retries: int = 2  # Ray's max_retries: a task whose worker process died is re-run
     local_cpus: int | None = None  # CPUs of a local cluster started here
 
+    def check(self) -> None:
+        import importlib
+
+        try:
+            importlib.import_module("ray")
+        except ImportError as e:
+            raise ValueError(f"executor 'ray': Ray cannot be imported ({e}); pip install -e . installs the pinned ray") from None
+
     def run(self, tasks: list[Task], **kwargs) -> Iterator[tuple[Task, list[dict] | BaseException]]:
         import ray
 
@@ -176,6 +215,7 @@ class RayExecutor:
         if started:
             ray.init(address=self.address, num_cpus=None if self.address else self.local_cpus,
                      include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        refs: dict = {}
         try:
             gpus = self.gpus_per_task
             if gpus is None:
@@ -183,6 +223,7 @@ class RayExecutor:
             remote = ray.remote(train_task).options(num_gpus=gpus, num_cpus=self.cpus_per_task,
                                                      max_retries=self.retries, retry_exceptions=False)
             device = "cuda" if gpus else "cpu"  # Ray sets CUDA_VISIBLE_DEVICES: the task's GPU is cuda
+            # threads = the CPUs reserved: os.cpu_count() would be the whole node's, shared by its tasks
             threads = max(1, int(self.cpus_per_task))
             refs = {remote.remote(_payload(t), device=device, threads=threads, **kwargs): t for t in tasks}
             while refs:
@@ -190,15 +231,31 @@ class RayExecutor:
                 for ref in done:
                     task = refs.pop(ref)
                     try:
-                        yield task, ray.get(ref)
+                        out = ray.get(ref)
                     except Exception as e:  # RayTaskError (the task raised) or a worker lost after its retries
-                        yield task, e
+                        out = e
+                    yield task, out
         finally:
+            for ref in refs:  # abandoned (Ctrl-C, an error in the driver): nothing goes on training
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
             if started:
                 ray.shutdown()
 
 
 # --- Slurm (submitit) -----------------------------------------------------------------
+
+
+class SlurmTask(Checkpointable):
+    """`train_task` as a submitit job: pre-empted or out of time, submitit requeues it with the
+    same arguments (`Checkpointable.checkpoint`), and the run resumes from its checkpoints
+    when a shared checkpoint directory is set (otherwise it starts again)."""
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+    def __call__(self, spec_dicts: list[dict]) -> list[dict]:
+        return train_task(spec_dicts, **self.kwargs)
 
 
 @dataclass
@@ -213,10 +270,18 @@ class SlurmExecutor:
     cpus_per_task: int = 8
     max_array: int = 1000  # the site's MaxArraySize (scontrol show config): arrays are chunked under it
     parallel: int | None = None  # slurm_array_parallelism: at most this many tasks at once
-    retries: int = 1  # resubmissions of a task whose job died (node failure, pre-emption, OOM kill)
-    cluster: str | None = None  # None: Slurm if available; "local": submitit's local executor (tests)
+    retries: int = 1  # resubmissions of a task whose job died (node failure, OOM kill)
+    cluster: str = "slurm"  # "local": submitit's local executor, the same arrays as local processes (tests)
     extra: dict = field(default_factory=dict)  # more submitit parameters, e.g. {"slurm_qos": "high"}
-    poll_s: float = 2.0
+    poll_s: float = 10.0  # how often job states are read (submitit's own sacct polling is rate-limited too)
+
+    def check(self) -> None:
+        """Slurm must be reachable from here: without sbatch, submitit would quietly run every job on
+        this machine instead."""
+        if self.cluster != "local" and shutil.which("sbatch") is None:
+            raise ValueError("executor 'slurm': no `sbatch` on PATH (not a Slurm login node?); run the sweep where "
+                             "sbatch works, or add --slurm-local for a dry run of the same arrays on this machine")
+        Path(self.folder).mkdir(parents=True, exist_ok=True)
 
     def executor(self):
         import submitit
@@ -230,45 +295,58 @@ class SlurmExecutor:
         ex.update_parameters(**{k: v for k, v in params.items() if v is not None})
         return ex
 
+    def _watch(self, job):
+        if self.cluster == "local":
+            # submitit waits 15 s for a missing result file (NFS lag on a cluster); a local job
+            # that died wrote none and never will, so its retry need not wait
+            job._results_timeout_s = 0.5
+        return job
+
     def run(self, tasks: list[Task], **kwargs) -> Iterator[tuple[Task, list[dict] | BaseException]]:
         ex = self.executor()
         device = "cuda" if self.gpus_per_task and self.cluster != "local" else "cpu"
-        threads = None if device == "cuda" else max(1, self.cpus_per_task)
-        fn = functools.partial(train_task, device=device, threads=threads, **kwargs)
+        fn = SlurmTask(device=device, threads=max(1, self.cpus_per_task), **kwargs)
         tries = {t.key: 0 for t in tasks}
-        left = list(tasks)
-        while left:
-            jobs = []
-            for i in range(0, len(left), self.max_array):
-                chunk = left[i:i + self.max_array]
-                jobs += list(zip(ex.map_array(fn, [_payload(t) for t in chunk]), chunk))
-            left = []
-            pending = dict(jobs)
+        pending: dict = {}  # job -> task: at most one live job per task
+        try:
+            for i in range(0, len(tasks), self.max_array):
+                chunk = tasks[i:i + self.max_array]
+                jobs = ex.map_array(fn, [_payload(t) for t in chunk])
+                pending.update((self._watch(j), t) for j, t in zip(jobs, chunk, strict=True))
             while pending:
                 for job, task in list(pending.items()):
                     if not job.done():
                         continue
                     del pending[job]
                     try:
-                        yield task, job.result()
-                    except Exception as e:
-                        died = type(e).__name__ in ("UncompletedJobError",) or "killed" in str(e).lower()
+                        out = job.result()
+                    except UncompletedJobError as e:  # no result: the job died (node failure, OOM kill, scancel)
                         tries[task.key] += 1
-                        if died and tries[task.key] <= self.retries:
-                            log.warning("job %s for %s died (%s); resubmitting", job.job_id, task, e)
-                            left.append(task)
-                        else:
-                            yield task, e
+                        if tries[task.key] <= self.retries:
+                            log.warning("job %s for %s died (%s); resubmitting", job.job_id, task,
+                                        str(e).splitlines()[0])
+                            pending[self._watch(ex.submit(fn, _payload(task)))] = task
+                            continue
+                        out = e
+                    except Exception as e:  # FailedJobError: the task itself raised; reported, the sweep goes on
+                        out = e
+                    yield task, out
                 if pending:
                     time.sleep(self.poll_s)
+        finally:
+            for job in pending:  # abandoned: no job goes on training (or waits in the queue)
+                with contextlib.suppress(Exception):
+                    job.cancel(check=False)
+
+
+CLASSES = {"local": LocalExecutor, "ray": RayExecutor, "slurm": SlurmExecutor}
 
 
 def make_executor(kind: str, **settings):
     """The executor named `kind` ('local', 'ray', 'slurm') with its settings (unknown ones are an error)."""
-    classes = {"local": LocalExecutor, "ray": RayExecutor, "slurm": SlurmExecutor}
-    if kind not in classes:
+    if kind not in CLASSES:
         raise ValueError(f"executor {kind!r} is not known; choose one of {EXECUTORS}")
-    cls = classes[kind]
+    cls = CLASSES[kind]
     known = set(cls.__dataclass_fields__)
     unknown = set(settings) - known
     if unknown:
@@ -276,23 +354,68 @@ def make_executor(kind: str, **settings):
     return cls(**settings)
 
 
+def executor_from_options(opts: Mapping[str, Any], device: str | None = None):
+    """The executor that `engine.options.EXECUTOR_OPTIONS` describe (`sweep`'s flags, the plugin's
+    `--qat-*` ones): `opts` maps each option's dest to its value."""
+    kind = opts.get("executor") or "local"
+    retries = opts.get("retries", 1)
+    if kind == "local":
+        return make_executor("local", workers=opts.get("jobs"), device=device, retries=retries)
+    if kind == "ray":
+        return make_executor("ray", address=opts.get("ray_address"), retries=retries,
+                             cpus_per_task=opts.get("ray_cpus_per_task") or 1, local_cpus=opts.get("jobs"))
+    settings = dict(folder=str(opts.get("slurm_folder") or "slurm_logs"), partition=opts.get("slurm_partition"),
+                    time_min=opts.get("slurm_time") or 60, account=opts.get("slurm_account"),
+                    cpus_per_task=opts.get("slurm_cpus_per_task") or 8, max_array=opts.get("slurm_max_array") or 1000,
+                    retries=retries, parallel=opts.get("jobs"))
+    if opts.get("slurm_local"):  # submitit's local executor starts every array task at once: one thread each
+        settings.update(cluster="local", cpus_per_task=1, poll_s=1.0)
+    return make_executor("slurm", **settings)
+
+
+def resume_dir(opts: Mapping[str, Any], cache_root: Path, checkpoint_every: int) -> Path | None:
+    """Where single runs keep resume checkpoints: --checkpoint-dir if given; else, for local
+    workers, <cache>/_checkpoints (the driver's own disk); else none: a cluster node may not
+    see the driver's cache, and a run must not fail for want of a checkpoint directory."""
+    if not checkpoint_every:
+        return None
+    if opts.get("checkpoint_dir"):
+        return Path(opts["checkpoint_dir"])
+    return Path(cache_root) / "_checkpoints" if (opts.get("executor") or "local") == "local" else None
+
+
 # --- the driver -----------------------------------------------------------------------
 
 
 @dataclass
 class FillReport:
+    """What a fill did: runs trained (diverged ones included), found cached, duplicates ignored, failures."""
+
     trained: int = 0
     duplicates: int = 0  # results for runs another process had already written (ignored)
     diverged: int = 0
     failed: list[tuple[Task, str]] = field(default_factory=list)
     cached: int = 0
 
+    def add(self, spec: RunSpec, outcome: str) -> None:
+        if outcome == "duplicate":
+            self.duplicates += 1
+        elif outcome in ("trained", "diverged"):
+            self.trained += 1
+            self.diverged += outcome == "diverged"
+        else:
+            self.failed.append((Task((spec,)), outcome))
+
 
 def fill(cache, specs: list[RunSpec], executor, *, pack: int = 1, progress: bool = True,
          checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0, desc: str = "sweep",
-         lock_timeout: float = 3600.0) -> FillReport:
-    """Train every missing spec through `executor`; the driver alone writes the records."""
-    from filelock import Timeout
+         run_progress: bool = False, lock_timeout: float = 3600.0) -> FillReport:
+    """Train every missing spec through `executor`; the driver alone writes the records.
+
+    Returns when every task has come back (trained, or failed for good: `report.failed`); a
+    failure never stops the others. One progress bar counts runs over the whole sweep
+    (`progress`); `run_progress` adds each run's own bar, from its worker.
+    """
     from tqdm import tqdm
 
     from engine.train import preflight
@@ -302,37 +425,53 @@ def fill(cache, specs: list[RunSpec], executor, *, pack: int = 1, progress: bool
     report = FillReport(cached=len(unique) - len(todo))
     if not todo:
         return report
+    if hasattr(executor, "check"):
+        executor.check()  # the executor can be had (devices, Ray, sbatch) before any compute
     cache.check_space(todo, checkpoint_every=checkpoint_every)
     preflight(todo, cache.data_dir)  # data and tokenizers ready and checked before any job starts
     tasks = make_tasks(todo, pack)
     kwargs = dict(data_dir=str(cache.data_dir), checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
-                  checkpoint_every=checkpoint_every)
+                  checkpoint_every=checkpoint_every, progress=run_progress)
     bar = tqdm(total=len(todo), desc=desc, unit="run", disable=not progress)
-    try:
-        for task, out in executor.run(tasks, **kwargs):
+    # closing(): an exception here (Ctrl-C included) closes the executor's generator at once, and
+    # its `finally` stops what it dispatched
+    with bar, contextlib.closing(executor.run(tasks, **kwargs)) as results:
+        for task, out in results:
+            bar.update(len(task.specs))
             if isinstance(out, BaseException):
-                report.failed.append((task, f"{type(out).__name__}: {out}"))
-                bar.update(len(task.specs))
+                log.warning("task %s failed: %s", task, out)
+                report.failed.append((task, error_line(out)))
+                bar.set_postfix(failed=len(report.failed))
                 continue
             for spec, result in zip(task.specs, out, strict=True):
-                lock = cache.lock(spec)
-                try:
-                    lock.acquire(timeout=lock_timeout)
-                except Timeout:
-                    report.failed.append((Task((spec,)), f"its lock {lock.lock_file} stayed held {lock_timeout:g} s"))
-                    continue
-                try:
-                    if cache.has(spec):
-                        report.duplicates += 1
-                    else:
-                        cache.put(spec, result)
-                        report.trained += 1
-                        report.diverged += result.get("status") == "diverged"
-                finally:
-                    lock.release()
+                report.add(spec, _write(cache, spec, result, lock_timeout))
                 if checkpoint_dir:  # the run is finished: its resume checkpoints are debris now
                     shutil.rmtree(Path(checkpoint_dir) / spec.run_id, ignore_errors=True)
-            bar.update(len(task.specs))
-    finally:
-        bar.close()
     return report
+
+
+def _write(cache, spec: RunSpec, result: dict, lock_timeout: float) -> str:
+    """Store one returned record (the driver's atomic put, under the run's lock): 'trained',
+    'diverged', 'duplicate' (someone stored it first; ignored) or an error line."""
+    from filelock import Timeout
+
+    lock = cache.lock(spec)
+    try:
+        lock.acquire(timeout=lock_timeout)
+    except Timeout:
+        return f"its lock {lock.lock_file} stayed held {lock_timeout:g} s; the result was dropped (run the sweep again)"
+    try:
+        if cache.has(spec):
+            return "duplicate"
+        cache.put(spec, result)
+        return "diverged" if result.get("status") == "diverged" else "trained"
+    finally:
+        lock.release()
+
+
+def error_line(e: BaseException) -> str:
+    """One line for a failed task: the last line of a remote traceback (Ray, submitit carry the
+    worker's whole traceback in the message), else the exception's own."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not set(ln.strip()) <= set("-=")]
+    last = next((ln for ln in reversed(lines) if "Error" in ln or "Exception" in ln), lines[-1] if lines else "")
+    return last if last.split(":")[0].endswith(("Error", "Exception")) else f"{type(e).__name__}: {last}"

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 ON_CORRUPT_ENV = "QAT_ON_CORRUPT"
 ON_CORRUPT_CHOICES = ("error", "quarantine")
+EXECUTOR_CHOICES = ("local", "ray", "slurm")  # engine.executors implements each
 
 
 def default_on_corrupt() -> str:
@@ -106,7 +107,7 @@ SHARED: dict[str, Option] = {
         help="a corrupt cache record: stop with an error (default; $QAT_ON_CORRUPT) or move it aside and retrain"),
     "device": Option(
         "device", type=device_name,
-        help="training device: cpu, cuda, cuda:N (default: cuda if available, under xdist cuda:<worker mod GPUs>)"),
+        help="training device: cpu, cuda (every GPU, one worker each), cuda:N (default: cuda if available)"),
     "pack": Option(
         "pack", type=pack_size,
         help="train up to K >= 1 same-shape runs at once (seed packing; 1 = unpacked; default: the profile's `pack`)"),
@@ -116,7 +117,49 @@ SHARED: dict[str, Option] = {
     "threads": Option(
         "threads", type=positive_int,
         help="torch CPU threads per process (default: the cores, shared among parallel workers)"),
+    # --- where a sweep trains (engine.executors): `sweep` and the plugin's controller ---
+    "executor": Option(
+        "executor", choices=EXECUTOR_CHOICES, default="local",
+        help="where missing runs train: local processes (one per GPU, else one per core), a Ray cluster, "
+             "or Slurm job arrays via submitit (default: local)"),
+    "jobs": Option(
+        "jobs", type=positive_int,
+        help="parallel workers (local: default one per GPU, else one per core; ray: CPUs of a local cluster "
+             "started here; slurm: array tasks running at once)"),
+    "retries": Option(
+        "retries", type=non_negative_int, default=1,
+        help="re-runs of a task whose worker died (OOM kill, node loss, pre-emption; default 1)"),
+    "checkpoint_dir": Option(
+        "checkpoint-dir", type=Path,
+        help="resume checkpoints of single runs (default: <cache>/_checkpoints when the profile checkpoints); "
+             "on a cluster, a directory every node can read and write"),
+    "ray_address": Option(
+        "ray-address",
+        help="Ray cluster to join ('auto', 'ray://head:10001'); default: start a local one"),
+    "ray_cpus_per_task": Option(
+        "ray-cpus-per-task", type=positive_int, default=1, help="CPUs Ray reserves per task (default 1)"),
+    "slurm_partition": Option("slurm-partition", help="Slurm partition (default: the site's)"),
+    "slurm_account": Option("slurm-account", help="Slurm account to charge (default: yours)"),
+    "slurm_time": Option(
+        "slurm-time", type=positive_int, default=60, help="time limit of one array task, minutes (default 60)"),
+    "slurm_cpus_per_task": Option(
+        "slurm-cpus-per-task", type=positive_int, default=8, help="CPUs per array task (default 8)"),
+    "slurm_folder": Option(
+        "slurm-folder", type=Path, default=Path("slurm_logs"),
+        help="submitit's job folder (pickles, logs): on a file system the jobs and this process share"),
+    "slurm_max_array": Option(
+        "slurm-max-array", type=positive_int, default=1000,
+        help="tasks per job array, at most the site's MaxArraySize (`scontrol show config`; Slurm's default "
+             "1001): a longer sweep is split into several arrays (default 1000)"),
+    "slurm_local": Option(
+        "slurm-local", action="store_true", default=False,
+        help="run the Slurm job arrays as local processes (submitit's local executor: a dry run, tests)"),
 }
+
+# The settings of `engine.executors.executor_from_options`, in the order --help lists them.
+EXECUTOR_OPTIONS = ("executor", "jobs", "retries", "checkpoint_dir", "ray_address", "ray_cpus_per_task",
+                    "slurm_partition", "slurm_account", "slurm_time", "slurm_cpus_per_task", "slurm_folder",
+                    "slurm_max_array", "slurm_local")
 
 
 def shared_options(*names: str) -> list[Option]:

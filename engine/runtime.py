@@ -5,9 +5,10 @@ make it the same way:
 - `pick_device`: an explicit request is honoured (and refused clearly if CUDA is absent),
   else CUDA when visible, else CPU;
 - `ensure_process_group`: DeepSpeed needs a torch.distributed process group even for one
-  process. Outside the `deepspeed` launcher we create a world of one: RANK/LOCAL_RANK/
-  WORLD_SIZE/MASTER_ADDR and a free MASTER_PORT (so concurrent workers on one machine never
-  collide), gloo on CPU and nccl on CUDA. Done once per process, on first use, never at import;
+  process. Unless QAT_DISTRIBUTED=1 asks for a multi-process launch, we create a world of one
+  over an in-process store, whatever RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT the environment
+  exports (no port, so concurrent runs never collide), gloo on CPU and nccl on CUDA. Done
+  once per process, on first use, never at import;
 - `autocast_for`: the forward's precision context, the device's default
   `engine.precision.Precision` (bf16 autocast on CUDA, fp32 on CPU) unless a run names one;
 - the thread policy: `cpu_threads(workers)` shares the cores among `workers` processes
@@ -176,6 +177,7 @@ def ensure_extensions_dir() -> Path:
 
 
 def free_port() -> int:
+    """A TCP port free at the moment of asking (for a deliberate multi-process launch; a world of one needs none)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -183,6 +185,7 @@ def free_port() -> int:
 
 DISTRIBUTED_ENV = "QAT_DISTRIBUTED"  # "1": a deliberate multi-process launch; take RANK/WORLD_SIZE/... as given
 _WORLD_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+_WORLD_OF_ONE = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}
 
 
 def ensure_process_group(device: torch.device) -> None:
@@ -191,10 +194,13 @@ def ensure_process_group(device: torch.device) -> None:
     Slurm and torchrun job templates export RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT; taken as
     given, `WORLD_SIZE=2` makes a lone run wait forever for a second rank (holding its cache
     lock) and a shared `MASTER_PORT` makes concurrent runs collide ("address already in use").
-    Every run of this engine is one process, so those variables are replaced (for this process)
-    by a world of one on a free local port. A deliberate multi-process DeepSpeed launch sets
-    QAT_DISTRIBUTED=1 (or uses the `deepspeed` launcher, which sets its own variables and
-    QAT_DISTRIBUTED is then the switch) to keep the exported values.
+    Every run of this engine is one process, so the group is a world of one over an in-process
+    store (`torch.distributed.HashStore`): no rendezvous, no port, nothing two runs on one
+    machine could share. RANK/LOCAL_RANK/WORLD_SIZE are set to 0/0/1 for this process, because
+    DeepSpeed reads them (its device and logging rank); MASTER_ADDR/MASTER_PORT are left as
+    they are and never used. A deliberate multi-process DeepSpeed launch sets QAT_DISTRIBUTED=1
+    to have the exported variables taken as given (`deepspeed.init_distributed`, env://).
+    Done once per process, on first use, never at import.
     """
     import torch.distributed as dist
 
@@ -203,23 +209,18 @@ def ensure_process_group(device: torch.device) -> None:
     ensure_extensions_dir()  # before DeepSpeed is imported: it may build ops
     import deepspeed
 
-    if os.environ.get(DISTRIBUTED_ENV) == "1":
-        ours = False
-    else:
-        ignored = {k: os.environ[k] for k in _WORLD_VARS if k in os.environ}
-        if ignored and ignored != {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}:
-            log.info("ignoring exported %s: each run is a world of one (set %s=1 for a multi-process launch)",
-                     ", ".join(f"{k}={v}" for k, v in ignored.items()), DISTRIBUTED_ENV)
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-                          MASTER_PORT=str(free_port()))
-        ours = True
     backend = "nccl" if device.type == "cuda" else "gloo"
     quiet_deepspeed()
+    if os.environ.get(DISTRIBUTED_ENV) != "1":
+        if any(os.environ.get(k, v) != v for k, v in _WORLD_OF_ONE.items()):
+            exported = {k: os.environ[k] for k in _WORLD_VARS if k in os.environ}
+            log.info("ignoring exported %s: each run is a world of one (set %s=1 for a multi-process launch)",
+                     ", ".join(f"{k}={v}" for k, v in exported.items()), DISTRIBUTED_ENV)
+        os.environ.update(_WORLD_OF_ONE)
+        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+    # DeepSpeed adopts an existing group; under QAT_DISTRIBUTED=1 it creates one from the environment
     deepspeed.init_distributed(dist_backend=backend, verbose=False)
-    log.debug("process group: %s on port %s", backend, os.environ["MASTER_PORT"])
-    if ours:
-        # The store now holds this port; a child process inheriting it would collide.
-        del os.environ["MASTER_PORT"]
+    log.debug("process group: %s, rank %d of %d", backend, dist.get_rank(), dist.get_world_size())
 
 
 def quiet_deepspeed() -> None:

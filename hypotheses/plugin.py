@@ -3,20 +3,25 @@
 Roles, one section each:
 - options: one group, prefix `--qat-`, with the short forms the README uses
   (`--profile`, `--tiny`, `--no-train`), validated in `pytest_configure`;
-- run-wide state (`SuiteState` in `config.stash`): profile, cache, training policy,
-  this worker's device and thread count;
+- run-wide state (`SuiteState` in `config.stash`): profile, cache, training policy, device,
+  pack size; each process's CPU thread count;
 - parametrisation: a test marked `@pytest.mark.claim(ID)` gets one case per cell that the
   claim's `cells` table in fixtures/claims.toml generates for the profile
   (`hypotheses.cells.cells_for`), with readable ids (`test_c1_wd33_optimal[int6-t20k]`);
-- fixtures: `claim` (the claim record at this profile), `table` (fetches the cell's design
-  slice through the cache: trains missing runs when allowed, else a setup ERROR naming the
-  command), `decide` (the claim's decider plus the verdict's stability,
+- the controller trains (`pytest_collection`): the process without xdist's `workerinput`
+  collects, lists every run the selected tests need that the cache lacks, and trains them
+  through the chosen executor (`--qat-executor local|ray|slurm`, engine.executors) before any
+  test runs: one queue over the whole sweep, longest first, packs kept, one progress bar
+  (shown without -s). Workers return records; the controller alone writes the cache;
+- fixtures: `claim` (the claim record at this profile), `table` (reads the cell's design
+  slice from the cache; never trains: a missing run is a setup ERROR naming the command that
+  produces it), `decide` (the claim's decider plus the verdict's stability,
   `hypotheses.decide.decide_cell`), `judge` (records the verdict as JUnit properties, then
   passes if reproduced, fails if contradicted, skips with the reason if inconclusive);
 - reporting: the controller collects every verdict and writes reports/ at the end.
 
-Training inside tests is shared across xdist workers through the cache's per-run locks:
-every run is trained once, by whichever worker takes its lock first.
+So xdist workers (`-n N`, `-n auto`) only decide: N sets how many cells are decided at once,
+not how many runs train (that is the executor's `--qat-jobs`, default one per GPU or core).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import pytest
 
 from engine.cache import ResultsCache, records_to_table
 from engine.design import Profile, ProfileError, available_profiles, estimate_flops, load_profile
-from engine.options import shared_options
+from engine.options import EXECUTOR_OPTIONS, shared_options
 from engine.spec import RunSpec
 from hypotheses.cells import Cell, cell_specs, cells_for
 from hypotheses.decide import decide_cell, stability_text, verdict_row
@@ -64,21 +69,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         g.addoption(f"--qat-{opt.flag}", dest=f"qat_{opt.dest}", **opt.argparse_kwargs())
     g.addoption("--qat-no-report", dest="qat_report", action="store_false", default=True,
                 help="do not write the Markdown/HTML report at the end")
-    # where the controller trains the missing runs of the selected tests (engine/executors.py)
-    g.addoption("--qat-executor", dest="qat_executor", choices=("local", "ray", "slurm"), default="local",
-                help="train missing runs with local processes (one per GPU / core), a Ray cluster or Slurm "
-                     "(submitit), before any test runs; xdist workers then only decide")
-    g.addoption("--qat-jobs", dest="qat_jobs", type=int, default=None,
-                help="local: worker processes (default one per GPU, else one per core); ray: CPUs of a local "
-                     "cluster; slurm: array tasks at once")
-    g.addoption("--qat-retries", dest="qat_retries", type=int, default=1, help="re-runs of a task whose worker died")
-    g.addoption("--qat-ray-address", dest="qat_ray_address", default=None, help="Ray cluster to join (default: local)")
-    g.addoption("--qat-slurm-partition", dest="qat_slurm_partition", default=None)
-    g.addoption("--qat-slurm-account", dest="qat_slurm_account", default=None)
-    g.addoption("--qat-slurm-time", dest="qat_slurm_time", type=int, default=60, help="minutes per array task")
-    g.addoption("--qat-slurm-folder", dest="qat_slurm_folder", default="slurm_logs")
-    g.addoption("--qat-slurm-max-array", dest="qat_slurm_max_array", type=int, default=1000,
-                help="the site's MaxArraySize")
+    # where the controller trains the missing runs of the selected tests: the options of
+    # `python -m engine sweep --executor ...`, defined once in engine.options
+    for opt in shared_options(*EXECUTOR_OPTIONS):
+        g.addoption(f"--qat-{opt.flag}", dest=f"qat_{opt.dest}", **opt.argparse_kwargs())
 
 
 # --- run-wide state -----------------------------------------------------------------
@@ -112,27 +106,18 @@ class SuiteState:
         return sweep_command(self.profile, designs, self.cache.root)
 
     def fetch(self, specs: list[RunSpec], designs: list[str]):
-        """The results table of `specs`, training what is missing if allowed."""
-        from engine.packed import pack_plan
-        from engine.train import preflight, train
+        """The results table of `specs`, from the cache alone (the controller trained what it could).
 
-        why = (
-            "(--no-train given)" if self.train_policy == "never"
-            else f"(profile {self.profile.name!r} is GPU-scale and no GPU is visible; --qat-train forces it)"
-        )
+        A missing run raises MissingRunsError naming why it is missing and the command that
+        produces it: a test never trains, so an xdist worker only decides.
+        """
+        if not self.may_train:
+            why = ("(--no-train given)" if self.train_policy == "never"
+                   else f"(profile {self.profile.name!r} is GPU-scale and no GPU is visible; --qat-train forces it)")
+        else:
+            why = "(the controller's training did not produce them: its report above the tests names the error)"
         hint = f"{why} Produce them with: {self.sweep_command(designs)}"
-        every = self.profile.checkpoint_every
-        data = self.cache.data_dir  # tokenised corpora live beside the cache, never in the checkout
-        train_fn = (
-            (lambda s: train(s, device=self.device, progress=self.progress, data_dir=data,
-                             checkpoint_dir=self.cache.checkpoint_dir(s), checkpoint_every=every))
-            if self.may_train else None
-        )
-        records = self.cache.ensure(specs, train_fn, missing_hint=hint,
-                                    on_trained=lambda s, r: self.trained.append(s.run_id),
-                                    pack=pack_plan(self.pack, self.device, data_dir=data, progress=self.progress),
-                                    before_training=lambda specs: preflight(specs, data))  # bad data fails first
-        return records_to_table(records)
+        return records_to_table(self.cache.ensure(specs, None, missing_hint=hint))
 
 
 STATE = pytest.StashKey[SuiteState]()
@@ -143,11 +128,6 @@ class MissingDesign:
     """Stands in for a claim's cells when the profile lacks the design they need."""
 
     message: str
-
-
-def _worker_index(config: pytest.Config) -> int:
-    wid = getattr(config, "workerinput", {}).get("workerid", "gw0")
-    return int(wid[2:]) if wid.startswith("gw") and wid[2:].isdigit() else 0
 
 
 def _configure_threads(config: pytest.Config) -> None:
@@ -167,12 +147,7 @@ def pytest_configure(config: pytest.Config) -> None:
         profile = load_profile(name)
     except ProfileError as e:
         raise pytest.UsageError(str(e)) from None
-    device = config.getoption("qat_device")
-    if device is None:
-        import torch
-
-        if torch.cuda.is_available():
-            device = f"cuda:{_worker_index(config) % torch.cuda.device_count()}"
+    device = config.getoption("qat_device")  # None: the executor uses every visible GPU, else the CPU
     report_dir = Path(config.getoption("qat_report_dir"))
     config.stash[STATE] = SuiteState(
         profile=profile,
@@ -244,17 +219,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # --- the controller trains ------------------------------------------------------------
 
 
-def _executor(config: pytest.Config):
-    from types import SimpleNamespace
-
-    from engine.cli import executor_from_args
-
-    o = config.getoption
-    return executor_from_args(SimpleNamespace(
-        executor=o("qat_executor"), jobs=o("qat_jobs"), device=o("qat_device"), retries=o("qat_retries"),
-        ray_address=o("qat_ray_address"), ray_cpus_per_task=1, slurm_folder=o("qat_slurm_folder"),
-        slurm_partition=o("qat_slurm_partition"), slurm_time=o("qat_slurm_time"),
-        slurm_account=o("qat_slurm_account"), slurm_max_array=o("qat_slurm_max_array"), slurm_local=False))
+def _executor_options(config: pytest.Config) -> dict:
+    return {k: config.getoption(f"qat_{k}") for k in EXECUTOR_OPTIONS}
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -271,7 +237,8 @@ def pytest_collection(session: pytest.Session):
     if hasattr(config, "workerinput") or st is None:
         return None  # a worker: collect normally; it decides, never trains
     session.perform_collect()
-    if st.may_train:
+    collect_failed = session.testsfailed and not config.getoption("continue_on_collection_errors")
+    if st.may_train and not config.getoption("collectonly") and not collect_failed:
         specs: dict[str, RunSpec] = {}
         for item in session.items:
             cell = getattr(item, "callspec", None) and item.callspec.params.get("cell")
@@ -286,20 +253,28 @@ def pytest_collection(session: pytest.Session):
 
 
 def _fill(config: pytest.Config, st: SuiteState, specs: list[RunSpec]) -> None:
-    from engine.executors import fill
+    from engine.executors import executor_from_options, fill, resume_dir
 
     missing = st.cache.missing(specs)
     if not missing:
         return
-    capman = config.pluginmanager.getplugin("capturemanager")
+    opts = _executor_options(config)
+    executor = executor_from_options(opts, device=st.device)
     every = st.profile.checkpoint_every
-    with capman.global_and_fixture_disabled() if capman else _nullcontext():  # the bar shows without -s
-        report = fill(st.cache, missing, _executor(config), pack=st.pack, progress=True,
-                      checkpoint_dir=st.cache.root / "_checkpoints" if every else None, checkpoint_every=every,
-                      desc=f"qat {st.profile.name}: training")
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if tr:
+        tr.write_line(f"qat: {len(missing)} of {len(specs)} run(s) the selected tests need are missing; "
+                      f"training them with the {opts['executor']} executor before the tests run")
+    capman = config.pluginmanager.getplugin("capturemanager")
+    try:
+        with capman.global_and_fixture_disabled() if capman else _nullcontext():  # the bar shows without -s
+            report = fill(st.cache, missing, executor, pack=st.pack, progress=True,
+                          checkpoint_dir=resume_dir(opts, st.cache.root, every), checkpoint_every=every,
+                          desc=f"qat {st.profile.name}: training", run_progress=st.progress)
+    except (ValueError, OSError) as e:  # bad input (data, tokenizer, executor, disk), found before any run starts
+        raise pytest.UsageError(f"qat: cannot train the missing runs: {e}") from None
     still_missing = {s.run_id for s in st.cache.missing(specs)}
     st.trained.extend(s.run_id for s in missing if s.run_id not in still_missing)
-    tr = config.pluginmanager.get_plugin("terminalreporter")
     if tr:
         tr.write_line(f"qat: trained {report.trained} run(s), {report.diverged} diverged, {len(report.failed)} failed"
                       + (" (their tests report the error)" if report.failed else ""))
@@ -339,10 +314,11 @@ def claim(request: pytest.FixtureRequest, claims, suite: SuiteState):
 
 @pytest.fixture
 def table(request: pytest.FixtureRequest, cell, claim, suite: SuiteState):
-    """The results table of this test case's design slice (`cell`), fetched at SETUP time.
+    """The results table of this test case's design slice (`cell`), read at SETUP time.
 
-    Missing runs without permission to train raise here, so pytest reports an ERROR (a
-    pipeline problem naming the sweep command), never a failed or skipped claim.
+    Missing runs (no permission to train, or a training that failed in the controller) raise
+    here, so pytest reports an ERROR (a pipeline problem naming the sweep command), never a
+    failed or skipped claim.
     """
     # Name the claim and cell first, so that a setup ERROR below still says whose it is.
     request.node.user_properties.append((VERDICT_PREFIX + "claim_id", claim.id))
@@ -353,12 +329,7 @@ def table(request: pytest.FixtureRequest, cell, claim, suite: SuiteState):
     specs = cell_specs(suite.profile, cell)
     if not specs:
         raise ProfileError(f"profile {suite.profile.name!r}: no runs in {cell.designs} match {cell.filters}")
-    before = len(suite.trained)
-    table = suite.fetch(specs, list(cell.designs))
-    # Ship what this worker trained to the controller (xdist carries user_properties).
-    request.node.user_properties.append((VERDICT_PREFIX + "trained_runs", len(suite.trained) - before))
-    request.node.user_properties.append((VERDICT_PREFIX + "trained_run_ids", ",".join(suite.trained[before:])))
-    return table
+    return suite.fetch(specs, list(cell.designs))
 
 
 @pytest.fixture
@@ -403,8 +374,6 @@ class VerdictCollector:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = {k[len(VERDICT_PREFIX):]: v for k, v in report.user_properties if k.startswith(VERDICT_PREFIX)}
-        if report.when == "call" and props.get("trained_run_ids"):
-            self.state.trained.extend(props["trained_run_ids"].split(","))
         if props and report.when == "call" and "verdict" in props:
             self.state.verdicts.append({"nodeid": report.nodeid, "pytest_outcome": report.outcome, **props})
         elif report.failed and report.when in ("setup", "call") and _is_claim_test(report.nodeid):

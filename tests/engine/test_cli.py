@@ -72,6 +72,10 @@ def cases(tmp: Path, sp: Path) -> dict[str, tuple[list[str], str]]:
         "unknown spec field": (["train", "--spec", str(unknown_field)], "unknown RunSpec field(s) ['warmdown']"),
         "spec not json": (["train", "--spec", str(not_json)], "cannot read a JSON object"),
         "unknown run id": (["show", "abcdef12"], "no run with id starting 'abcdef12'"),
+        "unknown executor": (["sweep", "--profile", "tiny", "--executor", "k8s"], "invalid choice: 'k8s'"),
+        "negative retries": (["sweep", "--profile", "tiny", "--retries", "-1"], "-1 must be >= 0"),
+        "zero jobs": (["sweep", "--profile", "tiny", "--jobs", "0"], "0 must be >= 1"),
+        "zero workers to plan": (["plan", "--profile", "tiny", "--workers", "0"], "0 must be >= 1"),
     }
 
 
@@ -85,6 +89,7 @@ def test_at_least_fifteen_kinds(tmp_path, sp_model):
     "batch not divisible", "negative lr", "unknown optimizer", "missing data path", "text dir without txt",
     "unreadable tokenizer", "missing tokenizer", "shard wrong magic", "shard wrong size", "unknown profile",
     "malformed profile", "unknown design", "unknown spec field", "spec not json", "unknown run id",
+    "unknown executor", "negative retries", "zero jobs", "zero workers to plan",
 ])
 def test_bad_input_is_one_clear_error_and_writes_nothing(kind, tmp_path, sp_model, capsys):
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
@@ -131,3 +136,25 @@ def test_sweep_records_a_diverged_run_and_goes_on(tmp_path, capsys):
     assert "0 to train" in capsys.readouterr().out
     assert main(["plan", "--profile", str(prof), "--cache-dir", str(cache)]) == 0
     assert "mixed" in capsys.readouterr().out
+
+
+def test_slurm_sweep_without_sbatch_is_one_clear_error_before_any_data(tmp_path, capsys, monkeypatch):
+    prof = tmp_path / "p.toml"
+    prof.write_text(SWEEP_PROFILE)
+    monkeypatch.setattr("engine.executors.shutil.which", lambda name: None)  # as on a machine without Slurm
+    cache = tmp_path / "cache"
+    rc = main(["sweep", "--profile", str(prof), "--executor", "slurm", "--cache-dir", str(cache),
+               "--slurm-folder", str(tmp_path / "logs")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: executor 'slurm': no `sbatch` on PATH") and len(err.splitlines()) == 1
+    assert not (cache / "_data").exists() and not list(cache.glob("[0-9a-f][0-9a-f]/*"))
+
+
+def test_plan_prints_the_schedule_against_the_ideal(capsys):
+    assert main(["plan", "--profile", "paper", "--workers", "8", "64"]) == 0
+    out = capsys.readouterr().out
+    rows = {int(line.split()[0]): [float(x) for x in line.split()[1:]]
+            for line in out.splitlines() if line.strip() and line.split()[0] in ("8", "64")}
+    assert set(rows) == {8, 64}
+    for w, (lpt_ratio, per_design) in rows.items():
+        assert 1.0 <= lpt_ratio <= 1.05 < per_design, (w, lpt_ratio, per_design)

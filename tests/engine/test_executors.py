@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 import socket
 import subprocess
 import sys
@@ -14,8 +15,10 @@ import sys
 import pytest
 
 from engine.cache import ResultsCache
-from engine.executors import fill, make_executor, train_task
-from engine.scheduling import Task, lpt, make_tasks, simulate
+from engine.executors import (LocalExecutor, SlurmExecutor, SlurmTask, error_line, executor_from_options, fill,
+                              make_executor, resume_dir, train_task)
+from engine.options import EXECUTOR_OPTIONS, SHARED
+from engine.scheduling import make_tasks
 from engine.spec import RunSpec
 
 FAST = dict(size="t10k", steps=6, batch_tokens=256, seq_len=32, val_tokens=256, muon_momentum_warmup_steps=1)
@@ -48,6 +51,23 @@ def _no_worker_wrote(cache: ResultsCache) -> None:
     assert not list(cache.root.glob("[0-9a-f][0-9a-f]/*/owner.json"))
 
 
+class DriverOnly:
+    """Wraps an executor: when a task's result reaches the driver, no record of it may exist yet
+    (a worker that wrote the cache itself would have stored it before returning)."""
+
+    def __init__(self, inner, cache: ResultsCache):
+        self.inner, self.cache, self.seen = inner, cache, 0
+
+    def check(self):
+        self.inner.check()
+
+    def run(self, tasks, **kwargs):
+        for task, out in self.inner.run(tasks, **kwargs):
+            assert not any(self.cache.record_path(s).exists() for s in task.specs), f"{task} was stored by its worker"
+            self.seen += len(task.specs)
+            yield task, out
+
+
 EXECUTORS = {
     "local": lambda tmp: make_executor("local", workers=2),
     "ray": lambda tmp: make_executor("ray", local_cpus=2),
@@ -60,8 +80,9 @@ EXECUTORS = {
 @pytest.mark.parametrize("kind", list(EXECUTORS))
 def test_every_executor_trains_each_run_once_to_the_same_records(kind, tmp_path, reference):
     cache = ResultsCache(tmp_path / "cache")
-    report = fill(cache, specs(), EXECUTORS[kind](tmp_path), pack=1, progress=False)
-    assert (report.trained, report.duplicates, report.failed) == (4, 0, [])
+    watched = DriverOnly(EXECUTORS[kind](tmp_path), cache)
+    report = fill(cache, specs(), watched, pack=1, progress=False)
+    assert (report.trained, report.duplicates, report.failed, watched.seen) == (4, 0, [], 4)  # each run once
     _same(cache, reference)
     _no_worker_wrote(cache)
     again = fill(cache, specs(), EXECUTORS[kind](tmp_path), progress=False)  # restarted driver: nothing to do
@@ -155,31 +176,77 @@ def test_unknown_executor_or_setting_is_one_clear_error():
         make_executor("ray", adress="auto")
 
 
-# --- scheduling -----------------------------------------------------------------------------
+def test_the_executor_options_build_each_executor(tmp_path):
+    base = {k: SHARED[k].argparse_kwargs()["default"] for k in EXECUTOR_OPTIONS}  # every option at its default
+    local = executor_from_options({**base, "jobs": 3, "retries": 2}, device="cpu")
+    assert (type(local), local.workers, local.device, local.retries) == (LocalExecutor, 3, "cpu", 2)
+    ray = executor_from_options({**base, "executor": "ray", "ray_address": "auto", "ray_cpus_per_task": 4})
+    assert (ray.address, ray.cpus_per_task, ray.retries) == ("auto", 4, 1)
+    slurm = executor_from_options({**base, "executor": "slurm", "slurm_partition": "gpu", "slurm_time": 120,
+                                   "slurm_account": "proj", "slurm_max_array": 500, "jobs": 64})
+    assert (slurm.partition, slurm.time_min, slurm.account, slurm.max_array, slurm.parallel, slurm.cluster) == (
+        "gpu", 120, "proj", 500, 64, "slurm")
+    assert executor_from_options({**base, "executor": "slurm", "slurm_local": True}).cluster == "local"
 
 
-def test_longest_first_over_the_whole_sweep():
-    # one long task and many short ones: LPT puts the long one first, the rest fill around it
-    assert simulate([10, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], 2).makespan == 10
-    assert simulate([1] * 10 + [10], 2).makespan == 15  # the long task last: a long tail
-    tasks = make_tasks(specs(seeds=range(4)) + [RunSpec(**{**FAST, "steps": 60})], pack=1)
-    assert tasks[0].specs[0].steps == 60 and all(a.cost >= b.cost for a, b in zip(tasks, tasks[1:]))
-    assert lpt(tasks, 2).ratio <= 1.0 + 1e-9
+def test_slurm_without_sbatch_is_refused_before_anything_trains(tmp_path, monkeypatch):
+    # submitit alone would quietly run every job on this machine instead
+    monkeypatch.setattr("engine.executors.shutil.which", lambda name: None)
+    cache = ResultsCache(tmp_path / "cache")
+    with pytest.raises(ValueError, match="no `sbatch` on PATH.*--slurm-local"):
+        fill(cache, specs(), SlurmExecutor(folder=str(tmp_path / "s")), progress=False)
+    assert not list(cache.iter_records()) and not (cache.data_dir).exists()  # failed before the data was prepared
 
 
-def test_packs_group_same_shape_runs_only():
-    tasks = make_tasks(specs() + [RunSpec(**{**FAST, "steps": 8})], pack=4)
-    assert sorted(len(t.specs) for t in tasks) == [1, 4]
-    assert all(isinstance(t, Task) for t in tasks)
+def test_local_workers_take_every_gpu_once_or_the_named_one(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert LocalExecutor().devices() == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
+    assert LocalExecutor(workers=6, device="cuda").devices() == ["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0", "cuda:1"]
+    assert LocalExecutor(device="cuda:2").devices() == ["cuda:2"]  # one worker, not one per core on one GPU
+    assert LocalExecutor(workers=3, device="cpu").devices() == ["cpu"] * 3
 
 
-def test_the_paper_profile_schedules_within_five_percent_of_ideal():
-    from engine.design import load_profile
+def test_a_slurm_task_requeued_by_submitit_trains_the_same_runs():
+    # pre-empted or out of time, submitit calls checkpoint() and requeues what it returns
+    from submitit.helpers import Checkpointable, DelayedSubmission
 
-    p = load_profile("paper")
-    tasks = make_tasks(p.all_specs(), p.pack)
-    for w in (8, 64):
-        assert lpt(tasks, w).ratio <= 1.05, w
+    task = SlurmTask(device="cuda", threads=8, data_dir="/shared/data", checkpoint_dir="/shared/ckpt", checkpoint_every=250)
+    payload = [s.to_dict() for s in specs()[:1]]
+    again = task.checkpoint(payload)
+    assert isinstance(task, Checkpointable) and isinstance(again, DelayedSubmission)
+    assert again.function is task and again.args == (payload,) and task.kwargs["checkpoint_dir"] == "/shared/ckpt"
+
+
+def test_resume_checkpoints_go_where_the_workers_can_reach_them(tmp_path):
+    assert resume_dir({"executor": "local"}, tmp_path, 250) == tmp_path / "_checkpoints"
+    assert resume_dir({"executor": "ray"}, tmp_path, 250) is None  # a node may not see the driver's cache
+    assert resume_dir({"executor": "slurm", "checkpoint_dir": "/shared/ckpt"}, tmp_path, 250) == Path("/shared/ckpt")
+    assert resume_dir({"executor": "local", "checkpoint_dir": "/x"}, tmp_path, 0) is None  # no checkpointing
+
+
+def test_a_failed_task_is_reported_in_one_line():
+    remote = RuntimeError("Job (task=0) failed during processing with trace:\n-----\nTraceback (most recent call "
+                          "last):\n  File \"x.py\", line 1\nValueError: data too short\n-----\nYou can check full logs")
+    assert error_line(remote) == "ValueError: data too short"
+    assert error_line(KeyError("seed")) == "KeyError: 'seed'"
+
+
+@pytest.mark.slow
+def test_an_abandoned_sweep_stops_its_workers(tmp_path):
+    import multiprocessing as mp
+
+    from engine.train import preflight
+
+    todo = [RunSpec(**{**FAST, "steps": 5000})] + specs()[:2]  # one long run, two short ones
+    preflight(todo, tmp_path / "data")  # as fill does: the workers find the data ready
+    runs = make_executor("local", workers=2).run(make_tasks(todo), data_dir=str(tmp_path / "data"))
+    task, out = next(runs)  # a short run; the long one is still training
+    assert not isinstance(out, BaseException) and task.specs[0].steps == FAST["steps"]
+    assert len(mp.active_children()) == 2
+    runs.close()  # what fill does on Ctrl-C, SIGTERM or an error in the driver
+    assert not [p for p in mp.active_children() if p.is_alive()]
 
 
 # --- a world of one -----------------------------------------------------------------------------

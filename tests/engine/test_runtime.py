@@ -1,4 +1,4 @@
-"""engine.runtime: device choice, autocast, the CPU thread policy."""
+"""engine.runtime: device choice, autocast, the CPU thread policy, the process group (a world of one)."""
 
 from __future__ import annotations
 
@@ -44,3 +44,54 @@ def test_free_port_is_bindable():
     port = runtime.free_port()
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", port))
+
+
+# --- the process group: a world of one unless a multi-process launch is asked for ------------------
+
+GROUP = """
+import sys, torch, torch.distributed as dist
+from engine.runtime import ensure_process_group
+ensure_process_group(torch.device("cpu"))
+t = torch.ones(1)
+dist.all_reduce(t)
+print("world", dist.get_world_size(), "rank", dist.get_rank(), "sum", int(t.item()))
+"""
+
+
+def _group(env: dict, **kw):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **env}
+    if "QAT_DISTRIBUTED" not in env:
+        env.pop("QAT_DISTRIBUTED", None)
+    return subprocess.Popen([sys.executable, "-c", GROUP], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kw)
+
+
+@pytest.mark.slow
+def test_exported_world_variables_give_a_world_of_one_that_never_waits(tmp_path):
+    import socket
+
+    with socket.socket() as busy:  # the exported MASTER_PORT is held by another process
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        env = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "MASTER_ADDR": "10.255.255.1",
+               "MASTER_PORT": str(busy.getsockname()[1])}
+        procs = [_group(env) for _ in range(2)]  # two at once on one machine: nothing to collide on
+        outs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+        assert "world 1 rank 0 sum 1" in out
+
+
+@pytest.mark.slow
+def test_a_deliberate_multi_process_launch_keeps_the_exported_world():
+    port = str(runtime.free_port())
+    procs = [_group({"QAT_DISTRIBUTED": "1", "WORLD_SIZE": "2", "RANK": str(r), "LOCAL_RANK": str(r),
+                     "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}) for r in (0, 1)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for r, (p, (out, err)) in enumerate(zip(procs, outs)):
+        assert p.returncode == 0, err[-2000:]
+        assert f"world 2 rank {r} sum 2" in out

@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from engine.cache import ResultsCache
 from engine.design import load_profile
@@ -177,6 +178,8 @@ def test_the_controller_trains_and_xdist_workers_only_decide(pytester, tmp_path)
     )
     out = res.stdout.str()
     assert "qat: trained 4 run(s), 0 diverged, 0 failed" in out, out[-3000:]
+    # one bar for the whole sweep (2 packs of 2 runs), shown without -s
+    assert "qat unit-train: training: 100%" in res.stderr.str() and "4/4" in res.stderr.str(), res.stderr.str()[-2000:]
     records = list(ResultsCache(cache).iter_records())
     assert len(records) == 4
     # a worker that trained would have taken the run's lock and left owner.json; the driver leaves none
@@ -184,3 +187,35 @@ def test_the_controller_trains_and_xdist_workers_only_decide(pytester, tmp_path)
     verdicts = json.loads((tmp_path / "reports" / "verdicts.json").read_text())
     assert sorted(verdicts["trained_run_ids"]) == sorted(r["run_id"] for r in records)
     assert all(v["verdict"] in ("reproduced", "contradicted", "inconclusive") for v in verdicts["verdicts"])
+
+
+def test_a_run_the_controller_could_not_train_is_an_error_and_no_worker_retrains_it(pytester, tmp_path, monkeypatch):
+    # every attempt is SIGKILLed at its 3rd step and none is retried: the run fails for good in the
+    # controller; were a test to train it, the fault would kill the test process itself
+    monkeypatch.setenv("QAT_FAULT", "step:3")
+    profile = tmp_path / "train.toml"
+    profile.write_text(TRAIN_PROFILE)
+    res = pytester.runpytest_subprocess(
+        str(REPO / "hypotheses" / "test_schedule_claims.py"), "-k", "c1", "-p", "no:cacheprovider",
+        "--profile", str(profile), "--qat-cache-dir", str(tmp_path / "cache"), "--qat-report-dir",
+        str(tmp_path / "reports"), "--qat-no-report", "--qat-jobs", "1", "--qat-retries", "0", "--qat-pack", "4",
+    )
+    out = res.stdout.str()
+    assert "qat: trained 0 run(s), 0 diverged, 1 failed" in out and "a worker died 1 times" in out, out[-3000:]
+    res.assert_outcomes(errors=1)
+    assert "the controller's training did not produce them" in out and "python -m engine sweep" in out
+    assert not list(ResultsCache(tmp_path / "cache").iter_records())
+
+
+def test_bad_input_stops_the_suite_with_one_line_before_training(pytester, tmp_path):
+    profile = tmp_path / "bad.toml"
+    profile.write_text(TRAIN_PROFILE.replace("[defaults]", f'[defaults]\ndata = "text:{tmp_path}/nowhere"'))
+    res = pytester.runpytest_subprocess(
+        str(REPO / "hypotheses" / "test_schedule_claims.py"), "-k", "c1", "-p", "no:cacheprovider",
+        "--profile", str(profile), "--qat-cache-dir", str(tmp_path / "cache"), "--qat-no-report",
+        "--qat-report-dir", str(tmp_path / "reports"),
+    )
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    err = [ln for ln in res.stderr.lines if ln.startswith("ERROR:")]
+    assert len(err) == 1 and "qat: cannot train the missing runs" in err[0] and "nowhere" in err[0], res.stderr.str()
+    assert not list(ResultsCache(tmp_path / "cache").iter_records())
