@@ -2,8 +2,11 @@
 
 - `calibrate`: type-I error and power of every decision rule, by simulation, per profile
   (the table the README and the report publish; the unit tests assert its bounds);
-- `plan`: per claim, the seeds a profile needs for 80 % power at the paper's effect, from
-  the seed SDs of the runs already in the cache (or the profile's prior when it has none);
+- `plan`: per test case, the seeds a profile needs for 80 % power at the paper's effect, from
+  the seed SDs of the runs already in the cache (or the profile's prior when it has none),
+  and, where the cache holds the case's runs, its verdict now, that verdict's stability and
+  the seeds at which a re-run would repeat some outcome with probability >= the stability
+  target (hypotheses/simulate.py: ``seeds_for_stability``);
 - `report`: decide every claim from the cache alone (never trains) and write the report.
 Run counts, tokens and FLOPs per design are the engine's: `python -m engine plan`.
 """
@@ -16,6 +19,7 @@ import sys
 from pathlib import Path
 
 from engine.design import ProfileError, available_profiles, load_profile
+from hypotheses.simulate import STABILITY_TARGET
 
 CALIBRATION_DIR = Path("reports") / "calibration"
 DEFAULT_DRAWS = 300
@@ -39,13 +43,22 @@ def calibration_table(rows) -> str:
         f"{r.false_reproduce:.3f} | {r.power_reproduce:.3f} | {r.power_contradict:.3f} |\n" for r in rows)
 
 
-def cmd_calibrate(args) -> int:
-    from hypotheses.calibration import calibrate
+def _selected_claims(ids: str) -> dict:
+    """The claims named in a comma-separated list (all when empty); an unknown id is an error."""
     from hypotheses.claims import load_claims
 
     claims = load_claims()
-    if args.claims:
-        claims = {k: v for k, v in claims.items() if k in args.claims.split(",")}
+    wanted = [c.strip() for c in ids.split(",") if c.strip()]
+    unknown = [c for c in wanted if c not in claims]
+    if unknown:
+        raise ValueError(f"unknown claim ids {unknown}; the claims are {list(claims)}")
+    return {k: v for k, v in claims.items() if k in wanted} if wanted else claims
+
+
+def cmd_calibrate(args) -> int:
+    from hypotheses.calibration import calibrate
+
+    claims = _selected_claims(args.claims)
     all_rows = []
     for profile in _profiles(args.profile):
         rows = calibrate(claims, profile, args.draws)
@@ -74,29 +87,82 @@ def _cache_noise(records: list[dict], metric: str):
         return None
 
 
+def _stable_text(found) -> str:
+    n, outcome, p = found
+    return f"{n} ({outcome}, {p:.0%})"
+
+
+def _seeds_for_stability_text(claim, cell, table, draws: int, target: float) -> str:
+    """Seeds for a stable verdict, as the plan shows it. Where the fewest seeds give a stably
+    *inconclusive* verdict (a rule that needs more seeds than that is inconclusive whatever
+    the data), the seeds for a stably decided verdict follow: that is the count a design wants."""
+    from hypotheses.calibration import MAX_SEEDS
+    from hypotheses.simulate import seeds_for_stability
+    from hypotheses.verdict import CONTRADICTED, INCONCLUSIVE, REPRODUCED
+
+    fn = claim.decide_fn()
+
+    def decide(t):
+        return fn(t, claim, **cell.args)
+
+    metric = claim.threshold("metric")
+    try:
+        found = seeds_for_stability(decide, table, metric, draws, target, MAX_SEEDS)
+    except ValueError as e:  # too few finite seeds to fit the noise
+        return f"n/a ({e})"
+    if found is None:
+        return f"> {MAX_SEEDS}"
+    text = _stable_text(found)
+    if found[1] == INCONCLUSIVE:
+        decided = seeds_for_stability(decide, table, metric, draws, target, MAX_SEEDS,
+                                      outcomes=(REPRODUCED, CONTRADICTED))
+        text += "; decided: " + (_stable_text(decided) if decided else f"> {MAX_SEEDS}")
+    return text
+
+
 def cmd_plan(args) -> int:
-    from engine.cache import ResultsCache
+    from engine.cache import ResultsCache, records_to_table
     from hypotheses.calibration import noise_prior, seeds_for_power
     from hypotheses.cells import cell_specs, cells_for
-    from hypotheses.claims import load_claims
+    from hypotheses.decide import decide_all, stability_text
 
+    if not 0 < args.stability_target <= 1:
+        raise ValueError(f"--stability-target must be in (0, 1], got {args.stability_target}")
+    claims = _selected_claims(args.claims)
     cache = ResultsCache(args.cache_dir)
-    print("| profile | claim | test case | seeds now | seeds for 80 % power | noise source | noise SDs |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"| profile | claim | test case | seeds now | seeds for 80 % power | noise source | noise SDs | "
+          f"verdict now | stability now | seeds for >= {args.stability_target:.0%} stable (outcome, probability) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for profile in _profiles(args.profile):
-        for claim in load_claims().values():
+        # The verdicts (and their stability) the report would show: decided by the report's path.
+        results = {(r.claim_id, r.cell_id): r for r in decide_all(profile, cache, claims)}
+        for claim in claims.values():
             claim = claim.at_profile(profile)
-            cell = cells_for(claim, profile)[0]
-            specs = cell_specs(profile, cell)
+            if (claim.id, "missing-design") in results:
+                print(f"| {profile.name} | {claim.id} | - | - | - | - | - | "
+                      f"{results[(claim.id, 'missing-design')].error} | - | - |", flush=True)
+                continue
             metric = claim.threshold("metric")
-            records = [r for r in (cache.get(s) for s in specs) if r is not None]
-            noise = _cache_noise(records, metric)
-            source = f"cache ({len(records)} runs)" if noise else "prior"
-            noise = noise or noise_prior(profile, metric)
-            need = seeds_for_power(claim, profile, cell, noise, args.draws)
-            now = len({s.seed for s in specs})
-            print(f"| {profile.name} | {claim.id} | {cell.id} | {now} | {need if need else '> 40'} | "
-                  f"{source} | {noise.describe()} |", flush=True)
+            for cell in cells_for(claim, profile):
+                specs = cell_specs(profile, cell)
+                records = [r for r in (cache.get(s) for s in specs) if r is not None]
+                noise = _cache_noise(records, metric)
+                source = f"cache ({len(records)} runs)" if noise else "prior"
+                noise = noise or noise_prior(profile, metric)
+                need = seeds_for_power(claim, profile, cell, noise, args.draws)
+                now = len({s.seed for s in specs})
+                result = results.get((claim.id, cell.id))
+                verdict, stable, seeds_stable = "-", "-", "-"
+                if len(records) < len(specs):
+                    verdict = f"runs missing ({len(specs) - len(records)} of {len(specs)})"
+                elif result is None or result.verdict is None:
+                    verdict = "error: " + (result.error if result else "not decided")
+                else:
+                    verdict, stable = result.verdict.outcome, stability_text(result.verdict.stability)
+                    seeds_stable = _seeds_for_stability_text(claim, cell, records_to_table(records),
+                                                             args.draws, args.stability_target)
+                print(f"| {profile.name} | {claim.id} | {cell.id} | {now} | {need if need else '> 40'} | "
+                      f"{source} | {noise.describe()} | {verdict} | {stable} | {seeds_stable} |", flush=True)
     return 0
 
 
@@ -121,10 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", type=Path, default=None, help=f"also write <profile>.json here (e.g. {CALIBRATION_DIR})")
     c.set_defaults(func=cmd_calibrate)
 
-    pl = sub.add_parser("plan", help="seeds needed for 80 %% power per claim and profile")
+    pl = sub.add_parser("plan", help="seeds needed for 80 %% power and for a stable verdict, per test case")
     pl.add_argument("--profile", action="append", help=profiles)
-    pl.add_argument("--cache-dir", default=None, help="results cache whose runs give the seed SDs")
+    pl.add_argument("--claims", default="", help="comma-separated claim ids (default: all)")
+    pl.add_argument("--cache-dir", default=None,
+                    help="results cache whose runs give the seed SDs, the verdicts now and their stability")
     pl.add_argument("--draws", type=int, default=200, help="simulated tables per seed count")
+    pl.add_argument("--stability-target", type=float, default=STABILITY_TARGET,
+                    help="probability of repeating an outcome that counts as stable (default %(default)s)")
     pl.set_defaults(func=cmd_plan)
 
     r = sub.add_parser("report", help="decide every claim from the cache (never trains) and write the report")

@@ -23,7 +23,9 @@ Three uses, one code path (``outcome_rates``):
   (``estimate_noise``) -> the probability that a re-run with new seeds gives the same
   outcome. A model-based draw, not a seed bootstrap: with 3-4 seeds a bootstrap cannot
   produce outcomes outside the observed ones and so overstates stability;
-- seeds for power: the calibration draw at increasing seed counts.
+- seeds for power: the calibration draw at increasing seed counts;
+- seeds for stability: the stability draw at other seed counts (``outcome_projection``,
+  ``seeds_for_stability``): how many seeds a cell needs for its verdict to repeat.
 
 Diverged runs are not modelled (the fitted truth uses finite runs only); the stability of
 a verdict with diverged runs is therefore that of the same design without divergence.
@@ -34,7 +36,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -262,13 +264,82 @@ def estimate_noise(table: pd.DataFrame, metric: str) -> Noise:
 Decide = Callable[[pd.DataFrame], "object"]  # table -> Verdict
 
 
+def _count_outcomes(decide: Decide, sampler: _Sampler, n_draws: int, rng: np.random.Generator,
+                    reach: tuple[float, Iterable[str] | None] | None = None) -> Counter | None:
+    """Outcome counts over ``n_draws`` drawn tables.
+
+    ``reach = (target, outcomes)``: give up (None) as soon as no outcome in ``outcomes``
+    (any outcome if None) can still reach a share ``target`` of the draws, whatever the
+    draws left give; the draws made up to then are the same as without ``reach``, so a
+    search over seed counts reaches the same answer, only faster on the counts it rejects.
+    """
+    counts = Counter()
+    target, allowed = reach if reach is not None else (None, None)
+    allowed = None if allowed is None else set(allowed)
+    for i in range(n_draws):
+        counts[decide(sampler.draw(rng)).outcome] += 1
+        if target is not None:
+            best = max((v for k, v in counts.items() if allowed is None or k in allowed), default=0)
+            if best + (n_draws - i - 1) < target * n_draws - 1e-9:  # even all draws left would not do
+                return None
+    return counts
+
+
 def outcome_rates(decide: Decide, arms: pd.DataFrame, seeds, noise: Noise, metric: str,
                   n_draws: int, rng_seed: int) -> dict[str, float]:
     """Fraction of ``n_draws`` simulated tables on which ``decide`` gives each outcome."""
-    rng = np.random.default_rng(rng_seed)
-    sampler = _Sampler(arms, seeds, noise, metric)
-    counts = Counter(decide(sampler.draw(rng)).outcome for _ in range(n_draws))
+    counts = _count_outcomes(decide, _Sampler(arms, seeds, noise, metric), n_draws, np.random.default_rng(rng_seed))
     return {k: v / n_draws for k, v in counts.items()}
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """What a stability draw takes from an observed table: the plug-in truth and noise."""
+
+    arms: pd.DataFrame
+    noise: Noise
+    seeds: list  # the seeds with a finite run, sorted
+
+
+def _fit(table: pd.DataFrame, metric: str) -> _Fit:
+    """Observed arm means and fitted noise; ``ValueError`` when the table cannot give them."""
+    noise = estimate_noise(table, metric)  # raises when no arm has 2 finite seeds
+    arms = arm_means(table, metric)
+    seeds = sorted(table.loc[table["status"] == "ok", "seed"].unique())
+    if len(seeds) < 2 or arms.empty:
+        raise ValueError(f"cannot project {metric}: the table has fewer than 2 seeds with a finite run")
+    return _Fit(arms, noise, seeds)
+
+
+def projected_seeds(observed, n_seeds: int) -> list[int]:
+    """The seed labels of a re-run with ``n_seeds`` seeds: the observed ones first, then new
+    labels above them. Labels only pair runs (the noise is drawn afresh per label), so the
+    choice matters only in that at the observed count the draw is the stability draw."""
+    observed = [int(s) for s in observed]
+    start = max(observed, default=-1) + 1
+    return (observed + list(range(start, start + n_seeds)))[:n_seeds]
+
+
+def _projection(decide: Decide, fit: _Fit, metric: str, n_seeds: int, n_draws: int, rng_seed: int,
+                reach=None) -> dict[str, float] | None:
+    if n_seeds < 1:
+        raise ValueError(f"a projection needs n_seeds >= 1, got {n_seeds}")
+    sampler = _Sampler(fit.arms, projected_seeds(fit.seeds, n_seeds), fit.noise, metric)
+    counts = _count_outcomes(decide, sampler, n_draws, np.random.default_rng(rng_seed), reach)
+    return None if counts is None else {k: v / n_draws for k, v in counts.items()}
+
+
+def outcome_projection(decide: Decide, table: pd.DataFrame, metric: str, n_seeds: int, n_draws: int,
+                       rng_seed: int = 0) -> dict[str, float]:
+    """Outcome probabilities of a re-run of ``table``'s design with ``n_seeds`` seeds.
+
+    The stability model at another seed count: the observed arm means are the truth, the
+    noise SDs are those fitted to the observed table, and ``n_draws`` tables of every arm x
+    ``n_seeds`` seeds are drawn and decided. The fitted SDs are taken as known, so a
+    projection far beyond the observed count is as good as those SDs (fitted on few seeds).
+    ``ValueError`` when the table has too few finite seeds to fit the noise.
+    """
+    return _projection(decide, _fit(table, metric), metric, n_seeds, n_draws, rng_seed)
 
 
 def stability(decide: Decide, table: pd.DataFrame, metric: str, outcome: str, n_draws: int,
@@ -277,14 +348,51 @@ def stability(decide: Decide, table: pd.DataFrame, metric: str, outcome: str, n_
 
     Model-based: the observed arm means are taken as the truth and the noise SDs are
     fitted to the observed table (``estimate_noise``); ``n_draws`` tables are drawn and
-    decided. NaN when the table has too few finite seeds to fit the noise.
+    decided: ``outcome_projection`` at the observed seed count. NaN when the table has too
+    few finite seeds to fit the noise.
     """
     try:
-        noise = estimate_noise(table, metric)
+        fit = _fit(table, metric)
     except ValueError:
         return math.nan
-    arms = arm_means(table, metric)
-    seeds = sorted(table.loc[table["status"] == "ok", "seed"].unique())
-    if len(seeds) < 2 or arms.empty:
-        return math.nan
-    return outcome_rates(decide, arms, seeds, noise, metric, n_draws, rng_seed).get(outcome, 0.0)
+    return _projection(decide, fit, metric, len(fit.seeds), n_draws, rng_seed).get(outcome, 0.0)
+
+
+# Seed counts ``seeds_for_stability`` tries. A grid, not a bisection: the probability of the
+# modal outcome is not monotone in the seed count (an inconclusive verdict is stable at few
+# seeds, a coin flip as the interval starts to clear the boundary, stable again once decided).
+STABILITY_SEED_GRID = (3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40)
+STABILITY_TARGET = 0.90  # a verdict a re-run repeats 9 times in 10; FRAGILE_BELOW (0.80) flags worse
+
+
+def seeds_for_stability(decide: Decide, table: pd.DataFrame, metric: str, n_draws: int,
+                        target: float = STABILITY_TARGET, max_seeds: int = 40, *,
+                        outcomes: Iterable[str] | None = None,
+                        rng_seed: int = 0) -> tuple[int, str, float] | None:
+    """Fewest seeds at which a re-run of ``table``'s design repeats one outcome with
+    probability >= ``target``: ``(n, that outcome, its probability)``, or None if no seed
+    count up to ``max_seeds`` does.
+
+    Each seed count of ``STABILITY_SEED_GRID`` up to ``max_seeds`` (and ``max_seeds``
+    itself) is projected in turn (``outcome_projection``, same draws and RNG seed) and the
+    first that reaches ``target`` is returned. The outcome is the modal one at that count,
+    which need not be the observed verdict: an inconclusive verdict may become decided with
+    more seeds, and a decided one may be reliably inconclusive at fewer. ``outcomes``
+    restricts which outcomes count (e.g. only decided ones). Stability is not monotone in
+    the seed count, so the grid is searched in order rather than bisected; a count between
+    grid points may already suffice. ``ValueError`` when the table cannot fit the noise.
+    """
+    if not 0 < target <= 1:
+        raise ValueError(f"stability target must be in (0, 1], got {target}")
+    fit = _fit(table, metric)
+    allowed = None if outcomes is None else set(outcomes)
+    grid = [n for n in STABILITY_SEED_GRID if n < max_seeds] + [max_seeds]
+    for n in grid:
+        rates = _projection(decide, fit, metric, n, n_draws, rng_seed, reach=(target, allowed))
+        if rates is None:
+            continue
+        candidates = {k: v for k, v in rates.items() if allowed is None or k in allowed}
+        outcome = max(sorted(candidates), key=candidates.__getitem__)
+        if candidates[outcome] >= target - 1e-12:
+            return n, outcome, candidates[outcome]
+    return None

@@ -3,8 +3,43 @@
 from __future__ import annotations
 
 import json
+import re
 
+import numpy as np
+import pytest
+
+from engine.cache import ResultsCache, records_to_table
+from engine.design import load_profile
+from hypotheses.cells import cell_specs, cells_for
+from hypotheses.claims import load_claims
 from hypotheses.cli import main
+from hypotheses.simulate import seeds_for_stability
+
+UNIT_PROFILE = """
+[profile]
+name = "unit"
+description = "plan test profile: one phase-2 slice, 4 seeds"
+
+[defaults]
+steps = 10
+batch_tokens = 128
+seq_len = 16
+
+[designs.phase2]
+grid = { size = ["t10k"], bits = [16, 8, 6], wd = [0.10, 0.33, 0.50], seed = [0, 1, 2, 3] }
+
+[verdicts]
+stability_draws = 30
+
+[verdicts.delta]
+C1 = 0.01
+C2 = 0.01
+
+[verdicts.noise.val_bpb_q]
+seed = 0.02
+seed_wd = 0.006
+run = 0.004
+"""
 
 
 def test_calibrate_prints_the_table_and_writes_json(tmp_path, capsys):
@@ -16,9 +51,62 @@ def test_calibrate_prints_the_table_and_writes_json(tmp_path, capsys):
 
 
 def test_plan_gives_seeds_for_power_from_the_prior(tmp_path, capsys):
-    assert main(["plan", "--profile", "paper", "--cache-dir", str(tmp_path / "empty"), "--draws", "40"]) == 0
+    claims = "C2,C9,R5"
+    assert main(["plan", "--profile", "paper", "--claims", claims, "--cache-dir", str(tmp_path / "empty"),
+                 "--draws", "40"]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| paper |")]
-    assert len(lines) == 14 and all("| prior |" in ln for ln in lines)  # C1-C9 and R1-R5
+    paper = load_profile("paper")
+    cells = [(c.id, cell.id) for c in load_claims().values() if c.id in claims.split(",")
+             for cell in cells_for(c.at_profile(paper), paper)]
+    assert [tuple(ln.split(" | ")[1:3]) for ln in lines] == cells  # every test case, not only the first
+    assert all("| prior |" in ln and "runs missing" in ln for ln in lines)
+
+
+@pytest.fixture
+def unit_cache(tmp_path):
+    """A one-design profile and a cache holding all its runs: a clear optimum at wd 0.33."""
+    path = tmp_path / "unit.toml"
+    path.write_text(UNIT_PROFILE)
+    profile, cache = load_profile(path), ResultsCache(tmp_path / "cache")
+    rng = np.random.default_rng(0)
+    for s in profile.design("phase2").specs:
+        bpb = 2.0 + 0.2 * abs(s.wd - 0.33) + 0.02 * (s.seed - 1.5) + 0.004 * rng.standard_normal()
+        cache.put(s, {"status": "ok", "diverged_step": None, "val_bpb": bpb, "val_bpb_q": bpb,
+                      "val_bpb_int8": bpb, "quant_penalty": 0.0, "n_params": 10_000})
+    return path, profile, cache
+
+
+def test_plan_shows_verdict_stability_and_seeds_for_a_stable_verdict(unit_cache, capsys):
+    path, profile, cache = unit_cache
+    assert main(["plan", "--profile", str(path), "--claims", "C1,C3", "--cache-dir", str(cache.root),
+                 "--draws", "30", "--stability-target", "0.85"]) == 0
+    out = capsys.readouterr().out
+    assert "| verdict now | stability now | seeds for >= 85% stable (outcome, probability) |" in out
+    rows = {ln.split(" | ")[2]: ln.strip("| ").split(" | ") for ln in out.splitlines() if ln.startswith("| unit |")}
+    claim = load_claims()["C1"].at_profile(profile)
+    cells = cells_for(claim, profile)
+    assert set(rows) == {c.id for c in cells} | {"-"}  # every C1 case, and C3 (its design is absent)
+    assert "has no design" in rows["-"][7]
+    for cell in cells:
+        row = rows[cell.id]
+        assert row[4] != "> 40" and row[5].startswith("cache (12 runs)") and row[7] == "reproduced"
+        assert re.fullmatch(r"\d+%", row[8])
+        table = records_to_table(cache.get(s) for s in cell_specs(profile, cell))
+        n, outcome, p = seeds_for_stability(lambda t: claim.decide_fn()(t, claim, **cell.args), table,
+                                            "val_bpb_q", 30, 0.85)
+        assert row[9] == f"{n} ({outcome}, {p:.0%})"
+
+
+def test_plan_names_missing_runs_and_rejects_a_bad_target(unit_cache, capsys):
+    path, profile, cache = unit_cache
+    cache.record_path(profile.design("phase2").specs[0]).unlink()
+    assert main(["plan", "--profile", str(path), "--claims", "C2", "--cache-dir", str(cache.root),
+                 "--draws", "20"]) == 0
+    assert "| runs missing (1 of 36) | - | - |" in capsys.readouterr().out
+    assert main(["plan", "--profile", str(path), "--stability-target", "1.5"]) == 2
+    assert "--stability-target" in capsys.readouterr().err
+    assert main(["plan", "--profile", str(path), "--claims", "C1,X9"]) == 2
+    assert "X9" in capsys.readouterr().err
 
 
 def test_bad_input_is_one_error_line(capsys):

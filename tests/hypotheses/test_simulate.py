@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hypotheses.simulate import Noise, arm_means, estimate_noise, outcome_rates, simulate_table, stability
+from hypotheses.simulate import (STABILITY_SEED_GRID, Noise, arm_means, estimate_noise, outcome_projection,
+                                 outcome_rates, projected_seeds, seeds_for_stability, simulate_table, stability)
 
 
 def arms(sizes=("a", "b"), bits=(16, 8, 6), wds=(0.1, 0.33, 0.5), mu=2.9) -> pd.DataFrame:
@@ -95,3 +96,87 @@ def test_outcome_rates_are_reproducible():
     r1 = outcome_rates(_sign_rule, a, range(3), Noise(0.02, 0.006, 0.004), "y", 100, 7)
     r2 = outcome_rates(_sign_rule, a, range(3), Noise(0.02, 0.006, 0.004), "y", 100, 7)
     assert r1 == r2 and sum(r1.values()) == pytest.approx(1.0)
+
+
+# ---- projection to other seed counts, seeds for a stable verdict ----
+
+NOISE = Noise(0.02, 0.006, 0.004)
+DELTA = 0.01  # the toy rules' smallest effect of interest
+
+
+def _paired_diff(t: pd.DataFrame) -> pd.Series:
+    """Per seed: mean over bit-widths of y(wd 0.5) - y(wd 0.1)."""
+    by = t.groupby(["seed", "wd"])["y"].mean().unstack("wd")
+    return by[0.5] - by[0.1]
+
+
+def _threshold_rule(t: pd.DataFrame):
+    """Point estimate against the boundary -DELTA: at the boundary a re-run is a coin flip at any seed count."""
+    return _Verdict("reproduced" if _paired_diff(t).mean() < -DELTA else "contradicted")
+
+
+def _interval_rule(t: pd.DataFrame):
+    """A paired interval (about 2 SE) against 0: undecided at few seeds, decided with enough of them."""
+    d = _paired_diff(t)
+    half = 2 * d.std(ddof=1) / math.sqrt(len(d))
+    if d.mean() + half < 0:
+        return _Verdict("reproduced")
+    return _Verdict("contradicted" if d.mean() - half > 0 else "inconclusive")
+
+
+def _observed(effect: float, seeds=range(4), rng_seed: int = 0) -> pd.DataFrame:
+    """A table whose observed (not true) wd 0.5 - wd 0.1 difference is exactly ``effect``: the
+    plug-in truth of every projection."""
+    base = arms(sizes=("a",), bits=(16, 6))
+    t = simulate_table(base, seeds, NOISE, "y", np.random.default_rng(rng_seed))
+    t.loc[t["wd"] == 0.5, "y"] += effect - _paired_diff(t).mean()
+    return t
+
+
+def test_projection_at_the_observed_seed_count_is_the_stability_draw():
+    t = _observed(-0.012, seeds=[0, 2, 3, 7])  # labels with gaps: the observed ones are kept
+    rates = outcome_projection(_interval_rule, t, "y", 4, 150, rng_seed=5)
+    assert sum(rates.values()) == pytest.approx(1.0)
+    for outcome in ("reproduced", "contradicted", "inconclusive"):
+        assert rates.get(outcome, 0.0) == stability(_interval_rule, t, "y", outcome, 150, rng_seed=5)
+
+
+def test_projected_seeds_keep_the_observed_labels_then_add_new_ones():
+    assert projected_seeds([0, 2, 3], 5) == [0, 2, 3, 4, 5]
+    assert projected_seeds([0, 2, 3], 2) == [0, 2]
+
+
+def test_a_clear_effect_is_stable_at_few_seeds():
+    t = _observed(-0.08)  # 8 delta past the boundary, a few seed SDs
+    assert _threshold_rule(t).outcome == "reproduced"
+    n, outcome, p = seeds_for_stability(_threshold_rule, t, "y", 200)
+    assert n == STABILITY_SEED_GRID[0] and outcome == "reproduced" and p >= 0.9
+
+
+def test_an_effect_at_the_boundary_never_becomes_stable():
+    t = _observed(-DELTA)
+    assert seeds_for_stability(_threshold_rule, t, "y", 200, max_seeds=40) is None
+    assert max(outcome_projection(_threshold_rule, t, "y", 40, 200).values()) < 0.75  # still near a coin flip
+
+
+def test_seeds_for_stability_is_the_first_grid_count_that_reaches_the_target():
+    """An undecided verdict becomes decided with more seeds: the modal outcome changes with n,
+    and restricting to decided outcomes finds where. Checked against the projection itself
+    (the search gives up early on rejected counts; that must not change its answer)."""
+    t = _observed(-0.003)
+    assert _interval_rule(t).outcome == "inconclusive"
+    found = seeds_for_stability(_interval_rule, t, "y", 120, outcomes=("reproduced", "contradicted"))
+    assert found is not None
+    n, outcome, p = found
+    assert outcome == "reproduced" and n > 4
+    assert outcome_projection(_interval_rule, t, "y", n, 120)[outcome] == p >= 0.9
+    for earlier in (m for m in STABILITY_SEED_GRID if m < n):
+        rates = outcome_projection(_interval_rule, t, "y", earlier, 120)
+        assert max(rates.get("reproduced", 0.0), rates.get("contradicted", 0.0)) < 0.9
+
+
+def test_seeds_for_stability_needs_replicated_seeds_and_a_sane_target():
+    with pytest.raises(ValueError, match="2 or more finite seeds"):
+        seeds_for_stability(_threshold_rule, _observed(-0.08, seeds=range(1)), "y", 10)
+    with pytest.raises(ValueError, match="target"):
+        seeds_for_stability(_threshold_rule, _observed(-0.08), "y", 10, target=1.5)
