@@ -21,7 +21,6 @@ from torch import Tensor, nn
 
 from engine.ladder import ModelConfig
 from engine.quant import QuantPolicy, fake_quantize
-from engine.softcap import softcap_cross_entropy
 from engine.spec import is_quantised
 
 
@@ -156,5 +155,5 @@ class GPT(nn.Module):
             x = block(x, x0)
         x = F.rms_norm(x, (self.cfg.dim,))
         logits = F.linear(x, emb.to(x.dtype))  # (B, T, V), tied head
-        # cross_entropy(cap * tanh(logits / cap)), fused by row blocks on the CPU (same bits)
-        return softcap_cross_entropy(logits.flatten(0, 1), targets.flatten(), self.cfg.logit_softcap, reduction)
+        logits = self.cfg.logit_softcap * torch.tanh(logits / self.cfg.logit_softcap)
+        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction=reduction)

@@ -18,7 +18,6 @@ from torch import Tensor, nn
 from engine.ladder import ModelConfig
 from engine.model import GPT, Rotary, apply_rotary
 from engine.quant import _EPS as QUANT_EPS, QuantPolicy, qmax
-from engine.softcap import softcap_cross_entropy
 from engine.spec import is_quantised
 
 
@@ -233,6 +232,9 @@ class PackedGPT(nn.Module):
             x = block(x, x0)
         x = F.rms_norm(x, (C,))
         logits = torch.bmm(x.reshape(K, B * T, C), emb.to(x.dtype).mT)  # (K, B*T, V), tied head
-        # One cross-entropy per run, over its own rows: each reduced exactly as GPT's is (a
-        # mean over a (K, B*T) loss matrix sums in another order and differs in the last bit).
-        return softcap_cross_entropy(logits, targets.reshape(K, B * T), self.cfg.logit_softcap, reduction)  # (K,)
+        logits = self.cfg.logit_softcap * torch.tanh(logits / self.cfg.logit_softcap)
+        # One cross-entropy per run: its mean is then reduced exactly as GPT's is (a mean over
+        # a (K, B*T) loss matrix sums in another order and differs in the last bit). unbind, not
+        # logits[k]: the backward of K index-selects would zero-fill K full-size gradients.
+        per_run = zip(logits.float().unbind(0), targets.reshape(K, B * T).unbind(0))  # K x ((B*T, V), (B*T,))
+        return torch.stack([F.cross_entropy(lk, tk, reduction=reduction) for lk, tk in per_run])  # (K,)
