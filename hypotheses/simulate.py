@@ -41,6 +41,8 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from hypotheses.verdict import fmt_bits
+
 # Spec columns that identify an arm (an arm = everything but the seed) when present.
 ARM_COLUMNS = ("size", "n_params", "bits", "wd", "lr_mult", "steps", "optimizer", "wd_shape")
 # Spec columns the related claims (R1-R5) vary; they identify an arm only where a table
@@ -92,7 +94,7 @@ class Noise:
         if self.seed_bits:
             text += f", seed x bits {self.seed_bits:.3g}"
         if self.run_by_bits:
-            return text + ", run " + " / ".join(f"{sd:.3g} ({'FP16' if b == 16 else f'INT{b}'})"
+            return text + ", run " + " / ".join(f"{sd:.3g} ({fmt_bits(b)})"
                                                 for b, sd in self.run_by_bits)
         return text + f", run {self.run:.3g}"
 

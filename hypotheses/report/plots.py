@@ -31,6 +31,7 @@ from engine.design import Profile
 from engine.spec import RunSpec
 from hypotheses.claims import Claim
 from hypotheses.report.inputs import ERROR, OUTCOMES, DesignData, as_float, fmt_count, outcome_counts
+from hypotheses.verdict import fmt_bits
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +106,11 @@ class FigureInput:
 
 
 def bits_label(bits: int) -> str:
-    return BITS_STYLE.get(int(bits), (f"INT{int(bits)}",))[0]
+    return _style(bits)[0]
 
 
 def _style(bits: int) -> tuple[str, str, str]:
-    return BITS_STYLE.get(int(bits), (f"INT{int(bits)}", "#7f7f7f", "x"))
+    return BITS_STYLE.get(int(bits), (fmt_bits(bits), "#7f7f7f", "x"))
 
 
 def stat(row: dict, key: str) -> float | None:

@@ -47,7 +47,8 @@ def test_cell_specs_follow_filters_and_roles(claims, tiny):
     c2 = cells_for(claims["C2"], tiny)[0]
     specs = cell_specs(tiny, c2)
     assert {s.bits for s in specs} == {16, 8, 6} and {s.size for s in specs} == {"t20k"}
-    assert len(specs) == 3 * 3 * 6
+    assert len(specs) == 3 * 3 * len(tiny.design("phase2").seeds)  # bits x wd x the profile's seeds
+    assert {s.seed for s in specs} == set(tiny.design("phase2").seeds)
 
 
 def test_a_claim_is_data_plus_a_decider(claims, tiny):
