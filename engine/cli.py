@@ -188,7 +188,7 @@ def cmd_sweep(args) -> int:
     _stop_on_sigterm()
     try:
         report = fill(cache, todo, executor, pack=pack, checkpoint_dir=ckpt, checkpoint_every=every,
-                      desc=f"sweep {profile.name}")
+                      desc=f"sweep {profile.name}", precision=args.precision, compile=args.compile)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the executor's workers are stopped as it unwinds
         print("error: sweep stopped; its workers were stopped too. Finished runs are cached; run the same "
               "command again to resume", file=sys.stderr)
@@ -266,16 +266,6 @@ def cmd_bench(args) -> int:
 # --- parser -------------------------------------------------------------------------
 
 
-def add_precision_flags(sp) -> None:
-    """--precision / --compile: how a run computes (runtime settings, not part of its identity)."""
-    from engine.precision import PRECISIONS
-
-    sp.add_argument("--precision", choices=PRECISIONS, default=None,
-                    help="fp32, or bf16 autocast over fp32 weights (default: bf16 on CUDA, fp32 on CPU)")
-    sp.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                    help="torch.compile the model (inductor; default: on for CUDA, off for CPU)")
-
-
 def precision_from_args(args, dev):
     from engine.precision import resolve_precision
 
@@ -300,8 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train one run (or load it from the cache) and print its summary")
     add_spec_flags(t)
     common(t)
-    add_shared(t, "device", "threads")
-    add_precision_flags(t)
+    add_shared(t, "device", "threads", "precision", "compile")
     t.add_argument("--force", action="store_true", help="retrain even if cached (the old record is quarantined)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--checkpoint-every", type=non_negative_int, default=0,
@@ -317,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("sweep", help="train every missing run of a profile (or of some designs), in parallel")
     w.add_argument("--profile", required=True)
     w.add_argument("--design", action="append", help="only this design (repeatable)")
-    add_shared(w, "device", "pack")
+    add_shared(w, "device", "pack", "precision", "compile")
     w.add_argument("--checkpoint-every", type=non_negative_int, default=None,
                    help="resume checkpoints every N steps (default: the profile's checkpoint_every)")
     add_executor_flags(w)
@@ -337,8 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--sizes", default="t20k,t60k,t130k")
     b.add_argument("--steps", type=int, default=20, help="steps per timed repeat")
     b.add_argument("--repeats", type=int, default=5, help="interleaved repeats (median reported)")
-    add_shared(b, "threads", "device")
-    add_precision_flags(b)
+    add_shared(b, "threads", "device", "precision", "compile")
     b.add_argument("--pack", type=positive_int, default=None,
                    help="seeds per pack for the packed rows (default: the tiny profile's pack)")
     b.add_argument("--quick", action="store_true", help="the overhead and packed rows only (no QAT/optimiser rows)")

@@ -61,24 +61,28 @@ EXECUTORS = EXECUTOR_CHOICES
 
 def train_task(spec_dicts: list[dict], *, device: str | None = None, data_dir: str | None = None,
                threads: int | None = None, checkpoint_dir: str | None = None, checkpoint_every: int = 0,
-               progress: bool = False) -> list[dict]:
+               progress: bool = False, precision: str | None = None, compile: bool | None = None) -> list[dict]:
     """Train one task (a run or a pack) and return its result records, in order. Never writes the cache.
 
     `progress` shows the run's own progress bar on the worker's stderr (a local worker's is the terminal).
+    `precision` / `compile` (None: the worker's device default) are resolved here, on the worker,
+    against the device it trains on.
     """
     from engine.packed import train_packed
-    from engine.runtime import set_threads
+    from engine.precision import resolve_precision
+    from engine.runtime import pick_device, set_threads
     from engine.train import train
 
     specs = [RunSpec.from_dict(d) for d in spec_dicts]
     set_threads(threads)
     data = Path(data_dir) if data_dir else None
+    prec = resolve_precision(pick_device(device), precision, compile)
     if len(specs) == 1:
         spec = specs[0]
         ckpt = Path(checkpoint_dir) / spec.run_id if checkpoint_dir and checkpoint_every else None
         return [train(spec, device=device, data_dir=data, checkpoint_dir=ckpt, progress=progress,
-                      checkpoint_every=checkpoint_every if ckpt else 0)]
-    return train_packed(specs, device=device, data_dir=data, progress=progress)
+                      checkpoint_every=checkpoint_every if ckpt else 0, precision=prec)]
+    return train_packed(specs, device=device, data_dir=data, progress=progress, precision=prec)
 
 
 def _payload(task: Task) -> list[dict]:
@@ -409,16 +413,22 @@ class FillReport:
 
 def fill(cache, specs: list[RunSpec], executor, *, pack: int = 1, progress: bool = True,
          checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0, desc: str = "sweep",
-         run_progress: bool = False, lock_timeout: float = 3600.0) -> FillReport:
+         run_progress: bool = False, lock_timeout: float = 3600.0, precision: str | None = None,
+         compile: bool | None = None) -> FillReport:
     """Train every missing spec through `executor`; the driver alone writes the records.
 
     Returns when every task has come back (trained, or failed for good: `report.failed`); a
     failure never stops the others. One progress bar counts runs over the whole sweep
-    (`progress`); `run_progress` adds each run's own bar, from its worker.
+    (`progress`); `run_progress` adds each run's own bar, from its worker. `precision` /
+    `compile` go to every worker (None: each worker's device default; engine.precision).
     """
     from tqdm import tqdm
 
+    from engine.precision import PRECISIONS
     from engine.train import preflight
+
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
 
     unique = list({s.run_id: s for s in specs}.values())
     todo = cache.missing(unique)
@@ -431,7 +441,7 @@ def fill(cache, specs: list[RunSpec], executor, *, pack: int = 1, progress: bool
     preflight(todo, cache.data_dir)  # data and tokenizers ready and checked before any job starts
     tasks = make_tasks(todo, pack)
     kwargs = dict(data_dir=str(cache.data_dir), checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
-                  checkpoint_every=checkpoint_every, progress=run_progress)
+                  checkpoint_every=checkpoint_every, progress=run_progress, precision=precision, compile=compile)
     bar = tqdm(total=len(todo), desc=desc, unit="run", disable=not progress)
     # closing(): an exception here (Ctrl-C included) closes the executor's generator at once, and
     # its `finally` stops what it dispatched

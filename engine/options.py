@@ -21,6 +21,7 @@ from typing import Any, Callable
 ON_CORRUPT_ENV = "QAT_ON_CORRUPT"
 ON_CORRUPT_CHOICES = ("error", "quarantine")
 EXECUTOR_CHOICES = ("local", "ray", "slurm")  # engine.executors implements each
+PRECISION_CHOICES = ("fp32", "bf16")  # engine.precision.PRECISIONS (kept here: parsing needs no torch)
 
 
 def default_on_corrupt() -> str:
@@ -80,7 +81,7 @@ class Option:
     type: Callable[[str], Any] | None = None
     default: Any = None  # a value, or a zero-argument function called when a parser is built
     choices: tuple | None = None
-    action: str | None = None  # "store_true" for switches
+    action: Any = None  # "store_true" for switches, argparse.BooleanOptionalAction for --x/--no-x
 
     @property
     def dest(self) -> str:
@@ -117,6 +118,13 @@ SHARED: dict[str, Option] = {
     "threads": Option(
         "threads", type=positive_int,
         help="torch CPU threads per process (default: the cores, shared among parallel workers)"),
+    # --- how a run computes (engine.precision): runtime settings, not part of a run's identity ---
+    "precision": Option(
+        "precision", choices=PRECISION_CHOICES,
+        help="fp32, or bf16 autocast over fp32 weights (default: bf16 on CUDA, fp32 on CPU)"),
+    "compile": Option(
+        "compile", action=argparse.BooleanOptionalAction,
+        help="torch.compile the model (inductor; default: on for CUDA, off for CPU)"),
     # --- where a sweep trains (engine.executors): `sweep` and the plugin's controller ---
     "executor": Option(
         "executor", choices=EXECUTOR_CHOICES, default="local",

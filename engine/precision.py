@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import torch
 
-PRECISIONS = ("fp32", "bf16")
+from engine.options import PRECISION_CHOICES as PRECISIONS  # the one list, which the flags also offer
+
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 

@@ -64,8 +64,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="train missing runs even on a CPU-only machine for a GPU-scale profile")
     g.addoption("--qat-report-dir", dest="qat_report_dir", default="reports",
                 help="where the JUnit XML, verdicts and report go (default: reports/)")
-    # cache dir, on-corrupt, device, pack, progress, threads: defined once with the CLI's
-    for opt in shared_options("cache_dir", "on_corrupt", "device", "pack", "progress", "threads"):
+    # cache dir, on-corrupt, device, pack, progress, threads, precision, compile: defined once with the CLI's
+    for opt in shared_options("cache_dir", "on_corrupt", "device", "pack", "progress", "threads",
+                              "precision", "compile"):
         g.addoption(f"--qat-{opt.flag}", dest=f"qat_{opt.dest}", **opt.argparse_kwargs())
     g.addoption("--qat-no-report", dest="qat_report", action="store_false", default=True,
                 help="do not write the Markdown/HTML report at the end")
@@ -270,7 +271,8 @@ def _fill(config: pytest.Config, st: SuiteState, specs: list[RunSpec]) -> None:
         with capman.global_and_fixture_disabled() if capman else _nullcontext():  # the bar shows without -s
             report = fill(st.cache, missing, executor, pack=st.pack, progress=True,
                           checkpoint_dir=resume_dir(opts, st.cache.root, every), checkpoint_every=every,
-                          desc=f"qat {st.profile.name}: training", run_progress=st.progress)
+                          desc=f"qat {st.profile.name}: training", run_progress=st.progress,
+                          precision=config.getoption("qat_precision"), compile=config.getoption("qat_compile"))
     except (ValueError, OSError) as e:  # bad input (data, tokenizer, executor, disk), found before any run starts
         raise pytest.UsageError(f"qat: cannot train the missing runs: {e}") from None
     still_missing = {s.run_id for s in st.cache.missing(specs)}

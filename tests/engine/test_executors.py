@@ -100,6 +100,32 @@ def test_packs_go_through_an_executor(tmp_path, reference):
 
 
 @pytest.mark.slow
+def test_precision_and_compile_reach_every_worker(tmp_path, reference):
+    # bf16 autocast (eager here: compiling would cost a minute) asked once, at the driver: the
+    # single run and the pack both train in it and say so; the default stays fp32 on this CPU
+    cache = ResultsCache(tmp_path / "cache")
+    four = specs()
+    single, packed = four[:1], four[1:]
+    ex = make_executor("local", workers=2)
+    assert not fill(cache, single, ex, pack=1, progress=False, precision="bf16", compile=False).failed
+    assert not fill(cache, packed, ex, pack=3, progress=False, precision="bf16", compile=False).failed
+    for s in four:
+        got = cache.get(s)["result"]
+        assert (got["precision"], got["compiled"]) == ("bf16", False), s  # the record's provenance fields
+        assert got["status"] == "ok" and got["val_bpb"] != reference[s.run_id]["val_bpb"]  # bf16 arithmetic
+    assert reference[four[0].run_id]["precision"] == "fp32"
+
+
+def test_a_bad_precision_is_refused_before_anything_is_dispatched(tmp_path):
+    class Never:
+        def run(self, tasks, **kwargs):
+            raise AssertionError("dispatched")
+
+    with pytest.raises(ValueError, match="precision 'fp8'"):
+        fill(ResultsCache(tmp_path / "cache"), specs(), Never(), progress=False, precision="fp8")
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["local", "ray", "slurm"])
 def test_a_worker_killed_mid_run_is_retried_and_the_sweep_completes(kind, tmp_path, reference, monkeypatch):
     # the first worker to reach its 3rd optimiser step is SIGKILLed (once across processes)

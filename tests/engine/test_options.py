@@ -39,6 +39,17 @@ def test_unknown_shared_option_names_the_known_ones():
 def test_cli_uses_the_shared_options():
     args = build_parser().parse_args(["sweep", "--profile", "tiny", "--cache-dir", "/c", "--pack", "3", "--device", "cpu"])
     assert (args.cache_dir, args.pack, args.device, args.on_corrupt) == (Path("/c"), 3, "cpu", "error")
+    assert (args.precision, args.compile) == (None, None)  # None: the device's default (engine.precision)
+
+
+@pytest.mark.parametrize("command", [["sweep", "--profile", "tiny"], ["train"], ["bench"]])
+def test_precision_and_compile_are_one_pair_of_flags_everywhere(command):
+    p = build_parser()
+    args = p.parse_args([*command, "--precision", "bf16", "--no-compile"])
+    assert (args.precision, args.compile) == ("bf16", False)
+    assert p.parse_args([*command, "--compile"]).compile is True
+    with pytest.raises(SystemExit):
+        p.parse_args([*command, "--precision", "fp8"])
 
 
 @pytest.mark.parametrize("flags", [["--warmdown", "0.5", "--warmdown-shape", "cosine"],
