@@ -4,7 +4,9 @@
   (bit-identity tests compare runs whose float reductions must split the same way);
 - `fake_result`: a function `(spec, diverged=False) -> result` shaped like engine.train's
   record, with numbers that vary sensibly with the spec (no training);
-- `tmp_cache`: an empty `ResultsCache` under the test's tmp dir (its data dir goes with it).
+- `tmp_cache`: an empty `ResultsCache` under the test's tmp dir (its data dir goes with it);
+- `unit`: a one-design profile (Phase 2 at t10k: 3 bit-widths x 3 warmdowns x 4 seeds, C1/C2
+  deltas, a noise prior), its path and an empty cache beside it, for decide/plan tests.
 """
 
 from __future__ import annotations
@@ -76,3 +78,41 @@ def tmp_cache(tmp_path):
     from engine.cache import ResultsCache
 
     return ResultsCache(tmp_path / "cache")
+
+
+UNIT_PROFILE = """
+[profile]
+name = "unit"
+description = "test profile: one phase-2 slice, 4 seeds"
+
+[defaults]
+steps = 10
+batch_tokens = 128
+seq_len = 16
+
+[designs.phase2]
+grid = { size = ["t10k"], bits = [16, 8, 6], wd = [0.10, 0.33, 0.50], seed = [0, 1, 2, 3] }
+
+[verdicts]
+stability_draws = 30
+
+[verdicts.delta]
+C1 = 0.01
+C2 = 0.01
+
+[verdicts.noise.val_bpb_q]
+seed = 0.02
+seed_wd = 0.006
+run = 0.004
+"""
+
+
+@pytest.fixture
+def unit(tmp_path):
+    """(path, profile, cache): the one-design test profile and an empty cache beside it."""
+    from engine.cache import ResultsCache
+    from engine.design import load_profile
+
+    path = tmp_path / "unit.toml"
+    path.write_text(UNIT_PROFILE)
+    return path, load_profile(path), ResultsCache(tmp_path / "cache")

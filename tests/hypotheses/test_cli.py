@@ -8,38 +8,14 @@ import re
 import numpy as np
 import pytest
 
-from engine.cache import ResultsCache, records_to_table
+from engine.cache import records_to_table
 from engine.design import load_profile
 from hypotheses.cells import cell_specs, cells_for
 from hypotheses.claims import load_claims
 from hypotheses.cli import main
 from hypotheses.simulate import seeds_for_stability
 
-UNIT_PROFILE = """
-[profile]
-name = "unit"
-description = "plan test profile: one phase-2 slice, 4 seeds"
 
-[defaults]
-steps = 10
-batch_tokens = 128
-seq_len = 16
-
-[designs.phase2]
-grid = { size = ["t10k"], bits = [16, 8, 6], wd = [0.10, 0.33, 0.50], seed = [0, 1, 2, 3] }
-
-[verdicts]
-stability_draws = 30
-
-[verdicts.delta]
-C1 = 0.01
-C2 = 0.01
-
-[verdicts.noise.val_bpb_q]
-seed = 0.02
-seed_wd = 0.006
-run = 0.004
-"""
 
 
 def test_calibrate_prints_the_table_and_writes_json(tmp_path, capsys):
@@ -63,11 +39,9 @@ def test_plan_gives_seeds_for_power_from_the_prior(tmp_path, capsys):
 
 
 @pytest.fixture
-def unit_cache(tmp_path):
-    """A one-design profile and a cache holding all its runs: a clear optimum at wd 0.33."""
-    path = tmp_path / "unit.toml"
-    path.write_text(UNIT_PROFILE)
-    profile, cache = load_profile(path), ResultsCache(tmp_path / "cache")
+def unit_cache(unit):
+    """The one-design test profile (tests/conftest.py) with all its runs cached: a clear optimum at wd 0.33."""
+    path, profile, cache = unit
     rng = np.random.default_rng(0)
     for s in profile.design("phase2").specs:
         bpb = 2.0 + 0.2 * abs(s.wd - 0.33) + 0.02 * (s.seed - 1.5) + 0.004 * rng.standard_normal()

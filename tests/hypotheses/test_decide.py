@@ -5,40 +5,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 
 from engine.cache import ResultsCache
-from engine.design import load_profile
 from hypotheses.decide import decide_all, verdict_row
-
-PROFILE = """
-[profile]
-name = "unit"
-description = "decide test profile"
-
-[defaults]
-steps = 10
-batch_tokens = 128
-seq_len = 16
-
-[designs.phase2]
-grid = { size = ["t10k"], bits = [16, 8, 6], wd = [0.10, 0.33, 0.50], seed = [0, 1, 2, 3] }
-
-[verdicts]
-stability_draws = 30
-
-[verdicts.delta]
-C1 = 0.01
-C2 = 0.01
-"""
-
-
-@pytest.fixture
-def unit(tmp_path):
-    """The one-design test profile and an empty cache beside it."""
-    path = tmp_path / "unit.toml"
-    path.write_text(PROFILE)
-    return load_profile(path), ResultsCache(tmp_path / "cache")
 
 
 def _fill(cache: ResultsCache, profile, best_wd: float, skip: int = 0) -> None:
@@ -52,7 +21,7 @@ def _fill(cache: ResultsCache, profile, best_wd: float, skip: int = 0) -> None:
 
 
 def test_decide_all_decides_from_the_cache_alone(unit, tmp_path):
-    profile, cache = unit
+    _, profile, cache = unit
     _fill(cache, profile, best_wd=0.10)
     results = decide_all(profile, cache)
     by = {(r.claim_id, r.cell_id): r for r in results}
@@ -66,7 +35,7 @@ def test_decide_all_decides_from_the_cache_alone(unit, tmp_path):
 
 
 def test_missing_runs_are_error_rows_naming_the_sweep(unit):
-    profile, cache = unit
+    _, profile, cache = unit
     _fill(cache, profile, best_wd=0.33, skip=3)
     c1 = [r for r in decide_all(profile, cache) if r.claim_id == "C1"]
     assert any(r.verdict is None and "python -m engine sweep --profile" in r.error and "unit.toml --design phase2"
@@ -74,7 +43,7 @@ def test_missing_runs_are_error_rows_naming_the_sweep(unit):
 
 
 def test_verdict_row_is_flat_and_complete(unit):
-    profile, cache = unit
+    _, profile, cache = unit
     _fill(cache, profile, best_wd=0.33)
     r = next(r for r in decide_all(profile, cache) if r.claim_id == "C1")
     row = verdict_row(r.verdict, profile, r.cell_id)
