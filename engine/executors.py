@@ -424,11 +424,11 @@ def fill(cache, specs: list[RunSpec], executor, *, pack: int = 1, progress: bool
     """
     from tqdm import tqdm
 
-    from engine.precision import PRECISIONS
+    from engine.precision import Precision
     from engine.train import preflight
 
-    if precision is not None and precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+    if precision is not None:
+        Precision(precision)  # a bad name is refused here (ValueError), before anything is dispatched
 
     unique = list({s.run_id: s for s in specs}.values())
     todo = cache.missing(unique)

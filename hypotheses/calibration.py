@@ -29,7 +29,7 @@ import pandas as pd
 
 from engine.design import Profile
 from engine.ladder import count_params, get_config
-from hypotheses.cells import Cell, cell_specs, cells_for
+from hypotheses.cells import Cell, cell_decider, cell_specs, cells_for
 from hypotheses.claims import Claim
 from hypotheses.simulate import ARM_COLUMNS, EXTRA_ARM_COLUMNS, Noise, outcome_rates
 from hypotheses.verdict import CONTRADICTED, REPRODUCED
@@ -101,11 +101,7 @@ def calibrate_cell(claim: Claim, profile: Profile, cell: Cell, n_draws: int, *, 
     arms, design_seeds = cell_arms(profile, cell)
     seeds = list(seeds) if seeds is not None else design_seeds
     noise = noise or noise_prior(profile, metric)
-    fn = claim.decide_fn()
-
-    def decide(t):
-        return fn(t, claim, **cell.args)
-
+    decide = cell_decider(claim, cell)
     scen = _scenarios(claim, arms, noise)
     rate = {name: outcome_rates(decide, scen[name].arms, seeds, noise, metric, n_draws, rng_seed + i)
             for i, name in enumerate(SCENARIOS)}
@@ -140,10 +136,10 @@ def seeds_for_power(claim: Claim, profile: Profile, cell: Cell, noise: Noise, n_
     metric = claim.threshold("metric")
     arms, _ = cell_arms(profile, cell)
     true = _scenarios(claim, arms, noise)["true"].arms
-    fn = claim.decide_fn()
+    decide = cell_decider(claim, cell)
 
     def power(n: int) -> float:
-        rates = outcome_rates(lambda t: fn(t, claim, **cell.args), true, range(n), noise, metric, n_draws, 0)
+        rates = outcome_rates(decide, true, range(n), noise, metric, n_draws, 0)
         return rates.get(REPRODUCED, 0.0)
 
     lo, hi = 2, 3

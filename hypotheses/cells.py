@@ -44,6 +44,17 @@ def cell_specs(profile: Profile, cell: Cell) -> list[RunSpec]:
     return [s for d in cell.designs for s in profile.design(d).specs if _matches(s, cell.filters)]
 
 
+def cell_decider(claim, cell: Cell):
+    """``table -> Verdict``: the claim's decider bound to one cell's arguments (what the suite,
+    the stability draw, calibration and the plan all call)."""
+    fn = claim.decide_fn()
+
+    def decide(table):
+        return fn(table, claim, **cell.args)
+
+    return decide
+
+
 def cells_for(claim, profile: Profile) -> list[Cell]:
     """The test cases of ``claim`` at ``profile``; ``ProfileError`` if a design is absent."""
     spec = claim.cells

@@ -97,14 +97,11 @@ def _seeds_for_stability_text(claim, cell, table, draws: int, target: float) -> 
     *inconclusive* verdict (a rule that needs more seeds than that is inconclusive whatever
     the data), the seeds for a stably decided verdict follow: that is the count a design wants."""
     from hypotheses.calibration import MAX_SEEDS
+    from hypotheses.cells import cell_decider
     from hypotheses.simulate import seeds_for_stability
     from hypotheses.verdict import CONTRADICTED, INCONCLUSIVE, REPRODUCED
 
-    fn = claim.decide_fn()
-
-    def decide(t):
-        return fn(t, claim, **cell.args)
-
+    decide = cell_decider(claim, cell)
     metric = claim.threshold("metric")
     try:
         found = seeds_for_stability(decide, table, metric, draws, target, MAX_SEEDS)

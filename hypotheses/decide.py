@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from engine.cache import ResultsCache, records_to_table
 from engine.design import Profile, ProfileError, sweep_command
-from hypotheses.cells import Cell, cell_specs, cells_for
+from hypotheses.cells import Cell, cell_decider, cell_specs, cells_for
 from hypotheses.claims import Claim, load_claims
 from hypotheses.simulate import stability
 from hypotheses.verdict import Verdict
@@ -33,13 +33,12 @@ def stability_draws(profile: Profile) -> int:
 
 def decide_cell(claim: Claim, cell: Cell, table, profile: Profile) -> Verdict:
     """``claim`` (already ``at_profile``) decided on one cell's table, with its stability."""
-    fn = claim.decide_fn()
-    verdict = fn(table, claim, **cell.args)
+    decide = cell_decider(claim, cell)
+    verdict = decide(table)
     draws = stability_draws(profile)
     if draws == 0:
         return verdict
-    p = stability(lambda t: fn(t, claim, **cell.args), table, claim.threshold("metric"),
-                  verdict.outcome, draws, rng_seed=0)
+    p = stability(decide, table, claim.threshold("metric"), verdict.outcome, draws, rng_seed=0)
     return verdict.with_stability(p)
 
 
