@@ -95,3 +95,14 @@ def test_a_deliberate_multi_process_launch_keeps_the_exported_world():
     for r, (p, (out, err)) in enumerate(zip(procs, outs)):
         assert p.returncode == 0, err[-2000:]
         assert f"world 2 rank {r} sum 2" in out
+
+
+@pytest.mark.slow
+def test_the_process_group_is_destroyed_at_exit_not_left_to_interpreter_teardown():
+    import subprocess
+    import sys
+
+    script = GROUP + "import atexit\natexit._run_exitfuncs()\nprint('after exit', dist.is_initialized())\n"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "world 1 rank 0 sum 1" in out.stdout and "after exit False" in out.stdout
