@@ -264,7 +264,7 @@ def decide_r1(table: pd.DataFrame, claim) -> Verdict:
     stats["page_p"] = _page_p(best_by_seed, len(budgets))
     _too_few(what, len(seeds), min_pairs, stats, f"{len(sizes)} size(s) x {len(budgets)} budgets x {len(fracs)} fractions")
     tau_text = f"{stats['kendall_tau_tppb_best']:+.2f}" if math.isfinite(stats["kendall_tau_tppb_best"]) else "n/a"
-    more = (f"; best fraction by budget: " + ", ".join(
+    more = ("; best fraction by budget: " + ", ".join(
         f"{z} " + "/".join(f"{stats[f'{z}:{int(b)}:best_fraction']:g}" for b in budgets) for z in sizes)
         + f"; Kendall tau(tokens per param byte, best) = {tau_text}")
     return _directional_verdict(claim, what, "shift toward longer QAT over the budgets", np.array(per_seed), seeds,

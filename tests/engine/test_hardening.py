@@ -66,7 +66,6 @@ def _short_val_corpus(tmp: Path) -> str:
 
 
 def cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
-    size = ["--size", "t10k"]
     return {
         # --- spec files with the wrong JSON types ---------------------------------------------------
         "spec null": (["train", "--spec", _json(tmp, "null.json", "null")], "JSON object"),
