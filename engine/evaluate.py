@@ -34,7 +34,11 @@ class EvalResult:
 
 
 @torch.no_grad()
-def evaluate(model: GPT, corpus: Corpus, seq_len: int, max_tokens: int, device: torch.device) -> EvalResult:
+def evaluate(model: GPT, corpus: Corpus, seq_len: int, max_tokens: int, device: torch.device,
+             precision=None) -> EvalResult:
+    """Loss and bpb of `model` on the validation split, computed as the run trained (`precision`,
+    an engine.precision.Precision; None: the device default), as parameter-golf evaluates under
+    its training autocast: val_bpb is "in training precision" whatever the device."""
     luts = [torch.tensor(t, device=device) for t in corpus.tokenizer.luts()]  # copies: the LUTs are read-only
     was_training = model.training
     model.eval()
@@ -43,7 +47,7 @@ def evaluate(model: GPT, corpus: Corpus, seq_len: int, max_tokens: int, device: 
     n_tokens = 0
     for x, y in val_batches(corpus.val, seq_len, EVAL_BATCH_SEQS, max_tokens or None):
         x, y = x.to(device), y.to(device)
-        with autocast_for(device):
+        with autocast_for(device, precision):
             loss_sum += model(x, y, reduction="sum").double()
         n_bytes += target_bytes(x.flatten(), y.flatten(), *luts).double().sum()
         n_tokens += y.numel()

@@ -100,18 +100,21 @@ class RunLog:
         return state["step"]
 
     def result(self, model: GPT, corpus: Corpus, dev: torch.device, base: dict, *, train_time: float,
-               t_start: float, resumed_from: int = 0, tokens_per_s: float | None = None) -> dict:
+               t_start: float, resumed_from: int = 0, tokens_per_s: float | None = None, precision=None) -> dict:
         return result_record(self.spec, model, corpus, dev, base, curve=self.curve, probes=self.probes,
                              probe_steps=self.probe_steps, diverged_step=self.diverged_step, train_time=train_time,
-                             t_start=t_start, resumed_from=resumed_from, tokens_per_s=tokens_per_s)
+                             t_start=t_start, resumed_from=resumed_from, tokens_per_s=tokens_per_s,
+                             precision=precision)
 
 
 def result_record(spec: RunSpec, model: GPT, corpus: Corpus, dev: torch.device, base: dict, *, curve: list,
                   probes: list, probe_steps: dict[int, str], diverged_step: int | None, train_time: float,
-                  t_start: float, resumed_from: int = 0, tokens_per_s: float | None = None) -> dict:
+                  t_start: float, resumed_from: int = 0, tokens_per_s: float | None = None,
+                  precision=None) -> dict:
     """The cached result of a trained model: evaluation, round trips, probes, timings.
 
     Shared by the single-run loop and the packed one, so both record exactly the same fields.
+    Every evaluation computes as the run trained (`precision`; None: the device default).
     """
     if diverged_step is not None:
         return {**base, "status": "diverged", "diverged_step": diverged_step, "diverged_reason": "non-finite loss",
@@ -122,10 +125,11 @@ def result_record(spec: RunSpec, model: GPT, corpus: Corpus, dev: torch.device, 
     if spec.steps in probe_steps:
         probes.append({"step": spec.steps, "label": probe_steps[spec.steps], **grid_probe(model, spec.bits, policy)})
     fault_point("before_eval")
-    trained = evaluate(model, corpus, spec.seq_len, spec.val_tokens, dev)
+    trained = evaluate(model, corpus, spec.seq_len, spec.val_tokens, dev, precision)
     own = export(model, spec.bits, policy)  # the artifact the run would ship: evaluated and measured
-    rt_own = evaluate(load_export(model, own).to(dev), corpus, spec.seq_len, spec.val_tokens, dev)
-    rt_int8 = evaluate(round_trip(model, 8, policy).to(dev), corpus, spec.seq_len, spec.val_tokens, dev)
+    rt_own = evaluate(load_export(model, own).to(dev), corpus, spec.seq_len, spec.val_tokens, dev, precision)
+    rt_int8 = evaluate(round_trip(model, 8, policy).to(dev), corpus, spec.seq_len, spec.val_tokens, dev,
+                       precision)
     finite = all(math.isfinite(v) for v in (trained.bpb, rt_own.bpb, rt_int8.bpb))
     # A run that ends no better than guessing uniformly has collapsed (LR far too high):
     # its "result" says nothing about the schedule, so it is diverged, not ok.

@@ -221,5 +221,6 @@ def run(
     base = provenance(spec, dev, n_params, t_start, sess.precision)
     if runlog.diverged_step is not None:
         log.warning("run %s diverged at step %d", spec.short_id, runlog.diverged_step)
-    result = runlog.result(model, corpus, dev, base, train_time=train_time, t_start=t_start, resumed_from=start)
+    result = runlog.result(model, corpus, dev, base, train_time=train_time, t_start=t_start, resumed_from=start,
+                           precision=sess.precision)
     return Trained(result, model, corpus)

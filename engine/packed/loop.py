@@ -183,7 +183,7 @@ def run_packed(
         base = {**provenance(r.spec, dev, n_params, t_start, sess.precision), "packed": K}
         # This run's tokens over the pack's time: the pack as a whole trained K times as many.
         result = r.result(model, corpus, dev, base, train_time=train_time, t_start=t_start,
-                          tokens_per_s=r.spec.tokens / max(train_time, 1e-9))
+                          tokens_per_s=r.spec.tokens / max(train_time, 1e-9), precision=sess.precision)
         trained.append(Trained(result, model, corpus))
     return trained
 

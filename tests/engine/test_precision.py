@@ -12,6 +12,7 @@ import math
 import pytest
 import torch
 
+from engine.evaluate import evaluate
 from engine.packed import run_packed
 from engine.precision import Precision, default_precision, resolve_precision
 from engine.spec import RunSpec
@@ -65,9 +66,15 @@ def data(tmp_path_factory):
 
 def test_single_run_through_the_gpu_path_matches_fp32(data, one_thread_module):
     spec = RunSpec(**SHORT)
-    gpu = run(spec, device="cpu", data_dir=data, precision=GPU_PATH).result
+    trained = run(spec, device="cpu", data_dir=data, precision=GPU_PATH)
+    gpu = trained.result
     fp32 = run(spec, device="cpu", data_dir=data, precision=Precision("fp32")).result
     _check_against_fp32(gpu, fp32)
+    # the record's val_bpb is computed as the run trained (bf16 here), not in the device's default (fp32)
+    cpu = torch.device("cpu")
+    as_trained = evaluate(trained.model, trained.corpus, spec.seq_len, spec.val_tokens, cpu, GPU_PATH).bpb
+    in_fp32 = evaluate(trained.model, trained.corpus, spec.seq_len, spec.val_tokens, cpu).bpb
+    assert gpu["val_bpb"] == as_trained != in_fp32
 
 
 def test_packed_runs_through_the_gpu_path_match_fp32(data, one_thread_module):
