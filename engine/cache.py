@@ -41,7 +41,7 @@ from filelock import FileLock, Timeout
 from engine.atomic import TMP_SUFFIX, atomic_write_json, fsync_dir
 from engine.paths import QUARANTINE_SUBDIR, default_cache_dir
 from engine.paths import data_dir as data_dir_of
-from engine.spec import RESULT_FORMAT_VERSION, RunSpec
+from engine.spec import RESULT_FORMAT_VERSION, RunSpec, with_added_fields
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ class ResultsCache:
             return None
         try:
             record = self._read(path)
-            if record["spec"] != spec.to_dict() or record["run_id"] != spec.run_id:
+            if with_added_fields(record["spec"]) != spec.to_dict() or record["run_id"] != spec.run_id:
                 raise CorruptRecordError(f"{path}: its spec does not match the run id it is stored under. {_fix(path)}")
             return record
         except CorruptRecordError:
@@ -397,7 +397,7 @@ class ResultsCache:
 def records_to_table(records: Iterable[dict]) -> pd.DataFrame:
     rows = []
     for r in records:
-        row = {"run_id": r["run_id"], **r["spec"]}
+        row = {"run_id": r["run_id"], **with_added_fields(r["spec"])}
         row["probe_fracs"] = tuple(row["probe_fracs"])
         for k, v in r["result"].items():
             if k != "run_id" and (v is None or isinstance(v, (int, float, str, bool))):

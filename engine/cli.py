@@ -90,7 +90,8 @@ def summary(record: dict) -> str:
     s, r = record["spec"], record["result"]
     lines = [
         f"run {record['run_id'][:12]}  {s['size']} ({r['n_params']:,} params)  {bits_label(s['bits'])}  "
-        f"warmdown {s['wd']} {s['wd_shape']}  lr x{s['lr_mult']}  {s['optimizer']}  seed {s['seed']}",
+        f"warmdown {s['wd']} {s['wd_shape']}  lr x{s['lr_mult']}  {s['optimizer']}  seed {s['seed']}"
+        + (f"  QAT from {s['qat_start']:g}, LR restarted there" if s.get("qat_lr_restart") else ""),
         f"  status      {r['status']}" + (f" at step {r['diverged_step']}" if r["status"] == "diverged" else ""),
     ]
     if r["status"] == "ok":

@@ -63,6 +63,28 @@ def lr_factor(
     return decay_shape((step - start) / n_decay, shape)
 
 
+def restart_lr_factor(step: int, total_steps: int, qat_step: int, *, warmup_steps: int, wd: float,
+                      shape: str = "linear") -> float:
+    """LR factor of a run whose schedule restarts when QAT starts at `qat_step` (R2's separate arm).
+
+    Full-precision steps [0, qat_step): warm-up, constant, then a warmdown over the last
+    round(wd x total_steps) of them (the FP cooldown). QAT steps [qat_step, total_steps): back
+    at the peak at once, then a decay to the end in `shape`: exactly the LR a fused run (the
+    warmdown is the QAT phase) has there, so the two arms differ only before QAT starts.
+    """
+    if not 0 <= step < total_steps:
+        raise ValueError(f"step {step} outside [0, {total_steps})")
+    if step < qat_step:  # wd as a fraction of the FP steps: the same number of warmdown steps
+        return lr_factor(step, qat_step, warmup_steps=warmup_steps, wd=round(wd * total_steps) / qat_step,
+                         shape=shape)
+    return lr_factor(step - qat_step, total_steps - qat_step, warmup_steps=0, wd=1.0, shape=shape)
+
+
+def in_restart_warmdown(step: int, total_steps: int, qat_step: int, wd: float) -> bool:
+    """Whether `step` of a restarting run is cooling: in the FP warmdown or in the QAT decay."""
+    return step >= qat_step or step >= qat_step - int(round(wd * total_steps))
+
+
 def in_warmdown(step: int, total_steps: int, wd: float, schedule: str = "wsd") -> bool:
     return schedule == "cosine_to_zero" or step >= warmdown_start(total_steps, wd)
 

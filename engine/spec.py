@@ -76,6 +76,10 @@ class RunSpec:
     wd_shape: str = "linear"
     warmup_steps: int = 0  # parameter-golf has no LR warm-up (its WARMUP_STEPS only primes compile)
     lr_mult: float = 1.0  # multiplies every base LR below
+    # True: the schedule restarts when QAT switches on (R2's separate pipeline): the full-precision
+    # steps cool down over their last `wd` x steps, then QAT's steps start again at the peak LR and
+    # decay to the end in `wd_shape` (engine.schedule.restart_lr_factor). False: one schedule.
+    qat_lr_restart: bool = False
     # --- optimiser (parameter-golf base values) ------------------------------------
     optimizer: str = "muon"  # Muon for matrices + Adam for embeddings/scalars, or AdamW for all
     matrix_lr: float = 0.04
@@ -111,7 +115,8 @@ class RunSpec:
         return d
 
     def canonical_json(self) -> str:
-        payload = {"result_format": RESULT_FORMAT_VERSION, "spec": self.to_dict()}
+        spec = {k: v for k, v in self.to_dict().items() if not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
+        payload = {"result_format": RESULT_FORMAT_VERSION, "spec": spec}
         return json.dumps(payload, sort_keys=True, separators=(",", ":"))
 
     @property
@@ -133,6 +138,8 @@ class RunSpec:
         probe runs just before it."""
         from engine.schedule import warmdown_start
 
+        if self.qat_lr_restart:  # the FP cooldown ends where QAT starts
+            return self.qat_start_step - int(round(self.wd * self.steps))
         return max(0, warmdown_start(self.steps, self.wd if self.schedule == "wsd" else 1.0))
 
     @property
@@ -177,6 +184,18 @@ class RunSpec:
         if isinstance(d.get("probe_fracs"), list):
             d["probe_fracs"] = tuple(d["probe_fracs"])
         return cls(**d)
+
+
+# Fields added after records were cached, with the default that means "as before": at that value
+# a field is left out of the canonical JSON, so adding an option keeps every existing run id
+# (and cache) valid; set to anything else it is part of the identity like any field.
+_ADDED_LATER = {"qat_lr_restart": False}
+
+
+def with_added_fields(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored spec dict completed with the fields added since it was written, at their defaults
+    (what it meant then): compare and tabulate records through this, never the raw dict."""
+    return {**_ADDED_LATER, **stored}
 
 
 def field_names() -> list[str]:
@@ -250,6 +269,15 @@ def _validate(s: RunSpec) -> None:
     _check(0.0 <= s.wd <= MAX_WD, f"RunSpec.wd={s.wd} (warmdown fraction) must be in [0, {MAX_WD:g}] "
                                   f"(> 1: a warmdown longer than the run, starting part-way down)")
     _check(s.wd_shape in ALLOWED_WD_SHAPES, f"RunSpec.wd_shape={s.wd_shape!r}; allowed: {ALLOWED_WD_SHAPES}")
+    if s.qat_lr_restart:
+        _check(s.quantised and s.schedule == "wsd" and 0 < s.qat_start_step < s.steps,
+               f"RunSpec.qat_lr_restart=true restarts the LR when QAT starts: it needs a QAT bit-width (bits="
+               f"{s.bits}), schedule 'wsd' (is {s.schedule!r}) and QAT starting inside the run (qat_start="
+               f"{s.qat_start} x steps={s.steps} must round to a step in (0, steps))")
+        _check(s.warmup_steps + round(s.wd * s.steps) <= s.qat_start_step,
+               f"RunSpec.qat_lr_restart=true: the full-precision warm-up ({s.warmup_steps} steps) and warmdown "
+               f"({s.wd} x {s.steps} steps) must fit before QAT starts at step {s.qat_start_step}; "
+               f"give wd <= qat_start")
     _check(s.steps > 0, f"RunSpec.steps={s.steps} must be a positive number of optimiser steps")
     _check(0 <= s.warmup_steps < s.steps, f"RunSpec.warmup_steps={s.warmup_steps} must be in [0, steps={s.steps})")
     _check(

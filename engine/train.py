@@ -34,7 +34,7 @@ from engine.runlog import RunLog, check_every, provenance, stack_losses
 from engine.precision import Precision, resolve_precision
 from engine.quant import QuantPolicy
 from engine.runtime import ensure_extensions_dir, ensure_process_group, pick_device
-from engine.schedule import in_warmdown, lr_factor, muon_momentum
+from engine.schedule import in_restart_warmdown, in_warmdown, lr_factor, muon_momentum, restart_lr_factor
 from engine.spec import RunSpec, bits_label
 
 log = logging.getLogger(__name__)
@@ -49,10 +49,17 @@ class Trained:
 
 def schedule_at(spec: RunSpec, step: int) -> tuple[float, float, float]:
     """(LR factor, Muon momentum, Adam beta2) of `spec` at `step`; shared with the packed loop."""
-    cooling = in_warmdown(step, spec.steps, spec.wd, spec.schedule)
+    if spec.qat_lr_restart:
+        q = spec.qat_start_step
+        cooling = in_restart_warmdown(step, spec.steps, q, spec.wd)
+        factor = restart_lr_factor(step, spec.steps, q, warmup_steps=spec.warmup_steps, wd=spec.wd,
+                                   shape=spec.wd_shape)
+    else:
+        cooling = in_warmdown(step, spec.steps, spec.wd, spec.schedule)
+        factor = lr_factor(step, spec.steps, warmup_steps=spec.warmup_steps, wd=spec.wd, shape=spec.wd_shape,
+                           schedule=spec.schedule)
     return (
-        lr_factor(step, spec.steps, warmup_steps=spec.warmup_steps, wd=spec.wd, shape=spec.wd_shape,
-                  schedule=spec.schedule),
+        factor,
         muon_momentum(step, spec.muon_momentum_warmup_start, spec.muon_momentum, spec.muon_momentum_warmup_steps),
         spec.cooldown_beta2 if (cooling and spec.cooldown_beta2 is not None) else spec.beta2,
     )

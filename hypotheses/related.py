@@ -320,8 +320,9 @@ def scenarios_r1(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
 # ---------------------------------------------------------------------------------------
 
 
-def _is_fused(qat_start: float, wd: float) -> bool:
-    return abs(float(qat_start) - (1.0 - float(wd))) <= TOL
+def _is_fused(qat_start: float, wd: float, restart: bool = False) -> bool:
+    """One LR schedule whose warmdown is the QAT phase (a restarting run is never fused)."""
+    return not bool(restart) and abs(float(qat_start) - (1.0 - float(wd))) <= TOL
 
 
 @decider
@@ -337,17 +338,19 @@ def decide_r2(table: pd.DataFrame, claim) -> Verdict:
     inconclusive. Reported: whether fusion is significantly better (upper bound < 0).
     """
     what = f"{claim.id}[fused]"
-    t, metric, delta, alpha, min_pairs, stats = _common(claim, table, ["size", "bits", "steps", "wd", "qat_start"], what)
-    arms = _arms(t, metric, ["size", "bits", "steps", "wd", "qat_start"], what)
-    fused = [k for k in arms if _is_fused(k[4], k[3])]
-    other = [k for k in arms if not _is_fused(k[4], k[3])]
+    cols = ["size", "bits", "steps", "wd", "qat_start", "qat_lr_restart"]
+    t, metric, delta, alpha, min_pairs, stats = _common(claim, table, cols, what)
+    arms = _arms(t, metric, cols, what)
+    fused = [k for k in arms if _is_fused(k[4], k[3], k[5])]
+    other = [k for k in arms if not _is_fused(k[4], k[3], k[5])]
     if len(fused) != 1 or len(other) != 1 or fused[0][:3] != other[0][:3]:
-        raise ValueError(f"{what}: needs one fused arm (qat_start = 1 - wd) and one separate arm of the same "
-                         f"size, bits and steps; got fused {fused}, separate {other}")
+        raise ValueError(f"{what}: needs one fused arm (qat_start = 1 - wd, one schedule) and one separate arm "
+                         f"of the same size, bits and steps; got fused {fused}, separate {other}")
     (fk,), (ok_,) = fused, other
     level = 1 - 2 * alpha
     stats.update(statistic="fused_minus_separate", region=f"<= {delta:g}", ci_level=level,
-                 fused_wd=fk[3], fused_qat_start=fk[4], separate_wd=ok_[3], separate_qat_start=ok_[4])
+                 fused_wd=fk[3], fused_qat_start=fk[4], separate_wd=ok_[3], separate_qat_start=ok_[4],
+                 separate_lr_restart=int(bool(ok_[5])))
     seeds, d = _paired(arms[fk], arms[ok_])
     _too_few(what, len(seeds), min_pairs, stats, "fused and separate")
     s = mean_ci(d, level)
@@ -355,7 +358,8 @@ def decide_r2(table: pd.DataFrame, claim) -> Verdict:
                  mean_fused=float(np.mean([arms[fk][x] for x in seeds])),
                  mean_separate=float(np.mean([arms[ok_][x] for x in seeds])))
     outcome = three_way(s.high <= delta, s.low > delta)
-    head = (f"{what}: fused (wd {fk[3]:g}, QAT from {fk[4]:g}) - separate (wd {ok_[3]:g}, QAT from {ok_[4]:g}) "
+    restart = ", LR restarted at QAT" if ok_[5] else ""
+    head = (f"{what}: fused (wd {fk[3]:g}, QAT from {fk[4]:g}) - separate (wd {ok_[3]:g}, QAT from {ok_[4]:g}{restart}) "
             f"= {s.mean:+.4f} (one-sided {100 * (1 - alpha):g}% bounds [{s.low:+.4f}, {s.high:+.4f}], "
             f"delta {delta:g}); {stats['n_diverged']} diverged run(s)")
     if outcome == REPRODUCED:
@@ -373,7 +377,8 @@ def scenarios_r2(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
     delta = claim_delta(claim)
 
     def arm(d):
-        return _with_mu(arms, lambda r: BASE_BPB + (d if _is_fused(r["qat_start"], r["wd"]) else 0.0))
+        return _with_mu(arms, lambda r: BASE_BPB + (d if _is_fused(r["qat_start"], r["wd"], r["qat_lr_restart"])
+                                                     else 0.0))
 
     return {"true": Scenario(arm(0.0), "fusion matches the separate cooldown (d = 0)"),
             "boundary": Scenario(arm(delta), f"fusion worse by exactly delta = {delta:g}"),

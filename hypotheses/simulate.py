@@ -49,7 +49,7 @@ ARM_COLUMNS = ("size", "n_params", "bits", "wd", "lr_mult", "steps", "optimizer"
 # varies them (a column constant over the table, e.g. C1-C9's qat_start 0 and unset
 # cooldown_beta2, leaves every C table's arms and noise fit as they were). An unset
 # cooldown_beta2 (None) is its own level.
-EXTRA_ARM_COLUMNS = ("qat_start", "cooldown_beta2", "beta2", "batch_tokens", "quantize_embeddings")
+EXTRA_ARM_COLUMNS = ("qat_start", "cooldown_beta2", "beta2", "batch_tokens", "quantize_embeddings", "qat_lr_restart")
 # Per-run measurements an arm carries into simulated tables (their mean over the arm's
 # runs): R5's matched-size check reads them from every table it decides, simulated or not.
 CARRY_COLUMNS = ("export_bytes", "export_bytes_compressed")
@@ -134,7 +134,9 @@ class _Sampler:
         S, A = len(self.seeds), len(arms)
         self.noise, self.metric, self.A, self.S = noise, metric, A, S
         self.block = _keys(arms, _present(BLOCK_COLUMNS, arms))
-        self.block_wd = _keys(arms, _present(BLOCK_COLUMNS, arms) + _present(("wd",), arms))
+        # A restarted schedule (R2's separate arm) leaves the fused one's trajectory as a longer
+        # warmdown would: its own seed x schedule draw, like another wd.
+        self.block_wd = _keys(arms, _present(BLOCK_COLUMNS, arms) + _present(("wd", "qat_lr_restart"), arms))
         self.block_bits = _keys(arms, _present(BLOCK_COLUMNS, arms) + _present(("bits",), arms))
         self.mu = arms["mu"].to_numpy(dtype=float)[:, None]
         bits = arms["bits"].to_numpy() if "bits" in arms.columns else np.full(A, 16)

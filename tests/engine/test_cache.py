@@ -122,3 +122,15 @@ def test_ensure_packs_same_shape_runs(tmp_path, fake_result):
     # 5 runs of one shape -> packs of 3 and 2; 2 runs of another -> one pack; never mixed
     assert sorted(map(len, packs)) == [2, 2, 3] and all(len(set(p)) == 1 for p in packs)
     assert singles == []
+
+
+def test_a_record_written_before_an_option_existed_still_reads(tmp_path, fake_result):
+    # records cached before qat_lr_restart existed have no such key: same run id, same run
+    c = ResultsCache(tmp_path)
+    c.put(spec(0), fake_result(spec(0)))
+    path = c.record_path(spec(0))
+    old = json.loads(path.read_text())
+    del old["spec"]["qat_lr_restart"]
+    path.write_text(json.dumps(old))
+    assert c.get(spec(0))["run_id"] == spec(0).run_id
+    assert c.table()["qat_lr_restart"].tolist() == [False]

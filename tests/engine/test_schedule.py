@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from engine.schedule import decay_shape, in_warmdown, lr_factor, muon_momentum, warmdown_start
+from engine.schedule import (decay_shape, in_restart_warmdown, in_warmdown, lr_factor, muon_momentum,
+                             restart_lr_factor, warmdown_start)
 
 
 @pytest.mark.parametrize("shape", ["linear", "cosine", "1-sqrt"])
@@ -90,3 +91,23 @@ def test_step_shape_is_the_abrupt_extreme():
             step, total, warmup_steps=0, wd=wd, shape="linear") + 1e-12
     # a warmdown longer than the run with the step shape sits at its floor from step 0
     assert lr_factor(0, total, warmup_steps=0, wd=2.0, shape="step") == pytest.approx(1 / 200)
+
+
+@pytest.mark.parametrize("shape", ["linear", "cosine", "1-sqrt", "step"])
+def test_a_restart_differs_from_the_fused_run_only_before_qat(shape):
+    # R2: fused = warmdown over the QAT phase; separate = an FP cooldown of the same length ending
+    # where QAT starts, then the LR back at its peak, decaying exactly as the fused run's.
+    total, q, wd = 100, 75, 0.25
+    fused = [lr_factor(s, total, warmup_steps=0, wd=1 - q / total, shape=shape) for s in range(total)]
+    sep = [restart_lr_factor(s, total, q, warmup_steps=0, wd=wd, shape=shape) for s in range(total)]
+    assert sep[q:] == fused[q:] and sep[q] == 1.0
+    assert sep[:50] == [1.0] * 50 == fused[:50]  # constant until the FP cooldown
+    assert sep[50:q] == [lr_factor(s, q, warmup_steps=0, wd=25 / q, shape=shape) for s in range(50, q)]
+    assert sep[q - 1] < 1.0 / 24 + 1e-12 and fused[q - 1] == 1.0  # cooled down to its floor / still at peak
+    assert [in_restart_warmdown(s, total, q, wd) for s in (49, 50, 74, 75, 99)] == [False, True, True, True, True]
+
+
+def test_a_restart_keeps_the_warmup_at_the_start_of_the_run_only():
+    f = [restart_lr_factor(s, 100, 60, warmup_steps=10, wd=0.2) for s in range(100)]
+    assert f[:10] == [pytest.approx((s + 1) / 10) for s in range(10)]
+    assert f[10:40] == [1.0] * 30 and f[40] == 1.0 > f[41] and f[60] == 1.0

@@ -1,5 +1,7 @@
 """RunSpec: validation messages, hash stability, canonical numbers."""
 
+import re
+
 import pytest
 
 from engine.spec import RESULT_FORMAT_VERSION, RunSpec, SpecError
@@ -111,3 +113,26 @@ def test_parameter_golf_export_values_are_valid():
     s = RunSpec(size="15M", bits=6, scale_floor=1.0, keep_float_numel=65536, clip_percentile=100.0,
                 data_order="sequential")
     assert RunSpec.from_dict(s.to_dict()) == s
+
+
+def test_an_option_added_later_keeps_every_earlier_run_id():
+    # qat_lr_restart is left out of the identity at its default: the pinned ids above still hold
+    assert "qat_lr_restart" not in RunSpec(size="t20k").canonical_json()
+    on = RunSpec(size="t20k", steps=100, bits=4, qat_start=0.75, wd=0.25, qat_lr_restart=True)
+    assert '"qat_lr_restart":true' in on.canonical_json()
+    assert on.run_id != on.replace(qat_lr_restart=False).run_id
+    assert on.to_dict()["qat_lr_restart"] is True and RunSpec(size="t20k").to_dict()["qat_lr_restart"] is False
+    assert on.warmdown_start == 75 - 25  # the FP cooldown ends where QAT starts
+
+
+@pytest.mark.parametrize("fields, needs", [
+    (dict(bits=16, qat_start=0.5), "QAT bit-width"),
+    (dict(bits=4, qat_start=0.0), "QAT starting inside the run"),
+    (dict(bits=4, qat_start=0.5, schedule="cosine_to_zero"), "schedule 'wsd'"),
+    (dict(bits=4, qat_start=0.5, wd=0.6), "wd <= qat_start"),
+])
+def test_a_restart_needs_a_qat_phase_and_room_for_the_fp_cooldown(fields, needs):
+    with pytest.raises(SpecError, match=f"qat_lr_restart.*{re.escape(needs)}"):
+        RunSpec(size="t20k", steps=100, qat_lr_restart=True, **fields)
+    with pytest.raises(SpecError, match="must be true or false"):
+        RunSpec(size="t20k", qat_lr_restart="yes")

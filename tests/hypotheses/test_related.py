@@ -68,7 +68,8 @@ def test_two_seeds_are_inconclusive(tiny, claim_id, cell_id):
 def test_r2_fusion_clearly_better_is_reproduced_and_flagged(tiny):
     claim, cell, arms = setup(tiny, "R2", "fused")
     scen = claim.scenarios_fn()(claim, arms, QUIET)["true"].arms
-    fused = np.isclose(scen["qat_start"], 1 - scen["wd"])
+    fused = np.isclose(scen["qat_start"], 1 - scen["wd"]) & ~scen["qat_lr_restart"].astype(bool)
+    assert fused.sum() == len(scen) / 2  # the profile's arms: one fused, one restarted
     scen.loc[fused, "mu"] -= 0.05
     t = simulate_table(scen, list(range(6)), QUIET, "val_bpb_q", np.random.default_rng(1))
     v = decide(claim, cell, t)
@@ -119,7 +120,8 @@ def test_r5_unmatched_sizes_are_a_pipeline_error(tiny):
 def test_r2_needs_one_fused_and_one_separate_arm(tiny):
     claim, cell, arms = setup(tiny, "R2", "fused")
     t = draw(claim, cell, arms, "true")
-    t["qat_start"] = 1 - t["wd"]  # both arms fused
+    sep = t["qat_lr_restart"].astype(bool)
+    t.loc[sep, ["wd", "qat_start", "qat_lr_restart"]] = [0.5, 0.5, False]  # both arms fused
     with pytest.raises(ValueError, match="one fused arm"):
         decide(claim, cell, t)
 
