@@ -338,11 +338,16 @@ def test_sigterm_to_sweep_stops_its_workers(tmp_path):
     parent = psutil.Process(proc.pid)
     # Workers never touch the cache (the driver writes records), so "training" is seen from the
     # processes: both workers started and busy for a few seconds (imports done, steps running).
+    def busy(p) -> bool:
+        try:
+            return "python" in p.name().lower() and p.cpu_times().user > 3.0
+        except psutil.NoSuchProcess:  # a short-lived child (spawn's helpers) gone between listing and asking
+            return False
+
     workers = []
     deadline = time.time() + 120
     while time.time() < deadline and len(workers) < 2:
-        workers = [p for p in parent.children(recursive=True) if "python" in p.name().lower()
-                   and p.cpu_times().user > 3.0]
+        workers = [p for p in parent.children(recursive=True) if busy(p)]
         time.sleep(0.5)
     assert len(workers) >= 2, proc.stdout.read1().decode() if proc.poll() is not None else "workers never trained"
     children = parent.children(recursive=True)
@@ -351,7 +356,8 @@ def test_sigterm_to_sweep_stops_its_workers(tmp_path):
     proc.wait(60)
     _, alive = psutil.wait_procs(children, timeout=30)
     for p in alive:  # clean up before failing
-        p.kill()
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
     assert not alive, f"{len(alive)} worker(s) still running after SIGTERM to the sweep"
     assert proc.returncode != 0
 
