@@ -80,9 +80,14 @@ def restart_lr_factor(step: int, total_steps: int, qat_step: int, *, warmup_step
     return lr_factor(step - qat_step, total_steps - qat_step, warmup_steps=0, wd=1.0, shape=shape)
 
 
+def restart_warmdown_start(total_steps: int, qat_step: int, wd: float) -> int:
+    """First step of a restarting run's FP cooldown: round(wd x total_steps) steps before QAT starts."""
+    return qat_step - int(round(wd * total_steps))
+
+
 def in_restart_warmdown(step: int, total_steps: int, qat_step: int, wd: float) -> bool:
-    """Whether `step` of a restarting run is cooling: in the FP warmdown or in the QAT decay."""
-    return step >= qat_step or step >= qat_step - int(round(wd * total_steps))
+    """Whether `step` of a restarting run is cooling: in the FP warmdown or in the QAT decay after it."""
+    return step >= restart_warmdown_start(total_steps, qat_step, wd)
 
 
 def in_warmdown(step: int, total_steps: int, wd: float, schedule: str = "wsd") -> bool:

@@ -136,10 +136,10 @@ class RunSpec:
     def warmdown_start(self) -> int:
         """First step whose LR is below peak (0 when the warmdown is longer than the run); the grid
         probe runs just before it."""
-        from engine.schedule import warmdown_start
+        from engine.schedule import restart_warmdown_start, warmdown_start
 
         if self.qat_lr_restart:  # the FP cooldown ends where QAT starts
-            return self.qat_start_step - int(round(self.wd * self.steps))
+            return restart_warmdown_start(self.steps, self.qat_start_step, self.wd)
         return max(0, warmdown_start(self.steps, self.wd if self.schedule == "wsd" else 1.0))
 
     @property
