@@ -9,7 +9,8 @@ the cache's atomic put, under the run's lock, ignoring a duplicate. So only one 
 the cache, and a shared file system never has to make `flock` work across nodes.
 
 - `LocalExecutor`: one worker process per device (each GPU, or N CPU workers sharing the
-  cores); each worker binds one device for its life and takes the next task when it is free
+  cores); each worker binds one device for its life (a GPU worker sees only its GPU:
+  `worker_device`) and takes the next task when it is free
   (a free-device queue: never task index modulo GPU count). A worker killed mid-run (OOM,
   SIGKILL) breaks the pool: the pool is rebuilt and the unfinished tasks are resubmitted, up
   to `retries` times each.
@@ -94,9 +95,29 @@ def _payload(task: Task) -> list[dict]:
 _DEVICE: str | None = None  # the device this worker process owns
 
 
+def worker_device(assigned: str, visible: str | None) -> tuple[str, dict[str, str]]:
+    """The device a local worker bound to `assigned` trains on, and the environment it sets first.
+
+    A worker bound to `cuda:k` sees only that GPU (CUDA_VISIBLE_DEVICES, set before CUDA starts
+    in the fresh spawned process), so inside it the GPU is `cuda:0`: DeepSpeed, which places the
+    model on the device of LOCAL_RANK (0 in a world of one), torch's current device, the
+    batches and the optimiser state all land on the worker's own GPU. Measured before this (a
+    DeepSpeed accelerator patched to record its calls): every worker called set_device(0), so
+    workers 1-7 of an 8-GPU box put their models on GPU 0. `visible` is the parent's
+    CUDA_VISIBLE_DEVICES: `cuda:k` is its k-th entry.
+    """
+    kind, _, index = assigned.partition(":")
+    if kind != "cuda" or not index:
+        return assigned, {}
+    ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else []
+    physical = ids[int(index)] if ids else index
+    return "cuda:0", {"CUDA_VISIBLE_DEVICES": physical}
+
+
 def _bind_device(devices) -> None:
     global _DEVICE
-    _DEVICE = devices.get()
+    _DEVICE, env = worker_device(devices.get(), os.environ.get("CUDA_VISIBLE_DEVICES"))
+    os.environ.update(env)
     if _DEVICE == "cpu":
         import torch
 

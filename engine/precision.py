@@ -39,6 +39,9 @@ class Precision:
 
     name: str = "fp32"
     compile: bool = False
+    # torch.compile's backend: inductor (Triton on CUDA, C++ on CPU) for training; the tests that
+    # check dynamo's bookkeeping use "aot_eager" (the same dynamo graphs and limits, no C++ build)
+    backend: str = "inductor"
 
     def __post_init__(self):
         if self.name not in PRECISIONS:
@@ -64,10 +67,11 @@ class Precision:
 
     def maybe_compile(self, module: torch.nn.Module):
         """The module, compiled (inductor: Triton on CUDA, C++ on CPU) if asked."""
-        return torch.compile(module) if self.compile else module
+        return torch.compile(module, backend=self.backend) if self.compile else module
 
     def describe(self) -> dict:
-        """What the run record's provenance keeps."""
+        """What the run record's provenance keeps (a compiled run's record replaces `compiled` with
+        what dynamo's counters say ran: engine.compilation)."""
         return {"precision": self.name, "compiled": self.compile}
 
 

@@ -186,7 +186,18 @@ def free_port() -> int:
 
 DISTRIBUTED_ENV = "QAT_DISTRIBUTED"  # "1": a deliberate multi-process launch; take RANK/WORLD_SIZE/... as given
 _WORLD_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-_WORLD_OF_ONE = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}
+
+
+def world_of_one_env(device: torch.device) -> dict[str, str]:
+    """RANK/LOCAL_RANK/WORLD_SIZE for a one-process world computing on `device`.
+
+    DeepSpeed places the module on `get_accelerator().set_device(LOCAL_RANK)`, whatever device
+    the batches are on, so LOCAL_RANK must be the run's own device index: `cuda:3` -> 3. (A local
+    worker sees only its GPU through CUDA_VISIBLE_DEVICES, engine.executors, so its device is
+    cuda:0 and LOCAL_RANK 0 is that GPU.)
+    """
+    index = device.index if device.type == "cuda" and device.index is not None else 0
+    return {"RANK": "0", "LOCAL_RANK": str(index), "WORLD_SIZE": "1"}
 
 
 def ensure_process_group(device: torch.device) -> None:
@@ -197,8 +208,8 @@ def ensure_process_group(device: torch.device) -> None:
     lock) and a shared `MASTER_PORT` makes concurrent runs collide ("address already in use").
     Every run of this engine is one process, so the group is a world of one over an in-process
     store (`torch.distributed.HashStore`): no rendezvous, no port, nothing two runs on one
-    machine could share. RANK/LOCAL_RANK/WORLD_SIZE are set to 0/0/1 for this process, because
-    DeepSpeed reads them (its device and logging rank); MASTER_ADDR/MASTER_PORT are left as
+    machine could share. RANK/LOCAL_RANK/WORLD_SIZE are set to 0/<device index>/1 for this
+    process (`world_of_one_env`), because DeepSpeed reads them (its device and logging rank); MASTER_ADDR/MASTER_PORT are left as
     they are and never used. A deliberate multi-process DeepSpeed launch sets QAT_DISTRIBUTED=1
     to have the exported variables taken as given (`deepspeed.init_distributed`, env://).
     Done once per process, on first use, never at import.
@@ -213,11 +224,14 @@ def ensure_process_group(device: torch.device) -> None:
     backend = "nccl" if device.type == "cuda" else "gloo"
     quiet_deepspeed()
     if os.environ.get(DISTRIBUTED_ENV) != "1":
-        if any(os.environ.get(k, v) != v for k, v in _WORLD_OF_ONE.items()):
+        world = world_of_one_env(device)
+        if any(os.environ.get(k, v) != v for k, v in world.items()):
             exported = {k: os.environ[k] for k in _WORLD_VARS if k in os.environ}
             log.info("ignoring exported %s: each run is a world of one (set %s=1 for a multi-process launch)",
                      ", ".join(f"{k}={v}" for k, v in exported.items()), DISTRIBUTED_ENV)
-        os.environ.update(_WORLD_OF_ONE)
+        os.environ.update(world)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # nccl and every later "cuda" tensor: this run's GPU
         dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
     # DeepSpeed adopts an existing group; under QAT_DISTRIBUTED=1 it creates one from the environment
     deepspeed.init_distributed(dist_backend=backend, verbose=False)

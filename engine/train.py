@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from engine.checkpoint import Checkpointer
+from engine.compilation import begin_run, eager_report
 from engine.data import Corpus, batch_at, load_corpus
 from engine.faults import fault_point
 from engine.ladder import count_params, get_config
@@ -77,25 +78,73 @@ class Session:
     ds_engine: object  # deepspeed.DeepSpeedEngine
     forward: object  # the engine, or its compiled module
     precision: Precision
+    micro_seqs: int  # sequences per forward/backward; batch_seqs / micro_seqs micro-batches per step
 
     def step(self, step: int) -> torch.Tensor:
-        """One optimiser step at `step` of the schedule; returns the (unsynchronised) loss."""
+        """One optimiser step at `step` of the schedule; returns the step's (unsynchronised) mean loss.
+
+        The step's batch is drawn whole, as without accumulation, and split into equal
+        micro-batches: DeepSpeed divides each micro-batch's loss by the accumulation count in
+        `backward` and updates the weights at the last one's `step`, so the update is that of the
+        whole batch (tests/engine/test_train.py checks it in fp64, Muon and AdamW).
+        """
         spec = self.spec
         apply_schedule(self.optimizer, *schedule_at(spec, step))
         x, y = batch_at(self.corpus.train, step, spec.batch_seqs, spec.seq_len, spec.seed, spec.data_order)
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        with self.precision.autocast(self.device):
-            loss = self.forward(x, y)
-        self.ds_engine.backward(loss)
-        fault_point("backward")  # mid-step: gradients computed, weights not yet updated
-        self.ds_engine.step()
-        return loss
+        total = None
+        for xs, ys in zip(x.split(self.micro_seqs), y.split(self.micro_seqs), strict=True):
+            xs, ys = xs.to(self.device, non_blocking=True), ys.to(self.device, non_blocking=True)
+            with self.precision.autocast(self.device):
+                loss = self.forward(xs, ys)
+            self.ds_engine.backward(loss)
+            fault_point("backward")  # mid-step: gradients computed, weights not yet updated
+            self.ds_engine.step()
+            total = loss.detach() if total is None else total + loss.detach()
+        return total / (spec.batch_seqs // self.micro_seqs)
+
+
+def check_micro_batch(spec: RunSpec, micro_seqs: int) -> int:
+    """`micro_seqs` if it splits the step's batch into equal micro-batches; ValueError otherwise."""
+    if isinstance(micro_seqs, bool) or not isinstance(micro_seqs, int) or micro_seqs < 1 \
+            or spec.batch_seqs % micro_seqs:
+        raise ValueError(f"micro-batch {micro_seqs!r} must be a whole divisor of the run's {spec.batch_seqs} "
+                         f"sequences per step (batch_tokens {spec.batch_tokens} / seq_len {spec.seq_len})")
+    return micro_seqs
+
+
+def choose_micro_batch(spec: RunSpec, dev: torch.device, precision: Precision,
+                       gpu_memory_gib: float | None = None) -> int:
+    """Sequences per micro-batch: the whole batch on a CPU (host memory, checked by check_memory);
+    on a GPU the largest that engine.memplan estimates fits the device. An execution detail like
+    the thread count: it is recorded with the run and is not part of its identity."""
+    if dev.type != "cuda":
+        return spec.batch_seqs
+    from engine.memplan import device_memory_bytes, plan_run
+
+    return plan_run(spec, device_memory_bytes(gpu_memory_gib), precision=precision.name).micro_seqs
+
+
+def ds_config(micro_seqs: int, accum_steps: int) -> dict:
+    """DeepSpeed's configuration for one run (a world of one, ZeRO 0, the client's optimiser)."""
+    return {
+        "train_micro_batch_size_per_gpu": micro_seqs,
+        "gradient_accumulation_steps": accum_steps,
+        "gradient_clipping": 0.0,  # parameter-golf GRAD_CLIP_NORM=0
+        "zero_optimization": {"stage": 0},
+        "steps_per_print": 2**31 - 1,
+        "wall_clock_breakdown": False,
+        # DeepSpeed's throughput timer is on by default and synchronises the device at the start and
+        # end of every step (an estimated 3-5 % of a 15M step); the run times itself once per run
+        "timers": {"throughput": {"enabled": False, "synchronized": False}},
+    }
 
 
 def build_session(spec: RunSpec, dev: torch.device, data_dir: Path | None = None,
-                  precision: Precision | None = None) -> Session:
-    """Model (seeded init), optimiser and DeepSpeed engine for `spec` on `dev`, computing as `precision`."""
+                  precision: Precision | None = None, micro_seqs: int | None = None) -> Session:
+    """Model (seeded init), optimiser and DeepSpeed engine for `spec` on `dev`, computing as `precision`,
+    `micro_seqs` sequences per micro-batch (None: the whole batch)."""
     precision = precision or resolve_precision(dev)
+    micro = check_micro_batch(spec, micro_seqs or spec.batch_seqs)
     ensure_extensions_dir()  # before DeepSpeed is imported: a read-only HOME must not break its op builds
     import deepspeed
 
@@ -107,18 +156,11 @@ def build_session(spec: RunSpec, dev: torch.device, data_dir: Path | None = None
     assert sum(p.numel() for p in model.parameters()) == count_params(cfg, corpus.vocab_size), "ladder != model"
     optimizer = build_optimizer(model, spec, ns_dtype=precision.ns_dtype)
     # fp32 to DeepSpeed whatever the precision: bf16 is autocast around the forward (engine.precision).
-    ds_config = {
-        "train_micro_batch_size_per_gpu": spec.batch_seqs,
-        "gradient_accumulation_steps": 1,
-        "gradient_clipping": 0.0,  # parameter-golf GRAD_CLIP_NORM=0
-        "zero_optimization": {"stage": 0},
-        "steps_per_print": 2**31 - 1,
-        "wall_clock_breakdown": False,
-    }
-    ds_engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
+    config = ds_config(micro, spec.batch_seqs // micro)
+    ds_engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
     # Compiled, the module is called directly: DeepSpeed's forward wrapper adds nothing at ZeRO 0.
     forward = precision.maybe_compile(ds_engine.module) if precision.compile else ds_engine
-    return Session(spec, dev, corpus, model, optimizer, ds_engine, forward, precision)
+    return Session(spec, dev, corpus, model, optimizer, ds_engine, forward, precision, micro)
 
 
 def preflight(specs: list[RunSpec], data_dir: Path | None = None) -> None:
@@ -178,15 +220,22 @@ def run(
     precision: Precision | None = None,
     checkpoint_dir: Path | None = None,
     checkpoint_every: int = 0,
+    micro_batch: int | None = None,
+    gpu_memory_gib: float | None = None,
 ) -> Trained:
     """Train `spec`; return the result record together with the model and its corpus.
 
     With `checkpoint_dir` and `checkpoint_every`, the loop saves a checkpoint every N steps
-    and first resumes from the newest complete one found there.
+    and first resumes from the newest complete one found there. `micro_batch` sequences per
+    forward/backward (None: `choose_micro_batch` for the device, planned for `gpu_memory_gib`).
     """
     t_start = time.time()
     dev = pick_device(device)
-    sess = build_session(spec, dev, data_dir, precision)
+    precision = precision or resolve_precision(dev)
+    micro = micro_batch or choose_micro_batch(spec, dev, precision, gpu_memory_gib)
+    watch = compile_watch(spec, micro, precision)
+    reset_peak_memory(dev)
+    sess = build_session(spec, dev, data_dir, precision, micro)
     model, corpus, ds_engine = sess.model, sess.corpus, sess.ds_engine
     n_params = sum(p.numel() for p in model.parameters())
 
@@ -224,10 +273,50 @@ def run(
         if save_now:
             ckpt.save(ds_engine, done, runlog.loop_state(done))
     train_time = time.time() - t_train
+    compiled = watch.report() if watch else eager_report()
+    steps_done = (runlog.diverged_step + 1 if runlog.diverged_step is not None else spec.steps) - start
+    # training throughput without the seconds dynamo spent compiling (recorded beside it)
+    tokens_per_s = steps_done * spec.batch_tokens / max(train_time - compiled["compile_s"], 1e-9)
 
-    base = provenance(spec, dev, n_params, t_start, sess.precision)
+    base = {**provenance(spec, dev, n_params, t_start, sess.precision), **compiled,
+            **execution(spec, micro, dev)}
     if runlog.diverged_step is not None:
         log.warning("run %s diverged at step %d", spec.short_id, runlog.diverged_step)
     result = runlog.result(model, corpus, dev, base, train_time=train_time, t_start=t_start, resumed_from=start,
-                           precision=sess.precision)
+                           precision=sess.precision, tokens_per_s=tokens_per_s)
     return Trained(result, model, corpus)
+
+
+def compile_watch(spec: RunSpec, micro: int, precision: Precision):
+    """For a compiled run, dynamo prepared for its configuration (engine.compilation) and its watch; else None.
+
+    The configuration is everything that gives the compiled graphs another shape or guard: the
+    architecture, the micro-batch, the precision, fake quantisation and its export grid.
+    """
+    if not precision.compile:
+        return None
+    key = (spec.size, spec.tokenizer, spec.seq_len, micro, spec.bits, spec.quantize_embeddings, spec.scale_floor,
+           spec.keep_float, spec.keep_float_numel, precision)
+    return begin_run(key)
+
+
+def reset_peak_memory(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+
+
+def peak_memory(dev: torch.device) -> tuple[int, str]:
+    """(bytes, what they measure): the CUDA caching allocator's peak since the run began, or on a CPU
+    the process's resident high-water mark (whole process, earlier runs in a worker included)."""
+    if dev.type == "cuda":
+        return torch.cuda.max_memory_allocated(dev), "cuda_max_allocated"
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process_max_rss"
+
+
+def execution(spec: RunSpec, micro: int, dev: torch.device) -> dict:
+    """How the run was executed, beside its provenance: micro-batching and peak memory (not identity)."""
+    peak, kind = peak_memory(dev)
+    return {"micro_batch_seqs": micro, "accum_steps": spec.batch_seqs // micro, "peak_memory_bytes": peak,
+            "peak_memory_kind": kind}

@@ -36,7 +36,8 @@ from engine.precision import Precision, resolve_precision
 from engine.quant import QuantPolicy
 from engine.runtime import pick_device
 from engine.spec import RunSpec
-from engine.train import Trained, schedule_at
+from engine.train import Trained, execution, reset_peak_memory, schedule_at
+from engine.compilation import begin_run, eager_report
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,10 @@ def run_packed(
     """engine.train.run for K packable specs at once; per run its record, its model and the corpus."""
     t_start = time.time()
     dev = pick_device(device)
+    precision = precision or resolve_precision(dev)
+    # a pack's graphs differ from a single run's and with the pack's size (engine.compilation)
+    watch = begin_run(("packed", len(specs), pack_key(specs[0]), precision)) if precision.compile else None
+    reset_peak_memory(dev)
     sess = build_packed_session(specs, dev, data_dir, precision)
     specs, packed, corpus = sess.specs, sess.packed, sess.corpus
     K, total = len(specs), specs[0].steps
@@ -176,14 +181,17 @@ def run_packed(
                     log.warning("run %s diverged at step %d (in a pack of %d)", r.spec.short_id, r.diverged_step, K)
                     _freeze(packed, sess.optimizer, k)
     train_time = time.time() - t_train
+    compiled = watch.report() if watch else eager_report()
 
     trained = []
     for k, r in enumerate(runs):
         model = packed.model(k)
-        base = {**provenance(r.spec, dev, n_params, t_start, sess.precision), "packed": K}
-        # This run's tokens over the pack's time: the pack as a whole trained K times as many.
+        base = {**provenance(r.spec, dev, n_params, t_start, sess.precision), "packed": K, **compiled,
+                **execution(r.spec, r.spec.batch_seqs, dev)}
+        # This run's tokens over the pack's time (compiling left out): the pack as a whole trained K times as many.
         result = r.result(model, corpus, dev, base, train_time=train_time, t_start=t_start,
-                          tokens_per_s=r.spec.tokens / max(train_time, 1e-9), precision=sess.precision)
+                          tokens_per_s=r.spec.tokens / max(train_time - compiled["compile_s"], 1e-9),
+                          precision=sess.precision)
         trained.append(Trained(result, model, corpus))
     return trained
 
