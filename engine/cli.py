@@ -1,4 +1,4 @@
-"""Command line: `python -m engine {train,show,sweep,plan,bench}`.
+"""Command line: `python -m engine {train,show,sweep,plan,bench,data}`.
 
 Deciding claims and the report belong to the claim layer: `python -m hypotheses report`.
 
@@ -62,7 +62,8 @@ SPEC_HELP = {
 
 
 def add_spec_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("run spec (any RunSpec field; defaults = parameter-golf recipe)")
+    g = p.add_argument_group("run spec (any RunSpec field; defaults: engine/spec.py, parameter-golf's base "
+                             "learning rates, betas and momentum, the engine's own export grid and data order)")
     for f in fields(RunSpec):
         flags = SPEC_FLAGS.get(f.name, (f"--{f.name.replace('_', '-')}",))
         g.add_argument(*flags, dest=f"spec_{f.name}", metavar=f.type.upper().split()[0], help=SPEC_HELP.get(f.name),
@@ -177,6 +178,8 @@ def cmd_sweep(args) -> int:
     specs = list({s.run_id: s for d in designs for s in profile.design(d).specs}.values())
     if args.device:
         pick_device(args.device)
+    if args.dry_run:
+        return dry_run(args, profile, specs)
     cache = ResultsCache(args.cache_dir, on_corrupt=args.on_corrupt)
     todo = cache.missing(specs)
     every = args.checkpoint_every if args.checkpoint_every is not None else profile.checkpoint_every
@@ -199,6 +202,47 @@ def cmd_sweep(args) -> int:
     for task, err in report.failed:
         print(f"  FAILED {task}: {err}", file=sys.stderr)
     return 1 if report.failed else 0
+
+
+def dry_run(args, profile, specs) -> int:
+    """`sweep --dry-run`: every distinct configuration a few steps, on the sweep's executor; nothing cached."""
+    from engine.dryrun import dry_configs, format_results, run_dry
+    from engine.dryrun import failed as dry_failed
+    from engine.memplan import device_memory_bytes
+    from engine.paths import data_dir
+
+    gpu = device_memory_bytes(args.gpu_memory)
+    on_gpu = executor_from_args(args).__class__.__name__ != "LocalExecutor" or _has_gpu(args.device)
+    micro_steps = args.micro_steps if args.micro_steps is not None else (None if on_gpu else 1)
+    sizes = set(args.sizes.split(",")) if args.sizes else None
+    unknown = sizes - {s.size for s in specs} if sizes else set()
+    if unknown:
+        raise ValueError(f"--sizes {','.join(sorted(unknown))}: not a size of profile {profile.name!r} "
+                         f"({', '.join(sorted({s.size for s in specs}))})")
+    precision = args.precision or ("bf16" if on_gpu else "fp32")
+    configs = dry_configs(specs, steps=args.steps, gpu_memory=gpu, precision=precision, micro_steps=micro_steps,
+                          sizes=sizes, data=args.data, tokenizer=args.tokenizer)
+    subs = [f"{k} {v}" for k, v in (("data", args.data), ("tokenizer", args.tokenizer)) if v]
+    print(f"dry run of profile {profile.name}: {len(configs)} configurations of {len(specs)} runs, {args.steps} steps "
+          f"each, micro-batches planned for a {gpu / 2**30:.0f} GiB device, "
+          f"{'every' if micro_steps is None else micro_steps} micro-batch(es) a step"
+          + (f"; substituted: {', '.join(subs)}" if subs else "") + "; nothing is cached")
+    from engine.train import preflight
+
+    preflight([c.spec for c in configs], data_dir(args.cache_dir))
+    _stop_on_sigterm()
+    results = run_dry(configs, executor_from_args(args), precision=args.precision, compile=args.compile,
+                      data_dir=data_dir(args.cache_dir))
+    print(format_results(results))
+    failed = sum(dry_failed(r) for _, r in results)
+    print(f"dry run: {len(results) - failed} ok, {failed} failed")
+    return 1 if failed else 0
+
+
+def _has_gpu(device: str | None) -> bool:
+    import torch
+
+    return (device or "cuda").startswith("cuda") and torch.cuda.is_available()
 
 
 def cmd_plan(args) -> int:
@@ -236,9 +280,19 @@ def cmd_plan(args) -> int:
         print(f"fill the cache with: {sweep_command(profile, incomplete, cache.root)}")
     if args.workers:
         _print_schedules(profile, args.workers)
+    print_memory_plan(profile, args.gpu_memory)
     # Seeds for power are the claim layer's business (the engine never judges): point to it.
     print(f"seeds each claim needs for 80 % power: python -m hypotheses plan --profile {args.profile}")
     return 0
+
+
+def print_memory_plan(profile, gpu_memory: float | None) -> None:
+    """Per configuration: micro-batch, accumulation, checkpointing, estimated peak (engine.memplan)."""
+    from engine.memplan import device_memory_bytes, format_plan, plan_profile
+
+    rows = plan_profile(profile.all_specs(), device_memory_bytes(gpu_memory), precision="bf16")
+    print("memory plan on a GPU (bf16, eager estimate; a CPU trains the whole batch at once):")
+    print(format_plan(rows))
 
 
 def _print_schedules(profile, workers: list[int]) -> None:
@@ -280,6 +334,11 @@ def add_executor_flags(p) -> None:
     add_shared(p.add_argument_group("where runs train (engine.executors)"), *EXECUTOR_OPTIONS)
 
 
+def add_gpu_memory(p) -> None:
+    p.add_argument("--gpu-memory", type=float, default=None, metavar="GIB",
+                   help="plan micro-batches for a GPU of this many GiB (default: the visible GPU's, else 80)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m engine", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -311,12 +370,23 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--checkpoint-every", type=non_negative_int, default=None,
                    help="resume checkpoints every N steps (default: the profile's checkpoint_every)")
     add_executor_flags(w)
+    d = w.add_argument_group("dry run (engine.dryrun): every configuration a few steps, nothing cached")
+    d.add_argument("--dry-run", action="store_true", help="train each distinct configuration of the profile for "
+                   "--steps steps and print ok, peak memory and step time; writes nothing to the cache")
+    d.add_argument("--steps", type=positive_int, default=2, help="steps per configuration (default 2)")
+    d.add_argument("--sizes", help="only these sizes, comma-separated (e.g. 3M,5M,8M)")
+    d.add_argument("--data", help="train on this data source instead of the profile's (e.g. kjv where FineWeb is absent)")
+    d.add_argument("--tokenizer", help="with --data: this tokenizer (e.g. sp1024, the paper's vocabulary size)")
+    d.add_argument("--micro-steps", type=positive_int, default=None,
+                   help="micro-batches per step (default: all on a GPU, 1 on a CPU)")
+    add_gpu_memory(d)
     common(w)
     w.set_defaults(func=cmd_sweep)
 
     pl = sub.add_parser("plan", help="run counts, tokens and FLOPs per design of a profile")
     pl.add_argument("--profile", default="paper")
     pl.add_argument("--ladder", action="store_true", help="print the size ladder instead")
+    add_gpu_memory(pl)
     pl.add_argument("--workers", type=positive_int, nargs="+", metavar="W",
                     help="also simulate the sweep's schedule on W workers (longest task first over the whole "
                          "sweep, from the FLOP cost model): makespan / ideal, against one worker per design")
