@@ -11,6 +11,13 @@ straight-through) while `model.qat_bits` is set; the tied embedding does too whe
 run asks for it. `quantized_weight_names()` is the one list that QAT, the export round
 trip and the grid-distance probe all use; the run's `engine.quant.QuantPolicy` (given to
 `set_qat`) picks from it, for QAT as for export, and sets the grid's scale floor.
+Fake quantisation does not look at `self.training` (parameter-golf's int6 records
+fake-quantise in training mode only): while it is on, evaluation sees the QAT grid too, so
+a QAT run's `val_bpb` is the fake-quantised model (README, "Fidelity to parameter-golf").
+
+Precision departures from the anchor, measured at seq_len 64 and 256 only (README): the
+embedding stays an fp32 parameter (parameter-golf casts it to bf16 with the model), and
+`Rotary` computes its angles in fp32 (parameter-golf's, in its bf16-cast buffer, are bf16).
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ from engine.spec import is_quantised
 
 
 class QATLinear(nn.Linear):
-    """Bias-free linear layer; fp32 weights cast to the compute dtype; optional fake quant."""
+    """Bias-free linear layer; fp32 weights cast to the compute dtype; optional fake quant
+    (on whenever `qat_bits` is set, in evaluation too)."""
 
     def __init__(self, d_in: int, d_out: int, zero_init: bool = False):
         super().__init__(d_in, d_out, bias=False)

@@ -12,14 +12,21 @@ same object, so a matrix is fake-quantised in training iff export quantises it, 
 same grid:
 - `scale_floor`: per-row scales are at least scale_floor / qmax(bits). parameter-golf
   clamps its int8 export scales to >= 1/127 (`train_gpt.py`) and its int6 QAT records
-  clamp QAT and export scales to >= 1/31: scale_floor = 1 at every bit-width. Trained
-  rows mostly have max |w| < 1, so with the floor the grid step is fixed at 1/qmax.
+  clamp QAT and export scales to >= 1/31: scale_floor = 1. At int5 and int4 parameter-golf
+  has no one rule (its int5 exporters floor at 1/15 or not at all; none floors int4 at
+  1/7), so 1/15 and 1/7 are this project's extrapolation of scale >= 1/qmax: one rule at
+  every bit-width (README, "Fidelity to parameter-golf"). Trained rows mostly have
+  max |w| < 1, so with the floor the grid step is fixed at 1/qmax.
 - `keep_float_numel`: matrices of at most this many elements stay float (parameter-golf
   keeps every tensor of <= 65,536 elements in fp16).
-- `keep_float`: name patterns (substrings, as parameter-golf's) of matrices that stay float.
+- `keep_float`: name patterns (substrings) of matrices that stay float (fp16) at any size,
+  in export and QAT alike. Not parameter-golf's `INT8_KEEP_FLOAT_FP32_NAME_PATTERNS`: that
+  only stores a tensor already kept float by size (<= 65,536 elements) in fp32 rather than
+  fp16, the role `CONTROL_PATTERNS` plays here. The nearest is its 2026-03-20 int5/int6
+  records' `FP16_KEEP_NAME_PATTERNS` (export only: those records have no QAT).
 Tensors that are not quantised are stored in fp16, except the control tensors (scales,
-gains, mixes, skip weights: `CONTROL_PATTERNS`), which stay fp32 as parameter-golf keeps
-them.
+gains, mixes, skip weights: `CONTROL_PATTERNS`), which stay fp32 as parameter-golf's int8
+export keeps them (its int6 records store them fp16).
 
 Why not torchao's `IntxFakeQuantizer`: its symmetric mapping uses the range
 [-2**(bits-1), 2**(bits-1)-1] with scale max|w| / (qmax + 0.5), so the row maximum is
@@ -105,7 +112,8 @@ def quantize_rows(w: Tensor, bits: int, clip_percentile: float, min_scale: float
     """Integer codes (int8 storage) and fp16 per-row scales of a 2D tensor.
 
     Values are clipped to the row's percentile clip value, then divided by the stored (fp16)
-    scale: parameter-golf clips the same way but divides by the fp32 scale before storing fp16.
+    scale: parameter-golf's int8 export clips the same way but divides by the fp32 scale before
+    storing fp16; its int6 records divide by the stored fp16 scale, as here.
     """
     n = qmax(bits)
     w32 = w.detach().float()

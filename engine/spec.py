@@ -8,9 +8,13 @@ Defaults reproduce the OpenAI parameter-golf baseline recipe (`train_gpt.py`):
 the base learning rates, Adam betas and Muon momentum below are that script's
 values. The export-policy fields (`scale_floor`, `keep_float_numel`, `keep_float`) and
 `data_order` default to the engine's own choices (no scale floor, every block matrix
-quantised, random windows); parameter-golf's values are scale_floor=1,
-keep_float_numel=65536, data_order="sequential", and every profile states its choice with
-its reason (notes/readme-fidelity.md has the table). Everything a profile wants to change
+quantised, random windows); parameter-golf's values are scale_floor=1 (its rule at int8
+and int6; at int5/int4 the same value is this project's extrapolation), keep_float_numel=65536,
+data_order="sequential" (its token stream, read as one span per step where its loader reads
+eight), and every profile states its choice with its reason (README, "Fidelity to
+parameter-golf", has the table). `keep_float` has no parameter-golf default to match: its
+baseline's name patterns choose fp32 over fp16 for small tensors, not which matrices are
+quantised. Everything a profile wants to change
 comes in through `RunSpec(**fields)` or `RunSpec.replace(...)`, the one validated path.
 """
 
@@ -67,9 +71,11 @@ class RunSpec:
     quantize_embeddings: bool = False  # tied embedding kept in fp16 (parameter-golf PR #61)
     clip_percentile: float = 99.99984  # export clip percentile of parameter-golf's int8 export
     # Export grid and coverage (engine.quant.QuantPolicy; QAT follows them). Each profile states its choice.
-    scale_floor: float = 0.0  # per-row scales >= scale_floor / qmax(bits) (parameter-golf: 1 = 1/127 int8, 1/31 int6)
+    # scale_floor: per-row scales >= scale_floor / qmax(bits). parameter-golf: 1 = 1/127 int8, 1/31 int6;
+    # 1 at int5/int4 (1/15, 1/7) is this project's extrapolation of that rule
+    scale_floor: float = 0.0
     keep_float_numel: int = 0  # matrices of <= this many elements stay float (parameter-golf: 65536; 0 = none)
-    keep_float: str = ""  # comma-separated name patterns of matrices that stay float, e.g. "c_k" ("" = none)
+    keep_float: str = ""  # name patterns of matrices kept float (fp16, no QAT) at any size, e.g. "c_k" ("" = none)
     # --- schedule -------------------------------------------------------------------
     schedule: str = "wsd"  # warm-up, constant, warmdown; or plain cosine to zero
     wd: float = 0.33  # warmdown length as a fraction of all steps; > 1 = the run starts part-way down (R4)
@@ -99,7 +105,7 @@ class RunSpec:
     seq_len: int = 256
     seed: int = 0
     data: str = "kjv"
-    data_order: str = "random"  # random windows per step, or "sequential": the anchor's contiguous stream
+    data_order: str = "random"  # random windows per step, or "sequential": the anchor's stream, one span per step
     tokenizer: str = "byte"
     val_tokens: int = 65536  # validation tokens evaluated (0 = whole validation split)
     probe_fracs: tuple[float, ...] = ()  # extra grid-distance checkpoints (fractions of steps)
