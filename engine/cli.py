@@ -403,6 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="the overhead and packed rows only (no QAT/optimiser rows)")
     b.add_argument("--out", type=Path, default=Path("reports/bench"))
     b.set_defaults(func=cmd_bench)
+
+    from engine.fineweb import add_data_parser
+
+    add_data_parser(sub)
     return p
 
 

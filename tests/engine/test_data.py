@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pickle
 import random
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,7 +22,10 @@ from engine.data import (
     HEADER_INTS,
     SHARD_MAGIC,
     SHARD_VERSION,
+    ShardedTokens,
     batch_at,
+    count_target_bytes,
+    data_fingerprint,
     load_corpus,
     load_documents,
     read_shard,
@@ -22,7 +33,10 @@ from engine.data import (
     val_batches,
     write_shard,
 )
+from engine.source import DataSource
 from engine.tokenizer import SentencePieceTokenizer, train_sentencepiece
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +221,7 @@ def test_load_corpus_fineweb(tmp_path, kjv_docs):
     for name, arr in ids.items():
         write_shard(shard_dir / name, arr)
     corpus = load_corpus(f"fineweb:{shard_dir}", f"sp:{model}", tmp_path / "cache")
+    assert isinstance(corpus.train, ShardedTokens) and all(isinstance(s, np.memmap) for s in corpus.train.shards)
     expected_train = np.concatenate([ids["fineweb_train_000000.bin"], ids["fineweb_train_000001.bin"]])
     assert np.array_equal(corpus.train, expected_train)  # sorted shard order
     assert np.array_equal(corpus.val, ids["fineweb_val_000000.bin"])
@@ -310,3 +325,219 @@ def test_both_training_loops_read_the_specs_data_order(tmp_path, monkeypatch):
     train_mod.run(spec, data_dir=tmp_path)
     packed_loop.run_packed([spec, spec.replace(seed=1, data_order="random")], data_dir=tmp_path)
     assert seen == ["sequential"] * 2 + ["sequential", "random"] * 2
+
+
+# --- memory-mapped shards -----------------------------------------------------------------------
+
+
+def _old_batch_at(tokens: np.ndarray, step, batch_size, seq_len, seed, order):
+    """batch_at as it was over one concatenated array (fancy indexing), to compare against."""
+    n = len(tokens)
+    if order == "sequential":
+        span = batch_size * seq_len + 1
+        chunk = torch.from_numpy(tokens[(step * span + np.arange(span)) % n].astype(np.int64))
+        return chunk[:-1].reshape(batch_size, seq_len), chunk[1:].reshape(batch_size, seq_len)
+    starts = np.random.default_rng([seed, step]).integers(0, n - seq_len, size=batch_size)
+    buf = torch.from_numpy(tokens[starts[:, None] + np.arange(seq_len + 1)[None, :]].astype(np.int64))
+    return buf[:, :-1].contiguous(), buf[:, 1:].contiguous()
+
+
+@pytest.fixture
+def shard_set(tmp_path):
+    """Shards of uneven sizes (an empty one, some shorter than a window): (files, their concatenation)."""
+    rng = np.random.default_rng(0)
+    files = []
+    for i, n in enumerate([50, 3, 0, 120, 1, 77]):
+        files.append(tmp_path / f"fineweb_train_{i:06d}.bin")
+        write_shard(files[-1], rng.integers(0, 65536, size=n))
+    return files, np.concatenate([read_shard(f) for f in files])
+
+
+def test_sharded_tokens_read_as_the_concatenated_shards(shard_set):
+    files, whole = shard_set
+    mapped = ShardedTokens(files)
+    assert len(mapped) == mapped.size == whole.size == 251
+    for start, stop in [(0, 251), (45, 60), (50, 53), (52, 54), (53, 174), (173, 175), (250, 251), (7, 7), (-20, None)]:
+        got = mapped[start:stop]
+        assert got.dtype == np.uint16 and np.array_equal(got, whole[start:stop]), (start, stop)
+    assert [int(mapped[i]) for i in (0, 50, 173, -1)] == [int(whole[i]) for i in (0, 50, 173, -1)]
+    with pytest.raises(IndexError):
+        mapped[251]
+    assert np.array_equal(np.asarray(mapped), whole)
+    assert len(pickle.dumps(mapped)) < 1000 and np.array_equal(pickle.loads(pickle.dumps(mapped))[:], whole)
+
+
+@pytest.mark.parametrize("order", ["random", "sequential"])
+def test_batches_from_mapped_shards_equal_todays(shard_set, order):
+    """Windows crossing shard boundaries (the 3-, 0- and 1-token shards lie inside most) and the wrap included."""
+    files, whole = shard_set
+    mapped = ShardedTokens(files)
+    for step in range(12):
+        for batch_size, seq_len in [(3, 16), (20, 16), (1, 250)]:  # 20*16+1 > 251: the stream wraps twice
+            want = _old_batch_at(whole, step, batch_size, seq_len, 5, order)
+            for tokens in (mapped, whole):
+                got = batch_at(tokens, step, batch_size, seq_len, 5, order)
+                assert all(g.dtype == torch.int64 and torch.equal(g, w) for g, w in zip(got, want))
+
+
+def test_val_batches_and_target_bytes_from_mapped_shards(shard_set):
+    files, whole = shard_set
+    mapped = ShardedTokens(files)
+    for max_tokens in (None, 100, 16):
+        got, want = list(val_batches(mapped, 16, 4, max_tokens)), list(val_batches(whole, 16, 4, max_tokens))
+        assert len(got) == len(want) and all(torch.equal(a, b) for g, w in zip(got, want) for a, b in zip(g, w))
+    rng = np.random.default_rng(1)
+    luts = rng.integers(1, 4, 65536), rng.random(65536) < 0.5, rng.random(65536) < 0.1
+    tok = SimpleNamespace(luts=lambda: luts)
+    assert count_target_bytes(mapped, tok) == count_target_bytes(whole.astype(np.int32), tok) > 0
+
+
+def test_load_corpus_fineweb_checks_val_tokens_against_the_vocabulary(tmp_path, kjv_docs):
+    model = train_sentencepiece(kjv_docs[:5], 320, tmp_path / "tiny")
+    write_shard(tmp_path / "fw" / "fineweb_train_000000.bin", np.arange(300))
+    write_shard(tmp_path / "fw" / "fineweb_val_000000.bin", np.array([1, 2, 320]))
+    with pytest.raises(ValueError, match="val tokens contain id 320 >= vocab_size 320"):
+        load_corpus(f"fineweb:{tmp_path / 'fw'}", f"sp:{model}", tmp_path / "cache")
+
+
+# What the memory test's subprocess runs: load a shard set, draw batches both ways, evaluate all of
+# val, and report how much its memory grew from just before the load.
+_MEMORY_PROBE = """
+import json, sys
+import psutil, sentencepiece, torch
+from engine.data import batch_at, load_corpus, val_batches
+
+def private():  # resident memory that is this process's own: RSS less file-backed and shared pages
+    m = psutil.Process().memory_info()
+    return m.rss - m.shared
+
+shards, model, cache = sys.argv[1:]
+before, rss_before = private(), psutil.Process().memory_info().rss
+corpus = load_corpus(f"fineweb:{shards}", f"sp:{model}", cache)
+for step in range(50):
+    batch_at(corpus.train, step, 8, 1024, 0, "sequential")
+    batch_at(corpus.train, step, 8, 1024, 0, "random")
+for _ in val_batches(corpus.val, 1024, 8, None):
+    pass
+print(json.dumps({"private_growth": private() - before, "rss_growth": psutil.Process().memory_info().rss - rss_before,
+                  "train_tokens": len(corpus.train)}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="psutil reports shared (file-backed) pages on Linux")
+def test_fineweb_shards_are_mapped_not_copied(tmp_path, kjv_docs):
+    """A worker that loads ~300 MB of shards and trains from them keeps a small fraction of that as its own memory.
+
+    Loaded as before (concatenated, then int32) the same set took ~600 MB of private memory in every
+    worker. Measured: RSS less its shared part (psutil's `shared`: file-backed pages). The mapped
+    shards' pages count in plain RSS once touched (the kernel maps page-cache folios of up to MBs
+    per fault), but they are the page cache's, shared by every worker and reclaimable.
+    """
+    model = train_sentencepiece(kjv_docs[:5], 320, tmp_path / "tiny")
+    shards = tmp_path / "fw"
+    tokens = np.random.default_rng(0).integers(0, 320, size=25_000_000, dtype=np.uint16)
+    try:
+        for i in range(6):
+            write_shard(shards / f"fineweb_train_{i:06d}.bin", tokens)
+        write_shard(shards / "fineweb_val_000000.bin", tokens[:200_000])
+        del tokens
+        set_bytes = sum(f.stat().st_size for f in shards.iterdir())
+        out = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(shards), str(model), str(tmp_path / "cache")],
+                             cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        probe = json.loads(out.stdout.strip().splitlines()[-1])
+        assert probe["train_tokens"] == 150_000_000
+        assert probe["private_growth"] < 0.25 * set_bytes, (probe, set_bytes)
+    finally:
+        shutil.rmtree(shards, ignore_errors=True)
+
+
+# --- text paths, data fingerprints --------------------------------------------------------------
+
+
+def test_empty_text_path_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.txt").write_text("would be trained on")
+    for call in (lambda: load_corpus("text:", "byte", tmp_path / "cache"), lambda: load_documents("text:"),
+                 lambda: data_fingerprint("text:", "byte", tmp_path / "cache")):
+        with pytest.raises(ValueError, match=r"'text:' names no directory; give 'text:/path/to/dir'"):
+            call()
+    assert load_documents("text:.") == ["would be trained on"]  # the working directory, asked for explicitly
+
+
+@pytest.mark.parametrize("tool_file", [".venv/lib/python3.11/site-packages/pkg/LICENSE.txt", "env/share/notes.txt",
+                                       ".git/info/exclude.txt", "deps/node_modules/x/README.txt"])
+def test_text_path_reaching_tool_directories_is_refused(tmp_path, tool_file):
+    (tmp_path / "corpus.txt").write_text("a document")
+    (tmp_path / "env").mkdir()
+    (tmp_path / "env" / "pyvenv.cfg").write_text("home = /usr/bin\n")  # a virtualenv not named like one
+    (tmp_path / tool_file).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / tool_file).write_text("not a document")
+    with pytest.raises(ValueError, match="broader than a corpus") as ei:
+        load_documents(f"text:{tmp_path}")
+    assert tool_file in str(ei.value) and "point 'text:' at the directory" in str(ei.value)
+
+
+def _write(path: Path, text: str, mtime_ns: int | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    if mtime_ns is not None:  # explicit: two writes within one clock tick can share an mtime
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+def test_fingerprint_tells_the_same_relative_text_dir_in_two_places_apart(tmp_path, monkeypatch):
+    for place, text in (("a", "first corpus"), ("b", "second corpus"), ("c", "first corpus")):
+        _write(tmp_path / place / "d" / "doc.txt", text)
+    prints = {}
+    for place in "abc":
+        monkeypatch.chdir(tmp_path / place)
+        prints[place] = data_fingerprint("text:d", "byte", tmp_path / "cache")
+    assert prints["a"]["source"] == f"text:{tmp_path / 'a' / 'd'}"
+    assert prints["a"]["data_sha256"] != prints["b"]["data_sha256"]
+    assert prints["a"]["data_sha256"] == prints["c"]["data_sha256"]  # same files: same content digest...
+    assert prints["a"] != prints["c"]  # ...but another directory
+    assert prints["a"]["tokenizer"] == "byte" and prints["a"]["tokenizer_sha256"] is None
+
+
+def test_fingerprint_follows_file_contents_and_memoises_unchanged_files(tmp_path, monkeypatch):
+    doc, model = tmp_path / "d" / "doc.txt", tmp_path / "m.model"
+    _write(doc, "version one", 1_000_000_000)
+    model.write_bytes(b"model bytes")
+    fp = lambda: data_fingerprint(f"text:{doc.parent}", f"sp:{model}", tmp_path / "cache")  # noqa: E731
+    first = fp()
+    assert first["tokenizer"] == f"sp:{model}" and first["tokenizer_sha256"]
+    _write(doc, "version two", 2_000_000_000)  # same size, new contents
+    second = fp()
+    assert second["data_sha256"] != first["data_sha256"] and second["tokenizer_sha256"] == first["tokenizer_sha256"]
+
+    def reread(path, size):
+        raise AssertionError(f"{path} is unchanged: its digest must come from the memo")
+
+    monkeypatch.setattr(data_mod, "_hash_file", reread)
+    assert fp() == second
+
+
+def test_fingerprint_of_fineweb_shards_reads_only_the_ends_of_large_ones(tmp_path, monkeypatch):
+    monkeypatch.setattr(data_mod, "FULL_HASH_MAX_BYTES", 4096)
+    monkeypatch.setattr(data_mod, "SAMPLE_BYTES", 1024)  # the header is the first 1024 bytes
+    fw, model = tmp_path / "fw", tmp_path / "m.model"
+    model.write_bytes(b"model bytes")
+    tokens = np.arange(10_000) % 1024
+    write_shard(fw / "fineweb_train_000000.bin", tokens)
+    write_shard(fw / "fineweb_val_000000.bin", tokens[:100])
+    fp = lambda: data_fingerprint(f"fineweb:{fw}", f"sp:{model}", tmp_path)["data_sha256"]  # noqa: E731
+    first = fp()
+    tokens[-1] += 1  # the last token: inside the sampled tail
+    write_shard(fw / "fineweb_train_000000.bin", tokens)
+    os.utime(fw / "fineweb_train_000000.bin", ns=(3_000_000_000, 3_000_000_000))
+    assert fp() != first
+
+
+def test_edited_text_corpus_gets_its_own_tokenizer_id(tmp_path):
+    """An edited corpus must not reuse the 'spN' tokenizer trained on its old text."""
+    doc = tmp_path / "d" / "doc.txt"
+    _write(doc, "old text", 1_000_000_000)
+    src = DataSource.parse(f"text:{doc.parent}").resolved()
+    before = data_mod._corpus_id(src, 0.1)
+    _write(doc, "new text", 2_000_000_000)
+    assert data_mod._corpus_id(src, 0.1) != before
