@@ -16,6 +16,7 @@ it ran.
 from __future__ import annotations
 
 import math
+import os
 import platform
 import socket
 import subprocess
@@ -189,6 +190,8 @@ def provenance(spec: RunSpec, dev: torch.device, n_params: int, t_start: float, 
         "n_params": n_params,
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
         "threads": torch.get_num_threads(),
+        # which physical GPU(s) this process could see (a local worker sees only its own)
+        "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES") if dev.type == "cuda" else None,
         **(precision or default_precision(dev)).describe(),  # runtime settings, not part of the run's identity
         "versions": {
             "python": sys.version.split()[0],
