@@ -16,10 +16,16 @@ Here:
   metrics (`compilation_time_metrics`: the frame compiles, which include the forward graph,
   and the lazily compiled backward) before and after, so the record says what actually ran
   and training tokens/s can leave compile time out.
+
+On a CPU, inductor builds each graph as C++: `check_compiler` refuses `--compile` there without a
+C++ compiler, with one line before any run is locked (found in the first step, it was a long
+traceback from deep inside dynamo, under the run's lock).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 
 _last_key: object = None
@@ -28,6 +34,36 @@ _graphs_at_reset = 0  # dynamo's unique_graphs counter (never reset by dynamo) w
 # dynamo_timed keys that are whole compilations and never nested in one another: a frame's
 # compile (its forward graph included) and the backward graph AOT autograd compiles on first use
 _TOP_LEVEL_TIMINGS = ("_compile.compile_inner", "backward._backward_impl")
+
+
+CXX_NAMES = ("c++", "g++", "clang++")  # a C++ compiler's usual names, where torch cannot say which it uses
+
+
+def cpp_compiler() -> str | None:
+    """The C++ compiler torch.compile's CPU backend would build with ($CXX, else g++), or None if none runs."""
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+    except ImportError:  # a torch without this (private) helper: look for the usual names
+        names = [os.environ["CXX"]] if os.environ.get("CXX") else list(CXX_NAMES)
+        return next((found for found in map(shutil.which, names) if found), None)
+    try:
+        return get_cpp_compiler()
+    except Exception:  # noqa: BLE001 - InvalidCxxCompiler, or whatever the search raised: no compiler to use
+        return None
+
+
+def check_compiler(device: str | None, compile: bool | None) -> None:
+    """ValueError (one line) if `compile` is requested for a CPU (`device` None: a CPU where no GPU is
+    visible) and no C++ compiler can be found; call before any run is locked."""
+    if not compile:
+        return
+    import torch
+
+    kind = str(device or ("cuda" if torch.cuda.is_available() else "cpu")).split(":")[0]
+    if kind == "cpu" and cpp_compiler() is None:
+        raise ValueError("--compile on a CPU needs a C++ compiler (torch.compile builds its CPU kernels as C++) and "
+                         f"none was found ($CXX={os.environ.get('CXX')!r}, else g++ on PATH): install one (e.g. "
+                         "`apt-get install g++`) or point CXX at it, or leave --compile out")
 
 
 def begin_run(key: object) -> "CompileWatch":

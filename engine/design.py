@@ -106,9 +106,13 @@ def load_profile(name_or_path: str | Path, directory: Path = PROFILE_DIR) -> Pro
             f"unknown profile {str(name_or_path)!r}: no file {path}; available: {available_profiles(directory)}"
         )
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ProfileError(f"{path}: malformed TOML ({e}); fix the file") from None
+    except UnicodeDecodeError as e:
+        raise ProfileError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save the file as UTF-8") from None
+    except OSError as e:
+        raise ProfileError(f"{path}: cannot read the profile ({e.strerror or e}); give a readable .toml file") from None
     return _parse(raw, path)
 
 
@@ -158,9 +162,7 @@ def _parse(raw: dict, path: Path) -> Profile:
     verdicts = raw.get("verdicts", {})
     if not isinstance(verdicts, dict):
         raise ProfileError(f"{path}: [verdicts] must be a table")
-    for role, sizes in roles.items():
-        if not isinstance(sizes, list):
-            raise ProfileError(f"{path}: [roles] {role!r} must be a list")
+    _check_roles(roles, designs, path)
     return Profile(
         name=_require(meta, "name", str, path, "[profile] "),
         description=_typed(meta, "description", str, "", path),
@@ -173,6 +175,19 @@ def _parse(raw: dict, path: Path) -> Profile:
         roles=roles,
         verdicts=verdicts,
     )
+
+
+def _check_roles(roles: dict, designs: dict[str, Design], path: Path) -> None:
+    """Each role a non-empty list of sizes that some design trains: a misspelt size (`t7k`) once
+    dropped the claim's test case for it without a word."""
+    trained = list(dict.fromkeys(size for d in designs.values() for size in d.sizes))
+    for role, sizes in roles.items():
+        if not isinstance(sizes, list) or not sizes or not all(isinstance(s, str) for s in sizes):
+            raise ProfileError(f"{path}: [roles] {role} must be a non-empty list of sizes, e.g. [\"t10k\", \"t20k\"]")
+        unknown = [s for s in sizes if s not in trained]
+        if unknown:
+            raise ProfileError(f"{path}: [roles] {role} names size(s) {unknown} that no design of the profile "
+                               f"trains (misspelt?); the designs' sizes: {trained}")
 
 
 def _parse_design(name: str, d: dict, defaults: dict, path: Path) -> Design:

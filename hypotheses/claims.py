@@ -17,10 +17,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
+from engine.spec import field_names
+
 DEFAULT_CLAIMS_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "claims.toml"
 
 _TEXT_FIELDS = ("statement", "source", "design", "rule", "decider")
-_OPTIONAL_TEXT = ("role", "scenarios")
+_OPTIONAL_TEXT = ("role", "scenarios", "premise")
 _CELL_KEYS = {"by", "id", "filters", "args", "cases"}
 _CASE_KEYS = {"id", "design", "filters", "args"}
 _CELL_BY = {"bits", "size"}
@@ -53,7 +55,11 @@ class Claim:
     role: str = ""
     decider: str = ""  # "module:function"
     scenarios: str = ""  # "module:function" (calibration scenarios)
+    premise: str = ""  # what must hold at a profile for the claim to be testable, and why ('' if nothing)
     cells: Mapping = field(default_factory=dict)
+    # where the claim and the profile merged into it come from: error messages name these files
+    path: Path | None = field(default=None, compare=False, repr=False)
+    profile_path: Path | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "thresholds", MappingProxyType(dict(self.thresholds)))
@@ -66,12 +72,12 @@ class Claim:
 
     def decide_fn(self):
         """The decision function named by ``decider``."""
-        return _resolve(self.id, "decider", self.decider)
+        return _resolve(self, "decider", self.decider)
 
     def scenarios_fn(self):
         if not self.scenarios:
             raise ValueError(f"claim {self.id} names no calibration scenarios (key 'scenarios')")
-        return _resolve(self.id, "scenarios", self.scenarios)
+        return _resolve(self, "scenarios", self.scenarios)
 
     def at_profile(self, profile) -> "Claim":
         """This claim with the profile's settings for it merged into the thresholds.
@@ -91,24 +97,34 @@ class Claim:
                 raise ValueError(f"{profile.path}: [verdicts.delta] {self.id} must be a positive number, got {value!r}")
             merged["delta"] = float(value)
         merged["delta_source"] = f"{getattr(profile, 'name', '?')} [verdicts.delta]" if "delta" in merged else "none"
-        return replace(self, thresholds=merged)
+        return replace(self, thresholds=merged, profile_path=getattr(profile, "path", None))
 
     def threshold(self, key: str):
         """``thresholds[key]``; a missing key is a pipeline error naming the claim."""
         try:
             return self.thresholds[key]
         except KeyError:
+            if key == "delta":  # a profile's setting, not the claim's: name the profile file and the key to add
+                raise ValueError(f"{self.profile_path or 'the profile'}: [verdicts.delta] has no entry for "
+                                 f"{self.id}; add `{self.id} = <smallest effect of interest>`") from None
             raise ValueError(
-                f"claim {self.id} has no threshold {key!r} (expected in [{self.id}.thresholds])"
+                f"{self.path or 'claims file'}: claim {self.id} has no threshold {key!r} "
+                f"(expected in [{self.id}.thresholds])"
             ) from None
 
 
-def _resolve(claim_id: str, key: str, target: str):
+def _resolve(claim: Claim, key: str, target: str):
+    """The function `target` ("module:function") names; ClaimsFileError naming the file and key if
+    it cannot be imported or is not callable."""
+    where = f"{claim.path or 'claims file'}: {claim.id}.{key} = {target!r}"
     module, _, name = target.partition(":")
     try:
-        return getattr(importlib.import_module(module), name)
+        fn = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as e:
-        raise ValueError(f"claim {claim_id}: {key} {target!r} cannot be imported ({e})") from None
+        raise ClaimsFileError(f"{where} cannot be imported ({e})") from None
+    if not callable(fn):
+        raise ClaimsFileError(f"{where} is not a function but {type(fn).__name__}")
+    return fn
 
 
 def _check_value(path: Path, key: str, value) -> None:
@@ -147,6 +163,16 @@ def _check_cases(path: Path, claim_id: str, cells: dict, design: str) -> None:
             _check_value(path, f"{claim_id}.cells.cases[{case['id']}].args.{key}", value)
 
 
+def _check_filters(path: Path, where: str, filters: dict) -> None:
+    """Filter keys are RunSpec fields: a misspelt one (`bitz`) once crashed the whole collection."""
+    unknown = [k for k in filters if k not in field_names()]
+    if unknown:
+        raise ClaimsFileError(f"{path}: {where} has unknown RunSpec field(s) {unknown} (misspelt?); "
+                              f"known: {field_names()}")
+    for key, value in filters.items():
+        _check_value(path, f"{where}.{key}", value)
+
+
 def _parse_claim(path: Path, claim_id: str, body) -> Claim:
     if not isinstance(body, dict):
         raise ClaimsFileError(f"{path}: [{claim_id}] must be a table")
@@ -176,6 +202,9 @@ def _parse_claim(path: Path, claim_id: str, body) -> Claim:
                               f"or `cases` (named sub-claims)")
     if not isinstance(cells.get("filters", {}), dict):
         raise ClaimsFileError(f"{path}: {claim_id}.cells.filters must be a table of spec field -> value(s)")
+    _check_filters(path, f"{claim_id}.cells.filters", cells.get("filters", {}))
+    for case in cells.get("cases", []):
+        _check_filters(path, f"{claim_id}.cells.cases[{case['id']}].filters", case.get("filters", {}))
     if cells.get("args", "fit_heldout") != "fit_heldout":
         raise ClaimsFileError(f"{path}: {claim_id}.cells.args must be 'fit_heldout' if given")
     if ":" not in body["decider"]:
@@ -202,7 +231,9 @@ def _parse_claim(path: Path, claim_id: str, body) -> Claim:
         role=body.get("role", "").strip(),
         decider=body["decider"].strip(),
         scenarios=body.get("scenarios", "").strip(),
+        premise=" ".join(body.get("premise", "").split()),
         cells=cells,
+        path=path,
     )
 
 

@@ -1,7 +1,10 @@
 """Command line of the claim layer: `python -m hypotheses {calibrate,plan,report}`.
 
 - `calibrate`: type-I error and power of every decision rule, by simulation, per profile
-  (the table the README and the report publish; the unit tests assert its bounds);
+  (the table the README and the report publish; the unit tests assert its bounds), with each
+  rule's least favourable true case and its type-I errors when seeds are correlated;
+  `--reliability` also checks the stability figure against simulated re-runs
+  (reliability-<profile>.md beside the calibration json);
 - `plan`: per test case, the seeds a profile needs for 80 % power at the paper's effect, from
   the seed SDs of the runs already in the cache (or the profile's prior when it has none),
   and, where the cache holds the case's runs, its verdict now, that verdict's stability and
@@ -26,7 +29,14 @@ DEFAULT_DRAWS = 300
 
 
 def _profiles(names: list[str] | None):
-    return [load_profile(n) for n in (names or ["tiny", "small", "paper"])]
+    """The profiles named (default: all three), each with its [verdicts] checked against the claims."""
+    from hypotheses.checks import check_verdicts
+    from hypotheses.claims import load_claims
+
+    profiles = [load_profile(n) for n in (names or ["tiny", "small", "paper"])]
+    for profile in profiles:
+        check_verdicts(profile, load_claims())
+    return profiles
 
 
 def _delta_text(delta: float) -> str:
@@ -34,13 +44,22 @@ def _delta_text(delta: float) -> str:
     return "band" if delta != delta else f"{delta:g}"
 
 
+def _rate(x: float) -> str:
+    return "-" if x != x else f"{x:.3f}"
+
+
 def calibration_table(rows) -> str:
+    rho = next((r.corr_rho for r in rows if r.corr_rho == r.corr_rho), None)
+    corr = f"seeds correlated (rho {rho:g}): " if rho is not None else "seeds correlated: "
     head = ("| claim | profile | test case | seeds | delta | P(contradicted \\| true) | "
-            "P(reproduced \\| false at delta) | power: P(reproduced \\| true) | P(contradicted \\| clearly false) |\n"
-            "|---|---|---|---|---|---|---|---|---|\n")
+            "P(reproduced \\| false at delta) | power: P(reproduced \\| true) | P(contradicted \\| clearly false) | "
+            f"P(contradicted \\| true at its edge) | {corr}P(contradicted \\| true) | "
+            f"{corr}P(reproduced \\| false at delta) |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     return head + "".join(
         f"| {r.claim_id} | {r.profile} | {r.cell} | {r.n_seeds} | {_delta_text(r.delta)} | {r.false_contradict:.3f} | "
-        f"{r.false_reproduce:.3f} | {r.power_reproduce:.3f} | {r.power_contradict:.3f} |\n" for r in rows)
+        f"{r.false_reproduce:.3f} | {r.power_reproduce:.3f} | {r.power_contradict:.3f} | {_rate(r.edge_contradict)} | "
+        f"{_rate(r.corr_false_contradict)} | {_rate(r.corr_false_reproduce)} |\n" for r in rows)
 
 
 def _selected_claims(ids: str) -> dict:
@@ -55,13 +74,38 @@ def _selected_claims(ids: str) -> dict:
     return {k: v for k, v in claims.items() if k in wanted} if wanted else claims
 
 
+def _reliability(claims: dict, profile, args) -> str:
+    """The reliability table of the stability figure at ``profile`` (markdown), over the first
+    test case of each selected claim (default: calibration.RELIABILITY_CLAIMS)."""
+    import pandas as pd
+
+    from hypotheses.calibration import RELIABILITY_CLAIMS, reliability_cell, reliability_markdown
+    from hypotheses.cells import cells_for
+
+    ids = list(claims) if args.claims else [c for c in RELIABILITY_CLAIMS if c in claims]
+    records = []
+    for i, cid in enumerate(ids):
+        claim = claims[cid].at_profile(profile)
+        cell = cells_for(claim, profile)[0]
+        records.append(reliability_cell(claim, profile, cell, args.reliability_datasets, args.reliability_draws,
+                                        rng_seed=i))
+    command = (f"python -m hypotheses calibrate --profile {profile.name} --reliability "
+               f"--reliability-datasets {args.reliability_datasets} --reliability-draws {args.reliability_draws}"
+               + (f" --claims {args.claims}" if args.claims else ""))
+    title = (f"Reliability of the stability figure: {profile.name} profile\n\n`{command}`: "
+             f"{args.reliability_datasets} datasets per truth, {args.reliability_draws} stability draws each "
+             f"(half bin the dataset, half give its predicted agreement); truths along each claim's "
+             f"true -> boundary line (hypotheses/calibration.py: RELIABILITY_FRACTIONS)")
+    return reliability_markdown(pd.concat(records, ignore_index=True), title)
+
+
 def cmd_calibrate(args) -> int:
     from hypotheses.calibration import calibrate
 
     claims = _selected_claims(args.claims)
     all_rows = []
     for profile in _profiles(args.profile):
-        rows = calibrate(claims, profile, args.draws)
+        rows = calibrate(claims, profile, args.draws, correlated_rho=args.rho or None)
         all_rows += rows
         if args.out:
             args.out.mkdir(parents=True, exist_ok=True)
@@ -70,6 +114,11 @@ def cmd_calibrate(args) -> int:
                 "profile": profile.name, "draws": args.draws,
                 "command": f"python -m hypotheses calibrate --profile {profile.name} --draws {args.draws}",
                 "rows": [r.as_dict() for r in rows]}, indent=1))
+        if args.reliability:
+            text = _reliability(claims, profile, args)
+            print(text)
+            if args.out:
+                (args.out / f"reliability-{profile.name}.md").write_text(text)
     print(calibration_table(all_rows), end="")
     return 0
 
@@ -182,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--claims", default="", help="comma-separated claim ids (default: all)")
     c.add_argument("--draws", type=int, default=DEFAULT_DRAWS, help="simulated tables per scenario")
     c.add_argument("--out", type=Path, default=None, help=f"also write <profile>.json here (e.g. {CALIBRATION_DIR})")
+    c.add_argument("--rho", type=float, default=0.3,
+                   help="arm-level correlation of seeds for the correlated-seed columns (0: skip them)")
+    c.add_argument("--reliability", action="store_true",
+                   help="also check the stability figure against simulated re-runs (reliability-<profile>.md)")
+    c.add_argument("--reliability-datasets", type=int, default=100, help="datasets per known truth")
+    c.add_argument("--reliability-draws", type=int, default=40, help="stability draws per dataset")
     c.set_defaults(func=cmd_calibrate)
 
     pl = sub.add_parser("plan", help="seeds needed for 80 %% power and for a stable verdict, per test case")

@@ -17,18 +17,10 @@ from dataclasses import dataclass
 from engine.cache import ResultsCache, records_to_table
 from engine.design import Profile, ProfileError, sweep_command
 from hypotheses.cells import Cell, cell_decider, cell_specs, cells_for
+from hypotheses.checks import check_claim, stability_draws
 from hypotheses.claims import Claim, load_claims
 from hypotheses.simulate import stability
 from hypotheses.verdict import Verdict
-
-DEFAULT_STABILITY_DRAWS = 200  # SE of a stability near 0.9 is 0.02 at 200 draws
-
-
-def stability_draws(profile: Profile) -> int:
-    n = (profile.verdicts or {}).get("stability_draws", DEFAULT_STABILITY_DRAWS)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"{profile.path}: [verdicts] stability_draws must be an integer >= 0, got {n!r}")
-    return n
 
 
 def decide_cell(claim: Claim, cell: Cell, table, profile: Profile) -> Verdict:
@@ -80,6 +72,11 @@ def decide_all(profile: Profile, cache: ResultsCache, claims: dict[str, Claim] |
             cells = cells_for(claim, profile)
         except ProfileError as e:
             out.append(CellResult(claim.id, "missing-design", None, str(e)))
+            continue
+        try:
+            check_claim(claim, profile)
+        except ValueError as e:  # the claim cannot be decided at this profile: every cell says why
+            out += [CellResult(claim.id, cell.id, None, str(e)) for cell in cells]
             continue
         for cell in cells:
             specs = cell_specs(profile, cell)

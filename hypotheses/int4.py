@@ -6,7 +6,9 @@ Owns:
 - ``decide_c7``: one large size; wd33 better than wd10 by more than delta (one-sided
   bounds of mean(d) against delta).
 - ``decide_c8``: the small sizes together; every size's mean(d) equivalent to 0 within
-  delta (90 % CIs), contradicted by a Bonferroni CI outside [-delta, delta] or below 0.
+  delta (90 % CIs), contradicted only by a material preference (a Bonferroni CI wholly
+  outside [-delta, delta]); a significant but immaterial preference is reported.
+- ``_int4_penalty_premise``: C7/C8's premise (an INT4 penalty against FP16, R4's pattern).
 - ``scenarios_c7`` / ``scenarios_c8``: the calibration scenarios (hypotheses/calibration.py).
 All pure: a results table in, a Verdict out. The deciders run thousands of times in
 calibration, so after the shared validation (``require_table``) they work on numpy arrays
@@ -30,16 +32,20 @@ from scipy import optimize
 from scipy import stats as sps
 
 from hypotheses.calibration import Scenario
-from hypotheses.intervals import bonferroni, inside, mean_ci, outside
+from hypotheses.intervals import bonferroni, inside, lower_bound, mean_ci, outside
 from hypotheses.verdict import (
     CONTRADICTED,
+    PREMISE_MET,
+    PREMISE_UNCHECKED,
     REPRODUCED,
     RUN_KEY,
     Inconclusive,
+    PremiseAbsent,
     Verdict,
     claim_delta,
     count_stats,
     decider,
+    fmt_bits,
     fmt_wd,
     require_table,
     require_unique_runs,
@@ -127,6 +133,56 @@ def _int4_slice(table: pd.DataFrame, claim, what: str):
     return t[(t["bits"].to_numpy() == bits) & near], metric, wd_short, wd_long, tol
 
 
+def _int4_penalty_premise(table: pd.DataFrame, claim, sizes: list, what: str, stats: dict) -> None:
+    """C7/C8's premise, R4's pattern: the claims are about what INT4 quantisation does to the
+    schedule, so they presuppose an INT4 penalty (val_bpb_q(INT4) - val_bpb_q(FP16), runs
+    matched on (size, wd, lr_mult, seed), per seed averaged over its pairs). Where the
+    penalty is surely below delta (one-sided 1 - alpha upper bound < delta) at every size of
+    the claim that has FP16 partners, INT4 behaves as full precision at this profile and the
+    claim cannot be tested: PremiseAbsent. Checked only where the table carries FP16
+    (``ref_bits``) runs at the claim's sizes; otherwise ``premise = 'unchecked'`` (a design
+    without FP16 partners) and the rule alone decides."""
+    metric, alpha, delta = claim.threshold("metric"), float(claim.threshold("alpha")), claim_delta(claim)
+    bits, ref_bits = int(claim.threshold("bits")), int(claim.threshold("ref_bits"))
+    stats.update(premise_statistic="int4_penalty_upper_bound_bpb", premise_threshold=delta)
+    if "bits" not in table.columns or not (table["bits"].to_numpy() == ref_bits).any():
+        stats["premise"] = PREMISE_UNCHECKED  # the cheap, common case: the design has no FP16 partners
+        return
+    t = require_table(table, _FACTORS, metric, what=what)
+    t = t[t["finite"].to_numpy(dtype=bool) & t["size"].isin(sizes).to_numpy()]
+    key = ["size", "wd", "lr_mult", "seed"]
+    q = t[t["bits"].to_numpy() == bits].set_index(key)[metric]
+    r = t[t["bits"].to_numpy() == ref_bits].set_index(key)[metric]
+    common = q.index.intersection(r.index)
+    if r.empty or not len(common):
+        stats["premise"] = PREMISE_UNCHECKED
+        return
+    pen = (q.loc[common] - r.loc[common]).groupby(level=["size", "seed"]).mean()
+    checked = {}
+    for size in sizes:
+        if size in pen.index.get_level_values("size"):
+            per_seed = pen.xs(size, level="size").to_numpy(dtype=float)
+            if len(per_seed) >= 2:
+                ci = lower_bound(per_seed, alpha)
+                checked[size] = ci
+                stats[f"{size}:int4_penalty"] = ci.mean
+                stats[f"{size}:int4_penalty_high"] = ci.high
+    if not checked:
+        stats["premise"] = PREMISE_UNCHECKED
+        return
+    top = max(checked, key=lambda z: checked[z].high)
+    stats.update(premise_bound=checked[top].high, premise_mean=checked[top].mean, premise_size=str(top),
+                 premise_sizes=",".join(map(str, checked)))
+    if all(ci.high < delta for ci in checked.values()):
+        text = "; ".join(f"{z} {ci.mean:+.4f} (upper bound {ci.high:+.4f})" for z, ci in checked.items())
+        raise PremiseAbsent(
+            f"{what}: the {fmt_bits(bits)} penalty against {fmt_bits(ref_bits)} is surely below delta {delta:g}: "
+            f"{text}; {stats['n_diverged']} diverged run(s).",
+            f"no {fmt_bits(bits)} penalty of delta {delta:g} at this profile ({text}): {fmt_bits(bits)} behaves as "
+            f"full precision here", stats)
+    stats["premise"] = PREMISE_MET
+
+
 def _size_arrays(t: pd.DataFrame, metric: str):
     ok = t["finite"].to_numpy(dtype=bool)
     return (t["size"].to_numpy()[ok], t["seed"].to_numpy()[ok], t["lr_mult"].to_numpy(dtype=float)[ok],
@@ -157,7 +213,9 @@ def decide_c7(table: pd.DataFrame, claim, *, size: str) -> Verdict:
     33 % power to detect, ``upper_dz`` = the upper bound over sd(d), and
     ``upper_dz_below_d33`` (1: even an effect the paper could barely see is ruled out).
     Inconclusive with fewer than ``min_pairs`` paired seeds. A size absent from the table is
-    a pipeline error (ValueError).
+    a pipeline error (ValueError). Premise (``_int4_penalty_premise``, checked before the
+    rule): where the table has FP16 partners at this size and the INT4 penalty is surely
+    below delta, inconclusive (premise absent); without FP16 partners it is 'unchecked'.
     """
     what = f"{claim.id}[{size}]"
     t, metric, wd_short, wd_long, tol = _int4_slice(table, claim, what)
@@ -189,6 +247,7 @@ def decide_c7(table: pd.DataFrame, claim, *, size: str) -> Verdict:
             f"fewer than {min_pairs} paired seeds ({len(seeds)})",
             stats,
         )
+    _int4_penalty_premise(table, claim, [size], what, stats)
     s = mean_ci(d, level)
     low, high = s.low, s.high
     paper_n = int(claim.paper.get("paper_seeds", 10))
@@ -298,12 +357,18 @@ def decide_c8(table: pd.DataFrame, claim) -> Verdict:
     ``metric``(wd 0.10) - ``metric``(wd 0.33) per seed as in C7. Reproduced iff every size's
     (1 - 2 alpha) = 90 % CI of mean(d) lies inside [-delta, delta]; contradicted iff some
     size's Bonferroni-corrected CI (level ``bonferroni(1 - 2 alpha, m)``, m = the number of
-    sizes tested) lies wholly outside [-delta, delta] or wholly below 0 (wd10 wins; the
-    size is named in ``observed``); else inconclusive.
-    The two conditions can hold at once (a size where wd10 wins by less than delta, yet
-    significantly): the claim is a conjunction, so contradiction takes precedence.
+    sizes tested) lies wholly outside [-delta, delta]: a material preference, either wd33
+    better by more than delta or wd10 better by more than delta ("a region where wd10 wins";
+    the size is named in ``observed``); else inconclusive. The two conditions exclude each
+    other (the corrected CI contains the 90 % CI). A significant but immaterial preference
+    (a corrected CI wholly on one side of 0 but not beyond +-delta) is reported
+    (``wd10_immaterial_sizes`` / ``wd33_immaterial_sizes`` and in ``observed``), never
+    decisive: "wd10 wins" means wins by an effect of interest, as every other claim.
     Inconclusive with fewer than ``min_sizes`` sizes, or when a size has fewer than
     ``min_pairs`` paired seeds and no tested size contradicts.
+    Premise (``_int4_penalty_premise``, checked before the outcome is returned): where the
+    INT4 penalty is surely below delta at every tested size with FP16 partners in the table,
+    inconclusive (premise absent).
     Reported, not decided on: per size ('<size>:' keys) n_pairs, mean_diff, sd_diff, dz,
     the 90 % and Bonferroni CIs, the paired t p-value and its Holm-adjusted value.
     Headline (statistic_value, ci_low/ci_high): the size with the largest |mean(d)| and its
@@ -330,7 +395,6 @@ def decide_c8(table: pd.DataFrame, claim) -> Verdict:
         "statistic": "mean_diff_max_abs",
         "ci_level": level,
         "region": f"[{-delta:g}, {delta:g}]",
-        "contradict_also_if": "a size's corrected CI lies wholly below 0 (wd10 wins)",
     }
     if len(sizes) < min_sizes:
         raise Inconclusive(f"{what}: only {len(sizes)} size(s) present.", f"fewer than {min_sizes} sizes", stats)
@@ -370,12 +434,18 @@ def decide_c8(table: pd.DataFrame, claim) -> Verdict:
         stats[f"{size}:p_holm"] = float(ph)
     stats["min_p_holm"] = float(p_holm.min())
     stats["significant_sizes_holm"] = f"{int((p_holm < alpha).sum())}/{m}"
+    # Contradicted only by a material preference: a corrected CI wholly beyond +-delta. A
+    # corrected CI wholly on one side of 0 but not beyond delta is a significant yet
+    # immaterial preference: reported, never decisive (a point-null test would contradict a
+    # true claim ever more often as seeds grow).
     outside_band = [s for s in tested if outside(*ci_b[s], -delta, delta)]
-    wd10_wins = [s for s in tested if ci_b[s][1] < 0]
-    contradicting = list(dict.fromkeys(outside_band + wd10_wins))
+    wd10_wins = [s for s in outside_band if ci_b[s][1] < -delta]
+    wd10_immaterial = [s for s in tested if ci_b[s][1] < 0 and s not in outside_band]
+    wd33_immaterial = [s for s in tested if ci_b[s][0] > 0 and s not in outside_band]
+    contradicting = outside_band
     all_inside = not untestable and all(inside(*ci[s], -delta, delta) for s in tested)
     contradict = bool(contradicting)
-    outcome = three_way(all_inside and not contradict, contradict)
+    outcome = three_way(all_inside, contradict)
     if outcome == CONTRADICTED:
         head = max(contradicting, key=lambda s: abs(tested[s].mean))
         stats.update(statistic_value=tested[head].mean, ci_low=ci_b[head][0], ci_high=ci_b[head][1],
@@ -384,7 +454,10 @@ def decide_c8(table: pd.DataFrame, claim) -> Verdict:
         head = max(tested, key=lambda s: abs(tested[s].mean))
         stats.update(statistic_value=tested[head].mean, ci_low=ci[head][0], ci_high=ci[head][1],
                      headline_size=str(head))
+    stats["wd10_immaterial_sizes"] = ",".join(map(str, wd10_immaterial))
+    stats["wd33_immaterial_sizes"] = ",".join(map(str, wd33_immaterial))
     stats["wd10_wins_sizes"] = ",".join(map(str, wd10_wins))
+    _int4_penalty_premise(table, claim, list(tested), what, stats)
     per_size = "; ".join(
         f"{s} {tested[s].mean:+.4f} [{ci[s][0]:+.4f}, {ci[s][1]:+.4f}]" for s in tested
     )
@@ -393,10 +466,15 @@ def decide_c8(table: pd.DataFrame, claim) -> Verdict:
         f"delta {delta:g}; {stats['significant_sizes_holm']} significant after Holm; "
         f"{stats['n_diverged']} diverged run(s)"
     )
+    immaterial = [f"wd{fmt_wd(w)} at {', '.join(map(str, z))}" for w, z in ((wd_short, wd10_immaterial),
+                                                                          (wd_long, wd33_immaterial)) if z]
+    if immaterial:
+        summary += (f"; significant but within delta (Bonferroni {_fmt_level(level_b)} CI beside 0, not beyond "
+                    f"+-delta; reported, not decisive): preferred {'; '.join(immaterial)}")
     if outcome == CONTRADICTED:
         parts = []
         if wd10_wins:
-            parts.append(f"wd10 wins at {', '.join(map(str, wd10_wins))}")
+            parts.append(f"wd10 wins at {', '.join(map(str, wd10_wins))} by more than delta")
         beyond = [s for s in outside_band if s not in wd10_wins]
         if beyond:
             parts.append(f"wd33 better by more than delta at {', '.join(map(str, beyond))}")

@@ -116,3 +116,73 @@ def fieller_paired(q, r, level: float) -> RatioCI:
     root = math.sqrt(disc)
     lo, hi = (-b - root) / (2 * a), (-b + root) / (2 * a)
     return RatioCI(ratio, lo, hi, level, True)
+
+
+# ---------------------------------------------------------------------------------------
+# Multiple comparisons with the best (Hsu's MCB), paired, for a minimised metric
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MCB:
+    """Hsu's MCB for a metric where lower is better, on arms paired by seed.
+
+    ``low[a]`` / ``high[a]``: simultaneous one-sided bounds of theta_a = mu_a - min over the
+    other arms of mu_j (theta_a <= 0 iff a is the best arm). ``best_set``: the arms that
+    cannot be excluded as best (``low[a] <= 0``), in the order given; it contains the true
+    best arm with probability >= ``level``.
+    """
+
+    low: dict
+    high: dict
+    best_set: tuple
+    level: float  # one-sided simultaneous level (1 - alpha)
+    n_pairs: dict  # (a, b) -> paired seeds behind that comparison
+
+
+def mcb_min(arms: dict, alpha: float, min_pairs: int = 2) -> MCB:
+    """Hsu's multiple comparisons with the best (the minimum), paired by seed.
+
+    ``arms``: {arm: {seed: value}}. For each ordered pair (a, j) the paired differences
+    y_a - y_j on their common seeds give one-sided t bounds at 1 - alpha / (k - 1); then
+    low[a] = max_j lower(a - j) and high[a] = max_j upper(a - j) bound theta_a = mu_a -
+    min_{j != a} mu_j = max_j (mu_a - mu_j). Arm a is excluded from the best set iff
+    low[a] > 0 (some arm is surely better). Why this holds at 1 - alpha: the true best a*
+    is excluded only if one of its k - 1 comparisons errs on the side it bounds, which
+    Bonferroni keeps below alpha (Hsu 1996, ch. 4, with a Bonferroni constant).
+
+    Hand-written because neither scipy nor statsmodels has a paired MCB: ``scipy.stats.
+    dunnett`` (many-to-one) and statsmodels' ``MultiComparison`` assume independent groups
+    with one pooled variance, while our arms share seeds (the seed offset cancels in a
+    paired difference) and their differences have unequal spread; Hsu's exact constant
+    assumes equally correlated comparisons, which unequal spreads are not. A pair with
+    fewer than ``min_pairs`` common seeds gives no bound: it cannot exclude either arm.
+    """
+    keys = list(arms)
+    k = len(keys)
+    low = {a: -math.inf for a in keys}
+    high = {a: -math.inf for a in keys}
+    n_pairs = {}
+    if k < 2:
+        return MCB({a: math.nan for a in keys}, {a: math.nan for a in keys}, tuple(keys), 1 - alpha, n_pairs)
+    level = 1 - 2 * alpha / (k - 1)  # two-sided level whose ends are the one-sided 1 - alpha/(k-1) bounds
+    for a in keys:
+        for j in keys:
+            if j == a:
+                continue
+            seeds = sorted(set(arms[a]) & set(arms[j]))
+            n_pairs[(a, j)] = len(seeds)
+            if len(seeds) < min_pairs:
+                high[a] = math.inf  # theta_a is unbounded above without this comparison
+                continue
+            c = mean_ci([arms[a][s] - arms[j][s] for s in seeds], level)
+            low[a] = max(low[a], c.low)
+            high[a] = max(high[a], c.high)
+    best = tuple(a for a in keys if not low[a] > 0)
+    return MCB(low, high, best, 1 - alpha, n_pairs)
+
+
+def lower_bound(d, alpha: float) -> MeanCI:
+    """The paired mean of ``d`` with its two-sided 1 - 2 alpha interval (whose low end is the
+    one-sided 1 - alpha lower bound): the premise checks' "clearly above delta"."""
+    return mean_ci(d, 1 - 2 * alpha)

@@ -50,7 +50,7 @@ def _pairs(t: pd.DataFrame, metric: str, quant_bits: int, ref_bits: int) -> tupl
     return np.asarray(q, dtype=float), np.asarray(r, dtype=float)
 
 
-@decider
+@decider(uses_delta=False)  # its band [band_low, band_high] is the margin
 def decide_c9(table: pd.DataFrame, claim) -> Verdict:
     """C9: before warmdown, INT6-QAT weights are about as far from the INT6 grid as FP16's.
 

@@ -47,8 +47,10 @@ from hypotheses.calibration import Scenario
 from hypotheses.intervals import bonferroni, mean_ci
 from hypotheses.verdict import (
     CONTRADICTED,
+    PREMISE_MET,
     REPRODUCED,
     Inconclusive,
+    PremiseAbsent,
     Verdict,
     claim_delta,
     count_stats,
@@ -547,8 +549,10 @@ def decide_r4(table: pd.DataFrame, claim) -> Verdict:
     # the profile cannot test it, which is inconclusive, not evidence against the claim.
     base = mean_ci(np.array([a_def[s] for s in seeds]), 1 - 2 * alpha)
     stats["penalty_default_high"] = base.high
+    stats.update(premise_statistic="int8_penalty_default_upper_bound", premise_bound=base.high,
+                 premise_threshold=delta)
     if base.high < delta:
-        raise Inconclusive(
+        raise PremiseAbsent(
             f"{what}: the default warmdown's int8 penalty is {base.mean:+.4f} (upper {100 * (1 - alpha):g}% bound "
             f"{base.high:+.4f}), below delta {delta:g}: there is no penalty of delta to cut at this profile",
             f"no int8 penalty to cut (upper bound {base.high:+.4f} < delta {delta:g})",
@@ -564,6 +568,7 @@ def decide_r4(table: pd.DataFrame, claim) -> Verdict:
             if both:
                 stats[f"{key}_default"] = float(np.mean([vd[s] for s in both]))
                 stats[f"{key}_long"] = float(np.mean([vl[s] for s in both]))
+    stats["premise"] = PREMISE_MET
     if "val_bpb_int8_default" in stats:
         stats["net_int8_gain"] = stats["val_bpb_int8_default"] - stats["val_bpb_int8_long"]
     more = f"; mean int8 penalty {stats['penalty_default']:+.4f} (wd {wd_default:g}) vs {stats['penalty_long']:+.4f} (wd {wd_long:g})"

@@ -19,11 +19,13 @@ import pandas as pd
 from scipy import stats as sps
 
 from hypotheses.calibration import Scenario
-from hypotheses.intervals import bonferroni, inside, outside
+from hypotheses.intervals import bonferroni, inside, mean_ci, outside
 from hypotheses.verdict import (
     MIN_FINITE_SEEDS,
+    PREMISE_MET,
     RUN_KEY,
     Inconclusive,
+    PremiseAbsent,
     Verdict,
     claim_delta,
     count_stats,
@@ -132,6 +134,45 @@ def _fmt_sizes(sizes) -> str:
     return ",".join(sizes)
 
 
+def _check_premise(p: dict, mask: np.ndarray, sizes: list[str], delta: float, alpha: float, quant_bits: int,
+                   what: str, stats: dict) -> None:
+    """C6's premise: a quantisation penalty clearly above delta at some size. Where every
+    size's penalty is within delta of 0, a "law" that predicts 0 everywhere lands inside
+    +-delta too and the claim is reproduced trivially (R^2 = 0 says nothing). Per size (fit
+    and held-out, at the shared settings) the per-seed mean penalty over the size's pairs;
+    met iff some size's one-sided lower bound, Bonferroni-corrected over the sizes
+    (1 - alpha / m), exceeds delta; else PremiseAbsent."""
+    size_a, seed_a, pen_a = p["size"][mask].astype(str), p["seed"][mask], p["penalty"][mask]
+    level = bonferroni(1 - 2 * alpha, len(sizes))
+    best = None
+    for size in sizes:
+        at = size_a == size
+        per_seed: dict[int, list[float]] = {}
+        for sd, v in zip(seed_a[at].tolist(), pen_a[at].tolist()):
+            per_seed.setdefault(int(sd), []).append(v)
+        if len(per_seed) < MIN_FINITE_SEEDS:
+            continue
+        ci = mean_ci([sum(v) / len(v) for v in per_seed.values()], level)
+        stats[f"{size}:penalty_low"] = ci.low
+        if best is None or ci.low > best[1].low:
+            best = (size, ci)
+    stats.update(premise_statistic="quant_penalty_lower_bound_bpb", premise_threshold=delta,
+                 premise_level=level)
+    if best is None:
+        raise Inconclusive(f"{what}: no size has {MIN_FINITE_SEEDS}+ seeds with matched pairs.",
+                           f"fewer than {MIN_FINITE_SEEDS} paired seeds to check the premise (a quantisation penalty)",
+                           stats)
+    size, ci = best
+    stats.update(premise_bound=ci.low, premise_mean=ci.mean, premise_size=size)
+    if not ci.low > delta:
+        raise PremiseAbsent(
+            f"{what}: no size has a {fmt_bits(quant_bits)} penalty clearly above delta {delta:g} (largest lower "
+            f"bound {ci.low:+.4f} at {size}, mean {ci.mean:+.4f}); {stats['n_diverged']} diverged run(s).",
+            f"no {fmt_bits(quant_bits)} penalty clearly above delta {delta:g} at any size (largest lower bound "
+            f"{ci.low:+.4f} at {size}): a law predicting 0 everywhere would also land inside +-delta", stats)
+    stats["premise"] = PREMISE_MET
+
+
 @decider
 def decide_c6(
     table: pd.DataFrame, claim, fit_sizes: list[str], heldout_sizes: list[str]
@@ -159,6 +200,8 @@ def decide_c6(
     n_diverged. Inconclusive if no setting is shared, fewer than ``min_fit_sizes`` fit
     sizes (distinct n_params) have pairs, no held-out size has >= 2 pairs, or a requested
     held-out size has fewer than 2 pairs (listed: the claim is about every held-out size).
+    Premise (``_check_premise``, checked before the fit): some size's INT6 penalty is
+    clearly above delta; else inconclusive ("premise absent at this profile: ...").
     """
     metric = claim.threshold("metric")
     quant_bits, ref_bits = int(claim.threshold("quant_bits")), int(claim.threshold("ref_bits"))
@@ -233,6 +276,8 @@ def decide_c6(
         raise Inconclusive(
             f"{what}: none of the held-out sizes {heldout_sizes} has {MIN_FINITE_SEEDS}+ matched pairs.",
             f"no held-out size with {MIN_FINITE_SEEDS}+ matched pairs (missing: {', '.join(missing)})", stats)
+
+    _check_premise(p, fit_mask | held_mask, fit_present + held_usable, delta, alpha, quant_bits, what, stats)
 
     # The fit: simple OLS on the per-run penalties of the fit sizes.
     x = np.log(p["n_params"][fit_mask])
@@ -368,6 +413,9 @@ _LAW_A, _LAW_B = 0.02, 0.003
 _WD_PENALTY = 0.004  # bpb per unit of (0.33 - wd)
 
 
+_PREMISE_DELTAS = 3.0  # the scenarios' largest penalty is at least this many deltas (C6's premise)
+
+
 def _penalty_law(n_params: np.ndarray) -> np.ndarray:
     return _LAW_A - _LAW_B * np.log(np.asarray(n_params, dtype=float) / 1e6)
 
@@ -401,10 +449,16 @@ def scenarios_c6(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
     wd = arms["wd"].to_numpy(dtype=float)
     base = 2.0 - 0.05 * np.log(n) + 0.05 * (wd - 0.33) ** 2
     is_q = (arms["bits"].to_numpy() == quant_bits)
-    penalty = _penalty_law(n) + _WD_PENALTY * (0.33 - wd)
+    # The premise (a penalty clearly above delta at some size) must hold for the scenarios to
+    # measure the rule: where the law's largest penalty (at the smallest size) is below
+    # _PREMISE_DELTAS deltas, the whole law is raised by the difference (the intercept moves,
+    # the slope does not).
+    lift = max(0.0, _PREMISE_DELTAS * delta - float(_penalty_law(n.min())))
+    penalty = _penalty_law(n) + lift + _WD_PENALTY * (0.33 - wd)
     target = _deviating_size(arms)
     at_target = (arms["size"].astype(str).to_numpy() == target)
-    law = f"INT6 penalty = {_LAW_A:g} - {_LAW_B:g} ln(n_params/1e6) + {_WD_PENALTY:g} (0.33 - wd)"
+    law = (f"INT6 penalty = {_LAW_A + lift:.4g} - {_LAW_B:g} ln(n_params/1e6) + {_WD_PENALTY:g} (0.33 - wd)"
+           + (f" (the law raised by {lift:.4g} so its largest penalty is {_PREMISE_DELTAS:g} delta)" if lift else ""))
 
     def scenario(shift: float, note: str) -> Scenario:
         mu = base + is_q * (penalty + shift * at_target)

@@ -18,6 +18,15 @@ delta (per profile, ``fixtures/profiles/*.toml [verdicts.delta]``):
 - *reproduced*: the confidence bounds lie inside the region the claim predicts;
 - *contradicted*: the (multiplicity-corrected) bounds lie wholly outside it;
 - *inconclusive*: neither; the data cannot tell at this profile's seeds.
+
+Premise (``PremiseAbsent``): some claims mean something only where the phenomenon they act
+on exists at this profile (a schedule x bit-width interaction needs a quantisation penalty;
+"wd33 is optimal" needs a landscape that tells warmdowns apart). Their deciders check that
+premise first; where it is absent the verdict is *inconclusive* with a reason starting
+"premise absent at this profile: " and ``stats['inconclusive_kind'] == 'premise'``, so a
+report counts "not testable here" apart from "too few seeds" (``'seeds'``: more seeds
+could decide). ``stats['premise']`` is 'met', 'absent', 'unchecked' (the table lacks what
+the check needs) or '' (the claim states no premise).
 A non-significant test is never read as evidence for a null claim: null claims are
 decided by equivalence bounds (two one-sided tests), so both errors stay at alpha.
 
@@ -55,6 +64,13 @@ MIN_FINITE_SEEDS = 2
 WD_DECIMALS = 6
 # A verdict whose outcome a re-run repeats with less than this probability is flagged fragile.
 FRAGILE_BELOW = 0.80
+
+# The premise of a claim (see the module docstring) and the two kinds of inconclusive verdict.
+PREMISE_MET, PREMISE_ABSENT, PREMISE_UNCHECKED = "met", "absent", "unchecked"
+PREMISE_ABSENT_REASON = "premise absent at this profile: "
+INCONCLUSIVE_PREMISE = "premise"  # not testable here: the phenomenon the claim acts on is absent
+INCONCLUSIVE_SEEDS = "seeds"  # too few seeds (or bounds straddling the region): more seeds could decide
+INCONCLUSIVE_KINDS = (INCONCLUSIVE_PREMISE, INCONCLUSIVE_SEEDS)
 
 # Every verdict, decided or not, reports these (NaN where the decider never got that far).
 REQUIRED_STATS = ("n_runs", "n_seeds", "n_diverged", "statistic", "statistic_value",
@@ -130,6 +146,18 @@ class Verdict:
     def fragile(self) -> bool:
         return math.isfinite(self.stability) and self.stability < FRAGILE_BELOW
 
+    @property
+    def premise(self) -> str:
+        """'met' | 'absent' | 'unchecked' | '' (the claim states no premise)."""
+        return str(self.stats.get("premise", ""))
+
+    @property
+    def inconclusive_kind(self) -> str:
+        """'' when decided; 'premise' (not testable here) or 'seeds' (too few seeds) when not."""
+        if self.outcome != INCONCLUSIVE:
+            return ""
+        return INCONCLUSIVE_PREMISE if self.stats.get("inconclusive_kind") == INCONCLUSIVE_PREMISE else INCONCLUSIVE_SEEDS
+
     def with_stability(self, p: float) -> "Verdict":
         return replace(self, stability=float(p))
 
@@ -144,22 +172,48 @@ class Inconclusive(Exception):
         self.observed, self.reason, self.stats = observed, reason, dict(stats or {})
 
 
+class PremiseAbsent(Inconclusive):
+    """Raised inside a decider when the claim's premise is absent at this profile: the
+    verdict is inconclusive (not testable here), its reason starts with
+    ``PREMISE_ABSENT_REASON`` and its stats say ``premise='absent'``,
+    ``inconclusive_kind='premise'``."""
+
+    def __init__(self, observed: str, why: str, stats: Mapping | None = None):
+        super().__init__(observed, PREMISE_ABSENT_REASON + why,
+                         {**dict(stats or {}), "premise": PREMISE_ABSENT, "inconclusive_kind": INCONCLUSIVE_PREMISE})
+
+
 def _complete(claim, stats: Mapping) -> dict:
     return {**_STAT_DEFAULTS, **dict(stats), **paper_stats(claim)}
 
 
 def verdict(claim, outcome: str, observed: str, stats: Mapping, reason: str = "") -> Verdict:
-    """A verdict with the common statistics filled in (NaN / '' where absent)."""
+    """A verdict with the common statistics filled in (NaN / '' where absent), its premise
+    status ('' unless the decider set one) and, when inconclusive, its kind ('seeds' unless
+    the decider said 'premise')."""
+    stats = dict(stats)
+    stats.setdefault("premise", "")
+    if outcome == INCONCLUSIVE:
+        stats.setdefault("inconclusive_kind", INCONCLUSIVE_SEEDS)
+    else:
+        stats["inconclusive_kind"] = ""
     return Verdict(claim.id, outcome, claim.statement, observed, _complete(claim, stats), reason)
 
 
-def decider(fn: Callable[..., Verdict]) -> Callable[..., Verdict]:
+def decider(fn: Callable[..., Verdict] | None = None, *, uses_delta: bool = True):
     """Wrap a decision function ``fn(table, claim, **cell_args) -> Verdict``.
 
     The one place where "the data cannot tell" becomes a verdict: ``Inconclusive`` raised
     anywhere inside ``fn`` returns an inconclusive Verdict with its reason and the
     statistics gathered so far. Any other exception is a pipeline error and propagates.
+
+    ``uses_delta``: whether the rule needs the profile's smallest effect of interest
+    (``[verdicts.delta]``); a rule with its own margin (C9's band) says ``@decider(uses_delta=False)``.
+    The suite checks it at collection (``hypotheses.checks``): a missing delta is an error before
+    any training, not a failure after it.
     """
+    if fn is None:
+        return functools.partial(decider, uses_delta=uses_delta)
 
     @functools.wraps(fn)
     def wrapped(table: pd.DataFrame, claim, **kwargs) -> Verdict:
@@ -169,6 +223,7 @@ def decider(fn: Callable[..., Verdict]) -> Callable[..., Verdict]:
             return verdict(claim, INCONCLUSIVE, e.observed, e.stats, e.reason)
 
     wrapped.is_decider = True
+    wrapped.uses_delta = uses_delta
     return wrapped
 
 

@@ -30,7 +30,14 @@ from engine.design import Design, Profile, ProfileError, available_profiles, loa
 from engine.spec import RunSpec
 from hypotheses.claims import Claim
 from hypotheses.decide import decide_all, verdict_row
-from hypotheses.verdict import CONTRADICTED, INCONCLUSIVE, REPRODUCED
+from hypotheses.verdict import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    INCONCLUSIVE_PREMISE,
+    INCONCLUSIVE_SEEDS,
+    PREMISE_ABSENT_REASON,
+    REPRODUCED,
+)
 
 log = logging.getLogger(__name__)
 
@@ -312,6 +319,8 @@ class CellSummary:
     reason: str
     error: str
     nodeid: str
+    inconclusive_kind: str = ""  # 'premise' (not testable here) | 'seeds' (too few seeds) | '' when decided
+    mcb_best_set: str = ""  # C1: the warmdowns that cannot be excluded as best (Hsu's MCB)
 
     @property
     def statistic_text(self) -> str:
@@ -361,11 +370,31 @@ def cell_summary(row: dict) -> CellSummary:
         reason=str(row.get("reason") or ""),
         error=str(row.get("error") or ""),
         nodeid=str(row.get("nodeid") or ""),
+        inconclusive_kind=inconclusive_kind(row),
+        mcb_best_set=str(row.get("stat_mcb_best_set") or ""),
     )
+
+
+def inconclusive_kind(row: dict) -> str:
+    """'premise' (not testable here: the claim's premise is absent at this profile), 'seeds'
+    (too few seeds: more could decide) or '' for a decided row. Rows written before the
+    verdicts carried ``inconclusive_kind`` are read from their reason's prefix."""
+    if str(row.get("verdict")) != INCONCLUSIVE:
+        return ""
+    kind = str(row.get("stat_inconclusive_kind") or "")
+    if kind == INCONCLUSIVE_PREMISE or str(row.get("reason") or "").startswith(PREMISE_ABSENT_REASON):
+        return INCONCLUSIVE_PREMISE
+    return INCONCLUSIVE_SEEDS
 
 
 def outcome_counts(verdicts: list[str]) -> dict[str, int]:
     return {k: verdicts.count(k) for k in OUTCOMES}
+
+
+def inconclusive_counts(cells: list["CellSummary"]) -> dict[str, int]:
+    """The inconclusive cells split by kind: {'premise': not testable here, 'seeds': too few seeds}."""
+    kinds = [c.inconclusive_kind for c in cells if c.verdict == INCONCLUSIVE]
+    return {INCONCLUSIVE_PREMISE: kinds.count(INCONCLUSIVE_PREMISE), INCONCLUSIVE_SEEDS: kinds.count(INCONCLUSIVE_SEEDS)}
 
 
 @dataclass

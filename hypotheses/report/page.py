@@ -28,6 +28,7 @@ from hypotheses.report.inputs import (
     VerdictsInput,
     fmt_count,
     fmt_num,
+    inconclusive_counts,
     outcome_counts,
 )
 from hypotheses.report.plots import Plot
@@ -136,6 +137,12 @@ def counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{counts.get(k, 0)} {k}" for k in OUTCOMES)
 
 
+def inconclusive_text(cells: list[CellSummary]) -> str:
+    """The inconclusive cases split: not testable here (premise absent) vs too few seeds."""
+    n = inconclusive_counts(cells)
+    return f"{n['premise']} not testable here (premise absent), {n['seeds']} too few seeds"
+
+
 def _plot_links(names: list[str], plots: dict[str, Plot]) -> list:
     links = []
     for name in names:
@@ -195,12 +202,14 @@ def summary_blocks(ctx: PageContext, plots: dict[str, Plot]) -> list:
             verdict,
             " / ".join(str(n[k]) for k in OUTCOMES),
             [ours, Br(), *_plot_links(c.plots, plots)] if c.plots else ours,
+            " / ".join(str(v) for v in inconclusive_counts(c.cells).values()),
             _claim_stability(c),
             _runs(c.total("n_seeds"), c.total("n_runs"), c.total("n_diverged")),
             _scale(ctx.profile, c),
         ])
     header = ["Claim", "Statement (source)", "Paper", "Verdict", "Cases: reproduced / contradicted / inconclusive / "
-              "error", "Ours (statistic, bounds; figures)", "Stability", "Seeds / runs", "Profile: sizes (params)"]
+              "error", "Ours (statistic, bounds; figures)", "Inconclusive: not testable here (premise absent) / "
+              "too few seeds", "Stability", "Seeds / runs", "Profile: sizes (params)"]
     return [Heading(2, "Summary", "summary"), Table(header, rows)]
 
 
@@ -211,6 +220,7 @@ def claim_blocks(ctx: PageContext, plots: dict[str, Plot]) -> list:
                            f"claim-{c.claim_id.lower()}"))
         out.append(Para([c.statement, " ", Em(c.source)]))
         out.append(Para([f"Test cases: {counts_text(c.counts)}"
+                         + (f" (inconclusive: {inconclusive_text(c.cells)})" if c.counts["inconclusive"] else "")
                          + (f"; {c.n_fragile} FRAGILE" if c.n_fragile else "") + ". ",
                          f"Paper: {c.paper}. Designs: ", *_join([Code(d) for d in c.designs]),
                          f". Sizes ({_scale(ctx.profile, c)}). Figures: ", *_plot_links(c.plots, plots), "."]))
@@ -227,6 +237,9 @@ def claim_blocks(ctx: PageContext, plots: dict[str, Plot]) -> list:
                 said = [cell.observed, Br(), Em(f"inconclusive because: {cell.reason}")]
             else:
                 said = cell.observed
+            if cell.mcb_best_set:
+                said = [*(said if isinstance(said, list) else [said]), Br(),
+                        Em(f"cannot be excluded as best (Hsu's MCB): wd {cell.mcb_best_set}")]
             rows.append([cell.cell or "—", _verdict_cell(cell), cell.statistic_text, cell.bounds_text,
                          _stability(cell), [cell.seeds or "n/a", Br(), _runs(cell.n_seeds, cell.n_runs,
                                                                              cell.n_diverged)],
@@ -328,6 +341,7 @@ def page_blocks(ctx: PageContext) -> list:
         claim_counts = outcome_counts([c.verdict for c in ctx.claims])
         n_fragile = sum(cell.fragile for cell in cells)
         out.append(Para([f"Verdicts: {v.source}. Test cases: {counts_text(case_counts)} ({len(cells)} in all). "
+                         f"Inconclusive test cases: {inconclusive_text(cells)}. "
                          f"Claims: {counts_text(claim_counts)}"
                          + (f", {sum(c.verdict == NOT_RUN for c in ctx.claims)} without a verdict"
                             if any(c.verdict == NOT_RUN for c in ctx.claims) else "") + ". ",

@@ -48,12 +48,37 @@ def _write(tmp_path, body: str):
         ("[defaults]\nlr = 1\n[designs.a]\ngrid = { size = ['t10k'] }", "unknown RunSpec field(s) ['lr']"),
         ("[designs.a]\nset = { size = 't10k' }", "missing key [designs.a] 'grid'"),
         ("", "missing key 'designs'"),
+        ("[roles]\nbig = ['t7k']\n[designs.a]\ngrid = { size = ['t10k'] }",
+         "[roles] big names size(s) ['t7k'] that no design of the profile trains"),
+        ("[roles]\nbig = 't10k'\n[designs.a]\ngrid = { size = ['t10k'] }", "[roles] big must be a non-empty list"),
     ],
 )
 def test_malformed_profiles_name_file_and_key(tmp_path, body, needle):
     with pytest.raises(ProfileError) as e:
         load_profile(_write(tmp_path, body))
     assert needle in str(e.value) and "p.toml" in str(e.value)
+
+
+def test_a_misspelt_role_size_is_an_error_not_a_dropped_test_case(tmp_path):
+    """`int4_large = ["t60k", "t7k"]` once loaded and silently dropped C7's case for the size it meant."""
+    from engine.design import PROFILE_DIR
+
+    text = (PROFILE_DIR / "tiny.toml").read_text()
+    assert 'int4_large = ["t60k", "t100k"]' in text
+    path = tmp_path / "tiny.toml"
+    path.write_text(text.replace('int4_large = ["t60k", "t100k"]', 'int4_large = ["t60k", "t7k"]'))
+    with pytest.raises(ProfileError, match=r"tiny.toml: \[roles\] int4_large names size\(s\) \['t7k'\]"):
+        load_profile(path)
+
+
+def test_an_unreadable_profile_names_its_file(tmp_path):
+    not_utf8 = tmp_path / "latin1.toml"
+    not_utf8.write_bytes('[profile]\nname = "caf\u00e9"\n'.encode("latin-1"))
+    with pytest.raises(ProfileError, match=r"latin1.toml: not UTF-8 text"):
+        load_profile(not_utf8)
+    (tmp_path / "dir.toml").mkdir()
+    with pytest.raises(ProfileError, match=r"dir.toml: cannot read the profile"):
+        load_profile(tmp_path / "dir.toml")
 
 
 def test_flops_estimate_grows_with_size_and_tokens():

@@ -37,7 +37,8 @@ PACK = [
 ]
 DIVERGING = RunSpec(**TINY, seed=3, lr_mult=1e12)
 # Differ by construction between a packed and a single run of the same spec.
-VOLATILE = {"train_time_s", "tokens_per_s", "wall_time_s", "started_at", "packed"}
+# how long and in how much memory the process ran, not what it computed
+VOLATILE = {"train_time_s", "tokens_per_s", "wall_time_s", "started_at", "packed", "peak_memory_bytes"}
 
 
 # One thread everywhere in this module: same reduction splits in the packed and the single runs.

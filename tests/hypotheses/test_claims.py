@@ -127,6 +127,15 @@ def test_a_claim_without_delta_at_a_profile_stops_its_decider(claims):
         claims["C1"].at_profile(p).threshold("delta")
 
 
+def test_a_missing_delta_names_the_profile_file_not_the_claims_thresholds(claims, tmp_path):
+    """The message once said `expected in [R2.thresholds]`: delta belongs to the profile."""
+    p = dataclasses.replace(load_profile("tiny"), verdicts={"delta": {}}, path=tmp_path / "mine.toml")
+    with pytest.raises(ValueError) as err:
+        claims["R2"].at_profile(p).threshold("delta")
+    assert "mine.toml: [verdicts.delta] has no entry for R2" in str(err.value)
+    assert "R2.thresholds" not in str(err.value)
+
+
 @pytest.mark.parametrize("claim_id", CLAIM_IDS)
 def test_decider_and_scenarios_resolve(claims, claim_id):
     assert callable(claims[claim_id].decide_fn()) and getattr(claims[claim_id].decide_fn(), "is_decider", False)
@@ -153,9 +162,12 @@ def test_custom_file_loads(tmp_path):
         (lambda s: s.replace('rule = "r"', 'rule = "r"\nrole = 5'), "C1.role"),
         (lambda s: s.replace('decider = "hypotheses.schedule:decide_c1"', 'decider = "nope"'), "C1.decider"),
         (lambda s: s.replace('by = ["bits", "size"]', 'by = ["colour"]'), "C1.cells.by"),
+        # a misspelt filter field once crashed the suite's collection (INTERNALERROR) with an AttributeError
+        (lambda s: s.replace('by = ["bits", "size"]', 'by = ["bits", "size"]\nfilters = { bitz = [16, 8] }'),
+         "C1.cells.filters has unknown RunSpec field(s) ['bitz']"),
     ],
     ids=["missing-rule", "empty-design", "missing-thresholds", "unknown-key", "nested-threshold",
-         "non-string", "bad-role", "bad-decider", "bad-cells"],
+         "non-string", "bad-role", "bad-decider", "bad-cells", "misspelt-filter"],
 )
 def test_malformed_file_names_file_and_key(tmp_path, edit, key):
     path = tmp_path / "bad.toml"

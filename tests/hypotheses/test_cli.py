@@ -93,3 +93,13 @@ def test_bad_input_is_one_error_line(capsys):
 def test_report_without_a_suite_run_says_what_to_do(tmp_path, capsys):
     rc = main(["report", "--no-decide", "--report-dir", str(tmp_path)])
     assert rc == 2 and "--profile" in capsys.readouterr().err
+
+
+def test_a_bad_verdicts_section_is_one_error_line(unit, capsys):
+    """stability_draws < 0 was found per cell, deep in the deciding; now when the profile is loaded."""
+    path, _, cache = unit
+    path.write_text(path.read_text().replace("stability_draws = 30", "stability_draws = -1"))
+    assert main(["plan", "--profile", str(path), "--claims", "C1", "--cache-dir", str(cache.root)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"error: {path}: [verdicts] stability_draws must be an integer >= 0 "
+                                        "(0 = no stability), got -1"]

@@ -16,8 +16,10 @@ def _fill(cache: ResultsCache, profile, best_wd: float, skip: int = 0) -> None:
         if i < skip:
             continue
         bpb = 2.0 + 0.2 * abs(s.wd - best_wd) + 0.001 * rng.standard_normal()
-        cache.put(s, {"status": "ok", "diverged_step": None, "val_bpb": bpb, "val_bpb_q": bpb,
-                      "val_bpb_int8": bpb, "quant_penalty": 0.0, "n_params": 10_000})
+        # a quantisation penalty well above delta (0.01): C2's premise (issue 22) holds
+        penalty = {16: 0.0, 8: 0.02, 6: 0.05}[s.bits]
+        cache.put(s, {"status": "ok", "diverged_step": None, "val_bpb": bpb, "val_bpb_q": bpb + penalty,
+                      "val_bpb_int8": bpb, "quant_penalty": penalty, "n_params": 10_000})
 
 
 def test_decide_all_decides_from_the_cache_alone(unit, tmp_path):
@@ -51,3 +53,14 @@ def test_verdict_row_is_flat_and_complete(unit):
     assert row["stat_seeds"] == "0,1,2,3" and row["stat_region"] == "<= 0.01"
     assert all(isinstance(v, (int, float, str)) for v in row.values())
     assert math.isfinite(row["stat_ci_high"]) and row["fragile"] in (0, 1)
+
+
+def test_a_claim_that_cannot_be_decided_is_an_error_row_per_cell(unit):
+    """Found before its runs are read (the report, `plan`): here C2 has no delta at the profile."""
+    import dataclasses
+
+    _, profile, cache = unit
+    profile = dataclasses.replace(profile, verdicts={**profile.verdicts, "delta": {"C1": 0.01}})
+    rows = [r for r in decide_all(profile, cache) if r.claim_id == "C2"]
+    assert [r.cell_id for r in rows] == ["t10k"]
+    assert all(r.verdict is None and "[verdicts.delta] has no entry for C2" in r.error for r in rows)

@@ -145,3 +145,6 @@ def test_r4_without_a_penalty_to_cut_is_inconclusive(tiny, scenario):
     v = decide(claim, cell, t)
     assert v.outcome == "inconclusive" and "no int8 penalty to cut" in v.reason, v.observed
     assert v.stats["penalty_default_high"] < delta
+    # the shared premise marker (issue 22): counted as "not testable here", not "too few seeds"
+    assert v.reason.startswith("premise absent at this profile: ")
+    assert v.premise == "absent" and v.inconclusive_kind == "premise"

@@ -426,3 +426,20 @@ def test_the_engine_holds_no_report_module_and_never_imports_it():
     engine = REPO / "engine"
     assert not list(engine.rglob("report*.py"))
     assert not [p for p in engine.rglob("*.py") if "hypotheses.report" in p.read_text()]
+
+
+def test_premise_absent_is_counted_apart_from_too_few_seeds(tmp_path, profile_path):
+    """Issue 22 item 1: an inconclusive case whose premise is absent is 'not testable here',
+    counted apart from 'too few seeds' (page summary, claim detail and summary table); C1's
+    set of warmdowns that cannot be excluded as best is shown beside its cell."""
+    premise_row = c1_row("int6-t45k", 6, "t45k", "inconclusive", 0.5, inconclusive_kind="premise",
+                         premise="absent", mcb_best_set="0.1,0.33,0.5")
+    premise_row["reason"] = "premise absent at this profile: the warmdown landscape cannot tell warmdowns apart"
+    rows = ROWS + [premise_row]
+    write_verdicts(tmp_path / "reports", profile_path, rows)
+    build_report(tmp_path / "cache", tmp_path / "reports", None, decide=False)
+    md = (tmp_path / "reports" / SUMMARY_MD).read_text()
+    assert "Inconclusive test cases: 1 not testable here (premise absent), 1 too few seeds." in md
+    assert "(inconclusive: 1 not testable here (premise absent), 1 too few seeds)" in md  # C1's own
+    assert "not testable here (premise absent) / too few seeds" in md  # the summary table's column
+    assert "cannot be excluded as best (Hsu's MCB): wd 0.1,0.33,0.5" in md

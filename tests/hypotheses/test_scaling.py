@@ -4,6 +4,7 @@ and its calibration (type-I errors of both kinds at every profile)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -34,9 +35,10 @@ def raw_claim():
 
 @pytest.fixture(scope="module")
 def claim(raw_claim):
+    """C6 at the paper profile with delta pinned to ``DELTA`` (the tables below are built in
+    its units), so these tests do not move when the profile's delta does."""
     c = raw_claim.at_profile(load_profile("paper"))
-    assert c.thresholds["delta"] == DELTA
-    return c
+    return replace(c, thresholds={**c.thresholds, "delta": DELTA})
 
 
 def law(n_params: float) -> float:
@@ -347,5 +349,58 @@ def test_scenarios_c6_follow_the_law_then_break_it_at_the_largest_heldout_size(r
             ["size", "wd", "lr_mult"])["penalty"]
         moved = off[off.abs() > 1e-12]
         assert set(moved.index.get_level_values("size")) == {"350M"}
-        assert np.allclose(moved, factor * DELTA)
+        assert np.allclose(moved, factor * claim.thresholds["delta"])
         assert "350M" in sc[name].note
+
+
+# ---------------------------------------------------------------------------------------
+# Premise (issue 22 item 1): a penalty clearly above delta at some size
+# ---------------------------------------------------------------------------------------
+
+
+def test_c6_premise_absent_without_a_penalty(claim, monkeypatch):
+    """Negative control (issue 22's tiny cache: R^2 = 0, a zero-everywhere 'law' inside
+    +-delta): no INT6 penalty at any size. The rule alone reproduces; with the premise the
+    verdict is inconclusive(premise)."""
+    import hypotheses.scaling as scaling
+
+    table = size_sweep_table(shift=lambda size: -law(N_PARAMS[size]))  # penalty 0 + noise everywhere
+    v = decide(table, claim)
+    assert v.outcome == "inconclusive", v.observed
+    assert v.reason.startswith("premise absent at this profile: ") and v.inconclusive_kind == "premise"
+    assert v.premise == "absent" and v.stats["premise_bound"] <= DELTA
+    monkeypatch.setattr(scaling, "_check_premise", lambda *a, **k: None)
+    assert decide(table, claim).outcome == "reproduced"  # what the premise guards against
+
+
+def test_c6_premise_met_and_law_true_still_reproduces(claim):
+    v = decide(size_sweep_table(), claim)
+    assert v.outcome == "reproduced" and v.premise == "met", v.observed
+    assert v.stats["premise_bound"] > DELTA and v.stats["premise_size"] == "5M"  # the largest penalty
+
+
+def test_c6_premise_simulation_keeps_power_and_blocks_the_trivial_case(claim, monkeypatch):
+    """100 simulated tables each: with no penalty P(reproduced) <= alpha (the rule alone:
+    > 0.9); with the law (penalties 0.008-0.031) P(reproduced) within 0.05 of the rule alone."""
+    import hypotheses.scaling as scaling
+
+    def rates(shift):
+        out = {"reproduced": 0, "absent": 0}
+        for i in range(100):
+            v = decide(size_sweep_table(shift=shift, rng_seed=300 + i), claim)
+            out["reproduced"] += v.outcome == "reproduced"
+            out["absent"] += v.premise == "absent"
+        return {k: n / 100 for k, n in out.items()}
+
+    def zero(size):
+        return -law(N_PARAMS[size])
+
+    def on_law(size):
+        return 0.0
+
+    with_zero, with_law = rates(zero), rates(on_law)
+    monkeypatch.setattr(scaling, "_check_premise", lambda *a, **k: None)
+    rule_zero, rule_law = rates(zero), rates(on_law)
+    assert rule_zero["reproduced"] > 0.9, rule_zero
+    assert with_zero["reproduced"] <= 0.05 and with_zero["absent"] >= 0.95, with_zero
+    assert with_law["absent"] <= 0.05 and abs(with_law["reproduced"] - rule_law["reproduced"]) <= 0.05, (with_law, rule_law)

@@ -7,6 +7,7 @@ be decided; plus the diverged-run rule and input validation.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -30,9 +31,14 @@ DELTA = 0.005  # the paper profile's smallest effect of interest
 
 @pytest.fixture(scope="module")
 def claims():
-    """The claims at the paper profile (delta = 0.005 bpb)."""
+    """The claims at the paper profile with delta pinned to ``DELTA`` (the tables below are
+    built in its units), so these tests do not move when a profile's delta does."""
     paper = load_profile("paper")
-    return {k: c.at_profile(paper) for k, c in load_claims().items()}
+    out = {}
+    for k, c in load_claims().items():
+        c = c.at_profile(paper)
+        out[k] = replace(c, thresholds={**c.thresholds, "delta": DELTA})
+    return out
 
 
 def schedule_table(
@@ -46,9 +52,12 @@ def schedule_table(
     noise=0.001,
     steps=1000,
     rng_seed=0,
+    penalty=None,
 ) -> pd.DataFrame:
     """A Phase-2-like table: a quadratic bowl in wd around ``opt_wd``, LR optimum at x1,
-    a per-seed offset shared by all runs of a seed, per-run noise."""
+    a per-seed offset shared by all runs of a seed, per-run noise; ``penalty`` (bits -> bpb,
+    default ``QUANT_PENALTY``) is the additive quantisation penalty."""
+    penalty = QUANT_PENALTY if penalty is None else penalty
     rng = np.random.default_rng(rng_seed)
     seed_offset = rng.normal(0, 0.003, size=seeds)
     rows = []
@@ -61,7 +70,7 @@ def schedule_table(
                         bpb = (base + curvature(b, size) * (wd - opt_wd(b, size)) ** 2
                                + 0.012 * math.log2(lr) ** 2 + seed_offset[seed]
                                + rng.normal(0, noise))
-                        bpb_q = bpb + QUANT_PENALTY[b] + rng.normal(0, noise / 3)
+                        bpb_q = bpb + penalty[b] + rng.normal(0, noise / 3)
                         rows.append({
                             "run_id": f"{size}-b{b}-wd{wd}-lr{lr}-s{seed}-{steps}",
                             "status": "ok", "diverged_step": math.nan,
@@ -206,9 +215,13 @@ def test_c2_different_argmin_on_a_flat_landscape_is_not_a_contradiction(claims):
 
 
 def test_c2_inconclusive_when_seeds_are_too_few_for_the_margin(claims):
-    v = decide_c2(schedule_table(noise=0.006, seeds=3), claims["C2"], size="15M")
+    """With the premise clearly met (INT6 penalty 4 delta), noisy runs and 3 seeds leave the
+    contrasts' CIs across +-delta: inconclusive for want of seeds, not of a premise."""
+    table = schedule_table(noise=0.006, seeds=3, penalty={16: 0.0, 8: 0.01, 6: 0.02})
+    v = decide_c2(table, claims["C2"], size="15M")
     assert v.outcome == "inconclusive", v.observed
     assert "more seeds" in v.reason
+    assert v.premise == "met" and v.inconclusive_kind == "seeds"
 
 
 def test_c2_inconclusive_with_one_seed(claims):
@@ -322,3 +335,172 @@ def test_unknown_status_is_a_pipeline_error(claims):
     table.loc[0, "status"] = "crashed"
     with pytest.raises(ValueError, match="crashed"):
         decide_c1(table, claims["C1"], bits=16, size="15M")
+
+
+# --------------------------------------------------------------------------- premises (issue 22 item 1)
+
+
+def _rates(decide, make_table, draws):
+    out = {"reproduced": 0, "contradicted": 0, "inconclusive": 0, "premise_absent": 0}
+    for i in range(draws):
+        v = decide(make_table(i))
+        out[v.outcome] += 1
+        out["premise_absent"] += v.premise == "absent"
+    return {k: n / draws for k, n in out.items()}
+
+
+def test_c1_premise_absent_on_a_flat_landscape(claims):
+    """Negative control: every warmdown equal (a landscape flatter than delta). The rule
+    alone would reproduce 'wd33 is optimal' here, and for any other warmdown too; with the
+    premise checked first the cell is not testable: inconclusive(premise), never reproduced."""
+    table = schedule_table(curvature=lambda b, s: 0.0, noise=0.0008)
+    v = decide_c1(table, claims["C1"], bits=6, size="15M")
+    assert v.outcome == "inconclusive", v.observed
+    assert v.reason.startswith("premise absent at this profile: ")
+    assert v.premise == "absent" and v.inconclusive_kind == "premise"
+    assert v.stats["premise"] == "absent" and v.stats["inconclusive_kind"] == "premise"
+    assert v.stats["premise_bound"] <= DELTA
+    assert "cannot tell warmdowns apart" in v.reason
+
+
+def test_c1_premise_met_and_claim_true_still_reproduces(claims):
+    v = decide_c1(schedule_table(), claims["C1"], bits=6, size="15M")
+    assert v.outcome == "reproduced", v.observed
+    assert v.premise == "met" and v.inconclusive_kind == "" and v.stats["premise_bound"] > DELTA
+
+
+def test_c1_premise_simulation_flat_is_never_reproduced_and_power_is_kept(claims, monkeypatch):
+    """By simulation through the decider (200 tables each): on a flat landscape P(reproduced)
+    <= alpha with the premise (the rule alone reproduces almost always); on a bowl (wd10 4
+    delta, wd50 1.2 delta worse than wd33: the claim true, the premise present) P(reproduced)
+    is within 0.05 of the rule alone."""
+    import hypotheses.schedule as schedule
+
+    c1 = claims["C1"]
+
+    def decide(t):
+        return decide_c1(t, c1, bits=6, size="15M")
+
+    def flat(i):
+        return schedule_table(curvature=lambda b, s: 0.0, noise=0.0008, seeds=5, rng_seed=100 + i)
+
+    def bowl(i):
+        return schedule_table(noise=0.004, seeds=5, rng_seed=100 + i)
+
+    with_premise_flat = _rates(decide, flat, 200)
+    with_premise_bowl = _rates(decide, bowl, 200)
+    monkeypatch.setattr(schedule, "_c1_premise", lambda *a, **k: None)
+    rule_flat = _rates(decide, flat, 200)
+    rule_bowl = _rates(decide, bowl, 200)
+    assert rule_flat["reproduced"] > 0.9, rule_flat  # what the premise guards against
+    assert with_premise_flat["reproduced"] <= 0.05 and with_premise_flat["premise_absent"] >= 0.95, with_premise_flat
+    assert with_premise_bowl["premise_absent"] <= 0.05, with_premise_bowl
+    assert abs(with_premise_bowl["reproduced"] - rule_bowl["reproduced"]) <= 0.05, (with_premise_bowl, rule_bowl)
+
+
+def test_c2_premise_absent_without_a_quantisation_penalty(claims):
+    """Negative control (issue 22's tiny cache): no INT6 penalty, so no interaction can act;
+    the rule alone reproduces 'no interaction' trivially, the premise makes it not testable."""
+    table = schedule_table(penalty={16: 0.0, 8: 0.0, 6: 0.0})
+    v = decide_c2(table, claims["C2"], size="15M")
+    assert v.outcome == "inconclusive", v.observed
+    assert v.reason.startswith("premise absent at this profile: ") and v.inconclusive_kind == "premise"
+    assert v.stats["premise_bits"] == 6 and v.stats["premise_bound"] <= DELTA
+    assert "15M INT6 - FP16" in v.reason
+
+
+@pytest.mark.parametrize("claim_id", ["C3", "C4", "C5"])
+def test_arm_premise_absent_in_one_group_names_it(claims, claim_id):
+    table = pd.concat([schedule_table(sizes=("15M",)),
+                       schedule_table(sizes=("30M",), penalty={16: 0.0, 8: 0.0, 6: 0.001}, rng_seed=3)])
+    v = decide_null_arm(table, claims[claim_id])
+    assert v.outcome == "inconclusive" and v.inconclusive_kind == "premise", v.observed
+    assert "30M" in v.reason and "15M" not in v.reason
+    assert v.stats["premise_group"] == "30M"
+
+
+def test_c2_premise_simulation_no_penalty_is_never_reproduced_and_power_is_kept(claims, monkeypatch):
+    """200 simulated tables each: without a penalty P(reproduced) <= alpha (the rule alone:
+    > 0.9); with INT6's penalty at 3 delta and the claim true, P(reproduced) within 0.05 of
+    the rule alone."""
+    import hypotheses.schedule as schedule
+
+    c2 = claims["C2"]
+
+    def decide(t):
+        return decide_c2(t, c2, size="15M")
+
+    def none(i):
+        return schedule_table(penalty={16: 0.0, 8: 0.0, 6: 0.0}, noise=0.001, seeds=5, rng_seed=200 + i)
+
+    def present(i):
+        return schedule_table(penalty={16: 0.0, 8: DELTA, 6: 3 * DELTA}, noise=0.0015, seeds=5, rng_seed=200 + i)
+
+    with_none, with_present = _rates(decide, none, 200), _rates(decide, present, 200)
+    monkeypatch.setattr(schedule, "_check_penalty_premise", lambda *a, **k: None)
+    rule_none, rule_present = _rates(decide, none, 200), _rates(decide, present, 200)
+    assert rule_none["reproduced"] > 0.9, rule_none
+    assert with_none["reproduced"] <= 0.05 and with_none["premise_absent"] >= 0.95, with_none
+    assert with_present["premise_absent"] <= 0.05, with_present
+    assert abs(with_present["reproduced"] - rule_present["reproduced"]) <= 0.05, (with_present, rule_present)
+
+
+# --------------------------------------------------------------------------- C1: MCB set, too few pairs (item 6)
+
+
+def test_c1_reports_the_warmdowns_that_cannot_be_excluded_as_best(claims):
+    """A sharp bowl: only wd33 can be best. A landscape where wd20 and wd33 tie: both stay."""
+    v = decide_c1(schedule_table(curvature=lambda b, s: 2.0), claims["C1"], bits=6, size="15M")
+    assert v.stats["mcb_best_set"] == "0.33", v.observed
+    assert v.stats["mcb_low_wd0.1"] > 0 and v.stats["mcb_low_wd0.33"] <= 0
+    assert "cannot be excluded as best (MCB): wd 0.33" in v.observed
+    # 0.2 and 0.33 equidistant from the optimum 0.265: both stay in the set, except at the
+    # set's error rate (<= alpha per true best), so judged over 50 tables
+    both = 0
+    for i in range(50):
+        tie = schedule_table(opt_wd=lambda b, s: 0.265, curvature=lambda b, s: 2.0, noise=0.004, rng_seed=i)
+        v = decide_c1(tie, claims["C1"], bits=6, size="15M")
+        both += set(v.stats["mcb_best_set"].split(",")) == {"0.2", "0.33"}
+    assert both >= 44
+
+
+def test_c1_mcb_best_set_is_a_junit_property(claims):
+    from hypotheses.decide import verdict_row
+
+    v = decide_c1(schedule_table(), claims["C1"], bits=6, size="15M")
+    row = verdict_row(v, load_profile("paper"), "int6-15M")
+    assert row["stat_mcb_best_set"] == v.stats["mcb_best_set"]
+    assert row["stat_premise"] == "met" and row["stat_inconclusive_kind"] == ""
+
+
+def test_mcb_covers_the_true_best_at_its_level():
+    """Hsu's MCB (intervals.mcb_min), by simulation: 4 paired arms, the true best at 0 and
+    two rivals close behind (0.3 SD): P(true best in the set) >= 1 - alpha - 0.02 over 500
+    draws, and a far worse arm is excluded almost always."""
+    from hypotheses.intervals import mcb_min
+
+    rng = np.random.default_rng(7)
+    mu = {"a": 0.0, "b": 0.3, "c": 0.3, "d": 3.0}
+    covered = excluded_far = 0
+    for _ in range(500):
+        seed_off = rng.normal(0, 1.0, 6)
+        arms = {k: {s: m + seed_off[s] + rng.normal(0, 1.0) for s in range(6)} for k, m in mu.items()}
+        res = mcb_min(arms, 0.05)
+        covered += "a" in res.best_set
+        excluded_far += "d" not in res.best_set
+    assert covered / 500 >= 0.93
+    assert excluded_far / 500 >= 0.9
+
+
+def test_c1_rival_with_too_few_paired_seeds_is_inconclusive(claims):
+    """Issue 22 item 6: the rule says a comparison with fewer than 2 paired seeds is
+    inconclusive; the code used to drop that warmdown and carry on (reproduced). wd50 keeps 2
+    finite seeds (0, 1) and wd33 keeps 2 others (3, 4): no seed pairs them."""
+    table = schedule_table(seeds=5)
+    i6 = table["bits"] == 6
+    table = diverge(table, i6 & (table["wd"] == 0.33) & table["seed"].isin([0, 1, 2]))
+    table = diverge(table, i6 & (table["wd"] == 0.5) & table["seed"].isin([2, 3, 4]))
+    v = decide_c1(table, claims["C1"], bits=6, size="15M")
+    assert v.outcome == "inconclusive", v.observed
+    assert v.inconclusive_kind == "seeds" and v.stats["too_few_pairs_wd"] == "0.5"
+    assert "fewer than 2 paired seeds" in v.reason and "0.5" in v.reason
