@@ -5,7 +5,10 @@ Layout (readable by a person; `ls cache/ab/` shows runs):
     cache/<first 2 hex of run id>/<run id>/record.json   spec + result + provenance
     cache/<..>/<run id>/.lock                            per-run lock (fcntl: dies with its owner)
     cache/<..>/<run id>/owner.json                       who holds/held the lock (pid, host, time)
+    cache/<..>/<run id>/claim.json                       the driver training the run (engine.claims)
+    cache/_drivers/<token>.json                          each live driver's heartbeat (engine.claims)
     cache/_quarantine/<run id>.<time>.<tag>.json         corrupt records moved aside on request
+    cache/_superseded/<run id>.<time>.<tag>.json         records replaced by a retrain in another identity
     cache/_data/                                         tokenised corpora and tokenizers (engine.paths)
 
 Writes are atomic (`engine.atomic`): a unique temp file in the same directory, flush + fsync,
@@ -18,6 +21,13 @@ A record is trusted only if its shape is whole (`record_problem`: a finished sta
 metrics of an ok run, ...); otherwise it is corrupt like a truncated file. Training starts only
 with room on the disk (`check_space`), and a result whose final write still fails is kept in the
 temp directory and named in the error, to be put back with `restore` without retraining.
+
+A record is served to a request only if it was made in the request's identity (`missing` and
+`ensure` with `expect`; engine.identity): the same data (resolved source, file digests) and numeric
+environment (device, CPU threads, precision). One made in another is an error naming the
+difference, or is retrained on request (`on_mismatch="retrain"`), the new record replacing the old
+atomically and the old one kept under `_superseded/`. Records from before identities were recorded
+are served unchecked, with one warning per cache.
 """
 
 from __future__ import annotations
@@ -38,7 +48,9 @@ from typing import Callable, Iterable
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from engine.atomic import TMP_SUFFIX, atomic_write_json, fsync_dir
+from engine.atomic import TMP_SUFFIX, atomic_write, atomic_write_json, fsync_dir
+from engine.claims import DRIVERS_SUBDIR, RUN_LOCK, claimed_by_driver
+from engine.identity import ON_MISMATCH_CHOICES, IdentityMismatchError, differences, mismatch_message
 from engine.paths import QUARANTINE_SUBDIR, default_cache_dir
 from engine.paths import data_dir as data_dir_of
 from engine.spec import RESULT_FORMAT_VERSION, RunSpec, with_added_fields
@@ -55,6 +67,7 @@ OK_METRICS = ("val_bpb", "val_bpb_q", "val_bpb_int8")
 # room for one run's resume checkpoint (weights + two Adam moments, fp32) when checkpointing.
 MIN_FREE_BYTES = 64 * 2**20
 CHECKPOINT_BYTES_PER_PARAM = 16
+SUPERSEDED_SUBDIR = "_superseded"
 
 
 def free_bytes(path: Path) -> int:
@@ -121,6 +134,7 @@ class ResultsCache:
             raise ValueError(f"on_corrupt={on_corrupt!r}; allowed: 'error', 'quarantine'")
         self.root = Path(root) if root is not None else default_cache_dir()
         self.on_corrupt = on_corrupt
+        self._warned_unchecked = False  # records without an identity: warned about once per cache
         if self.root.exists() and not self.root.is_dir():
             raise ValueError(f"cache {self.root} is not a directory: give --cache-dir (pytest: --qat-cache-dir) "
                              "a directory; it is created if missing")
@@ -195,6 +209,24 @@ class ResultsCache:
             return None  # another process moved it first
         fsync_dir(path.parent)
         log.warning("quarantined corrupt record %s -> %s", path, dest)
+        return dest
+
+    def supersede(self, spec: RunSpec) -> Path | None:
+        """Copy `spec`'s record to `_superseded/` before a retrain replaces it (call under the run's lock).
+
+        A copy, not a move: the old record stays served until the new one is renamed over it, so a
+        retrain that dies leaves the old record in place.
+        """
+        path = self.record_path(spec)
+        dest = self.root / SUPERSEDED_SUBDIR / f"{spec.run_id}.{int(time.time())}.{uuid.uuid4().hex[:8]}.json"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(dest, data)
+        log.warning("run %s: the record made in another identity is kept in %s; the retrained one replaces it",
+                    spec.short_id, dest)
         return dest
 
     def iter_records(self) -> Iterable[dict]:
@@ -286,7 +318,7 @@ class ResultsCache:
     def lock(self, spec: RunSpec) -> FileLock:
         run_dir = self.run_dir(spec)
         run_dir.mkdir(parents=True, exist_ok=True)
-        return FileLock(run_dir / ".lock")
+        return FileLock(run_dir / RUN_LOCK)
 
     def _claim(self, spec: RunSpec, timeout: float) -> FileLock | None:
         lock = self.lock(spec)
@@ -317,6 +349,8 @@ class ResultsCache:
         on_trained: Callable[[RunSpec, dict], None] | None = None,
         pack: tuple[int, Callable[[RunSpec], tuple], Callable[[list[RunSpec]], list[dict]]] | None = None,
         before_training: Callable[[list[RunSpec]], None] | None = None,
+        expect: Callable[[RunSpec], dict] | None = None,
+        on_mismatch: str = "error",
     ) -> list[dict]:
         """Return the record of every spec, training the missing ones with `train_fn`.
 
@@ -328,8 +362,12 @@ class ResultsCache:
         `pack=(k, key, train_many)`: up to k missing runs with the same `key` are claimed
         together and trained in one call of `train_many` (seed packing).
         `before_training(missing)` runs once, before any lock is taken (input checks).
+        `expect(spec) -> identity`: a record made in another identity is not served (`missing`).
         """
         records = {s.run_id: self.get(s) for s in specs}
+        if expect is not None:
+            for s in self.missing([s for s in specs if records[s.run_id]], expect, on_mismatch, who="this run"):
+                records[s.run_id] = None  # retrained (on_mismatch="retrain"); "error" raised above
         pending = [s for s in {s.run_id: s for s in specs}.values() if records[s.run_id] is None]
         if pending and train_fn is None:
             raise MissingRunsError(pending, missing_hint)
@@ -344,7 +382,7 @@ class ResultsCache:
                 if spec not in pending:
                     continue  # trained in an earlier pack of this pass
                 mates = [s for s in pending if s is spec or (k > 1 and key(s) == key(spec))]
-                claimed = self._claim_group(mates, k, pending)
+                claimed = self._claim_group(mates, k, pending, expect, on_mismatch)
                 if not claimed:
                     continue
                 group = [s for s, _ in claimed]
@@ -353,6 +391,8 @@ class ResultsCache:
                         self._remove_debris(s)
                     results = [train_fn(group[0])] if len(group) == 1 else train_many(group)
                     for s, result in zip(group, results, strict=True):
+                        if self.record_path(s).exists():  # made in another identity: kept, then replaced
+                            self.supersede(s)
                         records[s.run_id] = self.put(s, result)
                         shutil.rmtree(self.checkpoint_dir(s), ignore_errors=True)
                         if on_trained:
@@ -368,24 +408,69 @@ class ResultsCache:
         # Runs another process finished while we waited are read now, once.
         return [records[s.run_id] or self.get(s) for s in specs]
 
-    def _claim_group(self, candidates: list[RunSpec], k: int, pending: list[RunSpec]) -> list[tuple[RunSpec, FileLock]]:
+    def _claim_group(self, candidates: list[RunSpec], k: int, pending: list[RunSpec], expect=None,
+                     on_mismatch: str = "error") -> list[tuple[RunSpec, FileLock]]:
         """Take the locks of up to k still-missing candidates; drop from `pending` what others finished."""
         claimed = []
         for s in candidates:
             if len(claimed) == k:
                 break
+            drivers = self.root / DRIVERS_SUBDIR
+            if claimed_by_driver(self.run_dir(s), drivers):  # a sweep's driver is training it: wait for its record
+                continue
             lock = self._claim(s, timeout=0)
             if lock is None:
                 continue
-            if self.has(s):  # finished by another process since we looked
+            if self._serves(s, expect, on_mismatch):  # finished by another process since we looked
                 lock.release()
                 pending.remove(s)
+                continue
+            if claimed_by_driver(self.run_dir(s), drivers):  # claimed while we took the lock
+                lock.release()
                 continue
             claimed.append((s, lock))
         return claimed
 
-    def missing(self, specs: list[RunSpec]) -> list[RunSpec]:
-        return [s for s in {s.run_id: s for s in specs}.values() if not self.has(s)]
+    def missing(self, specs: list[RunSpec], expect: Callable[[RunSpec], dict] | None = None,
+                on_mismatch: str = "error", who: str = "this sweep") -> list[RunSpec]:
+        """The specs (once each) that no record serves: none is cached, or, given `expect(spec) ->
+        identity` (engine.identity), the cached one was made in another identity. Those raise
+        IdentityMismatchError, one line naming the difference and the fixes (`on_mismatch="error"`,
+        before anything trains), or are listed to be retrained (`"retrain"`). Records without an
+        identity are served unchecked (one warning per cache).
+        """
+        if on_mismatch not in ON_MISMATCH_CHOICES:
+            raise ValueError(f"on_mismatch={on_mismatch!r}; allowed: {', '.join(map(repr, ON_MISMATCH_CHOICES))}")
+        out, mismatched, unchecked = [], [], 0
+        for s in {s.run_id: s for s in specs}.values():
+            record = self.get(s)
+            if record is None:
+                out.append(s)
+                continue
+            if expect is None:
+                continue
+            diffs = differences(record["result"].get("identity"), expect(s))
+            if diffs is None:
+                unchecked += 1
+            elif diffs:
+                mismatched.append((s, diffs))
+                out.append(s)
+        if unchecked and not self._warned_unchecked:
+            self._warned_unchecked = True
+            log.warning("%d cached run(s) in %s were written before records carried an identity: their data and "
+                        "numeric environment cannot be checked; they are served as they are", unchecked, self.root)
+        if mismatched and on_mismatch == "error":
+            raise IdentityMismatchError(mismatch_message(mismatched, str(self.root / SUPERSEDED_SUBDIR), who),
+                                        mismatched)
+        return out
+
+    def _serves(self, spec: RunSpec, expect=None, on_mismatch: str = "error") -> bool:
+        """Whether a record of `spec` is there that serves the request (one to be retrained does not)."""
+        record = self.get(spec)
+        if record is None:
+            return False
+        return expect is None or on_mismatch != "retrain" or not differences(record["result"].get("identity"),
+                                                                              expect(spec))
 
     # --- tables -----------------------------------------------------------------------
     def table(self, specs: list[RunSpec] | None = None) -> pd.DataFrame:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from engine.identity import ON_MISMATCH_CHOICES  # pure (no torch): what a cached run made elsewhere gets
+
 ON_CORRUPT_ENV = "QAT_ON_CORRUPT"
 ON_CORRUPT_CHOICES = ("error", "quarantine")
 EXECUTOR_CHOICES = ("local", "ray", "slurm")  # engine.executors implements each
@@ -46,6 +48,17 @@ def positive_int(text: str) -> int:
     n = _int(text, "give a whole number >= 1")
     if n < 1:
         raise argparse.ArgumentTypeError(f"{n} must be >= 1")
+    return n
+
+
+def thread_count(text: str) -> int:
+    """Torch CPU threads: an integer in [1, 4 x the cores]."""
+    from engine.runtime import THREADS_PER_CORE_MAX, max_threads  # imports torch: only when --threads is given
+
+    n = positive_int(text)
+    if n > max_threads():
+        raise argparse.ArgumentTypeError(f"{n} threads on {os.cpu_count()} core(s): give at most {max_threads()} "
+                                         f"({THREADS_PER_CORE_MAX} per core), or leave it out to use the cores")
     return n
 
 
@@ -106,6 +119,11 @@ SHARED: dict[str, Option] = {
     "on_corrupt": Option(
         "on-corrupt", choices=ON_CORRUPT_CHOICES, default=default_on_corrupt,
         help="a corrupt cache record: stop with an error (default; $QAT_ON_CORRUPT) or move it aside and retrain"),
+    "on_mismatch": Option(
+        "on-mismatch", choices=ON_MISMATCH_CHOICES, default="error",
+        help="a cached run trained on other data or in another numeric environment (CPU threads, device, "
+             "precision) than this one would be: stop before training with an error naming the difference "
+             "(default), or retrain it (the old record is kept in <cache>/_superseded)"),
     "device": Option(
         "device", type=device_name,
         help="training device: cpu, cuda (every GPU, one worker each), cuda:N (default: cuda if available)"),
@@ -116,7 +134,7 @@ SHARED: dict[str, Option] = {
         "progress", action="store_true", default=False,
         help="show a progress bar per training run"),
     "threads": Option(
-        "threads", type=positive_int,
+        "threads", type=thread_count,
         help="torch CPU threads per process (default: the cores, shared among parallel workers)"),
     # --- how a run computes (engine.precision): runtime settings, not part of a run's identity ---
     "precision": Option(

@@ -10,7 +10,9 @@ it). Losses are flushed from the device in windows (every step on CPU, every
 
 `result_record` turns a trained model and its RunLog into the cached result (evaluation,
 export round trips, probes, timings); `provenance` is the part that says where and with what
-it ran.
+it ran: the machine (CPU model or GPU name, host), the torch build, and the run's `identity`
+(engine.identity: its data fingerprint and numeric environment), which the cache checks before it
+serves the record to a request.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -31,11 +34,13 @@ import torch
 from torch import Tensor
 
 from engine import __version__
-from engine.data import Corpus
+from engine.data import Corpus, data_fingerprint
 from engine.evaluate import evaluate, export, grid_probe, load_export, round_trip
 from engine.faults import fault_point
+from engine.identity import numeric_identity
 from engine.model import GPT
 from engine.paths import REPO_ROOT
+from engine.paths import data_dir as default_data_dir
 from engine.quant import QuantPolicy, compressed_nbytes, export_nbytes
 from engine.spec import RunSpec
 
@@ -179,23 +184,31 @@ def probe_steps_of(spec: RunSpec) -> dict[int, str]:
     return steps
 
 
-def provenance(spec: RunSpec, dev: torch.device, n_params: int, t_start: float, precision=None) -> dict:
-    """Where and how a run was made; `precision` is its engine.precision.Precision (None: the device default)."""
+def provenance(spec: RunSpec, dev: torch.device, n_params: int, t_start: float, precision=None,
+               data_dir=None) -> dict:
+    """Where and how a run was made; `precision` is its engine.precision.Precision (None: the device default),
+    `data_dir` the data directory it loaded its corpus from (None: the default)."""
     import deepspeed
 
     from engine.precision import default_precision
 
+    precision = precision or default_precision(dev)
+    threads = torch.get_num_threads()
     return {
         "run_id": spec.run_id,
         "n_params": n_params,
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
-        "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({cpu_model()})",
+        "cpu_model": cpu_model(),
+        "threads": threads,
         # which physical GPU(s) this process could see (a local worker sees only its own)
         "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES") if dev.type == "cuda" else None,
-        **(precision or default_precision(dev)).describe(),  # runtime settings, not part of the run's identity
+        **precision.describe(),  # runtime settings, not part of the run id: checked through "identity"
+        "identity": run_identity(spec, dev, threads, precision.name, data_dir),
         "versions": {
             "python": sys.version.split()[0],
             "torch": torch.__version__,
+            "torch_cuda": torch.version.cuda,  # the build: None for a CPU-only wheel
+            "torch_git": torch.version.git_version,
             "deepspeed": deepspeed.__version__,
             "numpy": np.__version__,
             "engine": __version__,
@@ -204,6 +217,25 @@ def provenance(spec: RunSpec, dev: torch.device, n_params: int, t_start: float, 
         "host": socket.gethostname(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start)),
     }
+
+
+def run_identity(spec: RunSpec, dev: torch.device, threads: int, precision: str, data_dir=None) -> dict:
+    """The checked part of a record (engine.identity): the data fingerprint and the numeric environment."""
+    return {"data": data_fingerprint(spec.data, spec.tokenizer, data_dir or default_data_dir()),
+            "numeric": numeric_identity(dev.type, threads, precision)}
+
+
+@lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """This machine's CPU model ('model name' of /proc/cpuinfo; else what platform says)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model", "cpu model") and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 @lru_cache(maxsize=1)

@@ -15,6 +15,7 @@ it. An exception is a crash: nothing is returned and nothing is cached.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -208,7 +209,39 @@ def check_fits(spec: RunSpec, corpus: Corpus) -> None:
 
 def train(spec: RunSpec, **kwargs) -> dict:
     """Train `spec` to completion (or divergence) and return its result record."""
-    return run(spec, **kwargs).result
+    with out_of_memory_named([spec], kwargs.get("device")):
+        return run(spec, **kwargs).result
+
+
+class RunOutOfMemory(ValueError):
+    """A run (or pack) needed more memory than its device has; the message names it and the fix.
+
+    A ValueError like the other input errors: `engine train` prints it as one `error:` line and a
+    sweep worker reports it as the task's one failure line, instead of a long allocator traceback.
+    """
+
+
+CPU_ALLOCATION_FAILURE = "DefaultCPUAllocator: can't allocate memory"  # torch's CPU allocator, out of memory
+
+
+@contextlib.contextmanager
+def out_of_memory_named(specs: list[RunSpec], device: str | None = None):
+    """Turn an allocation failure inside the block (CUDA OOM, torch's CPU allocator, MemoryError) into
+    RunOutOfMemory naming the run(s) and the fix; any other error passes through unchanged."""
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+        if not isinstance(e, (torch.OutOfMemoryError, MemoryError)) and CPU_ALLOCATION_FAILURE not in str(e):
+            raise
+        log.debug("allocation failure", exc_info=True)  # -v shows where
+        what = (f"run {specs[0].short_id} ({specs[0].size}, batch_tokens {specs[0].batch_tokens})" if len(specs) == 1
+                else f"the pack of {len(specs)} runs {[s.short_id for s in specs]} ({specs[0].size}, batch_tokens "
+                     f"{specs[0].batch_tokens} each)")
+        kind = "GPU" if isinstance(e, torch.OutOfMemoryError) else "host"
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise RunOutOfMemory(f"{what} ran out of {kind} memory on {device or 'the default device'} ({detail}): "
+                             "give it a smaller batch (--batch-tokens), or train fewer runs at once (fewer "
+                             "workers: --jobs / --qat-jobs; --pack 1)") from None
 
 
 def run(
@@ -278,7 +311,7 @@ def run(
     # training throughput without the seconds dynamo spent compiling (recorded beside it)
     tokens_per_s = steps_done * spec.batch_tokens / max(train_time - compiled["compile_s"], 1e-9)
 
-    base = {**provenance(spec, dev, n_params, t_start, sess.precision), **compiled,
+    base = {**provenance(spec, dev, n_params, t_start, sess.precision, data_dir), **compiled,
             **execution(spec, micro, dev)}
     if runlog.diverged_step is not None:
         log.warning("run %s diverged at step %d", spec.short_id, runlog.diverged_step)

@@ -2,12 +2,17 @@
 
 Roles, one section each:
 - options: one group, prefix `--qat-`, with the short forms the README uses
-  (`--profile`, `--tiny`, `--no-train`), validated in `pytest_configure`;
-- run-wide state (`SuiteState` in `config.stash`): profile, cache, training policy, device,
-  pack size; each process's CPU thread count;
+  (`--profile`, `--tiny`, `--no-train`), validated in `pytest_configure`: a bad profile,
+  claims file, `[verdicts]` section, cache or report directory is one `ERROR:` line (exit 4);
+- run-wide state (`SuiteState` in `config.stash`): profile, claims, cache, training policy,
+  device, pack size; each process's CPU thread count;
 - parametrisation: a test marked `@pytest.mark.claim(ID)` gets one case per cell that the
   claim's `cells` table in fixtures/claims.toml generates for the profile
-  (`hypotheses.cells.cells_for`), with readable ids (`test_c1_wd33_optimal[int6-t20k]`);
+  (`hypotheses.cells.cells_for`), with readable ids (`test_c1_wd33_optimal[int6-t20k]`); a
+  claim that cannot be decided at the profile (a design it lacks, a decider that does not
+  import, no `[verdicts.delta]` entry, a role size its designs do not train:
+  `hypotheses.checks`) makes each of its cases a setup ERROR naming the file and the key,
+  found here, before any training, and its runs are not trained;
 - the controller trains (`pytest_collection`): the process without xdist's `workerinput`
   collects, lists every run the selected tests need that the cache lacks, and trains them
   through the chosen executor (`--qat-executor local|ray|slurm`, engine.executors) before any
@@ -34,7 +39,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cache import ResultsCache, records_to_table
+from engine.cache import CorruptRecordError, ResultsCache, records_to_table
 from engine.design import Profile, ProfileError, available_profiles, estimate_flops, load_profile
 from engine.options import EXECUTOR_OPTIONS, shared_options
 from engine.spec import RunSpec
@@ -64,8 +69,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="train missing runs even on a CPU-only machine for a GPU-scale profile")
     g.addoption("--qat-report-dir", dest="qat_report_dir", default="reports",
                 help="where the JUnit XML, verdicts and report go (default: reports/)")
-    # cache dir, on-corrupt, device, pack, progress, threads, precision, compile: defined once with the CLI's
-    for opt in shared_options("cache_dir", "on_corrupt", "device", "pack", "progress", "threads",
+    g.addoption("--qat-claims", dest="qat_claims", default=None,
+                help="the claims file (default: fixtures/claims.toml)")
+    # cache dir, on-corrupt, on-mismatch, device, pack, progress, threads, precision, compile: defined once
+    # with the CLI's
+    for opt in shared_options("cache_dir", "on_corrupt", "on_mismatch", "device", "pack", "progress", "threads",
                               "precision", "compile"):
         g.addoption(f"--qat-{opt.flag}", dest=f"qat_{opt.dest}", **opt.argparse_kwargs())
     g.addoption("--qat-no-report", dest="qat_report", action="store_false", default=True,
@@ -90,6 +98,7 @@ class SuiteState:
     progress: bool = False
     verdicts: list[dict] = field(default_factory=list)
     trained: list[str] = field(default_factory=list)
+    claims: dict = field(default_factory=dict)  # id -> hypotheses.claims.Claim (--qat-claims), checked at configure
 
     @property
     def may_train(self) -> bool:
@@ -126,9 +135,13 @@ STATE = pytest.StashKey[SuiteState]()
 
 @dataclass(frozen=True)
 class MissingDesign:
-    """Stands in for a claim's cells when the profile lacks the design they need."""
+    """Stands in for a claim's cells that cannot be decided at this profile, found at collection: the
+    profile lacks the design they need, or the claim's decider, delta or role is wrong. Its test is a
+    setup ERROR naming the file and the key (`table`), and its runs are never trained."""
 
     message: str
+    id: str = "missing-design"
+    error: type = ProfileError  # ProfileError, or ClaimsFileError where the claims file is wrong
 
 
 def _configure_threads(config: pytest.Config) -> None:
@@ -144,15 +157,25 @@ def pytest_configure(config: pytest.Config) -> None:
     name = "tiny" if config.getoption("qat_tiny") else (config.getoption("qat_profile") or DEFAULT_PROFILE)
     if config.getoption("qat_tiny") and config.getoption("qat_profile") not in (None, "tiny"):
         raise pytest.UsageError("--tiny and --profile name different profiles; give one")
+    from hypotheses.checks import check_verdicts
+    from hypotheses.claims import load_claims
+
+    # Every input error here is one `ERROR:` line (exit 4) before anything trains, never an INTERNALERROR.
     try:
         profile = load_profile(name)
-    except ProfileError as e:
+        claims = load_claims(config.getoption("qat_claims"))
+        check_verdicts(profile, claims)
+        cache = ResultsCache(config.getoption("qat_cache_dir"), on_corrupt=config.getoption("qat_on_corrupt"))
+    except ValueError as e:  # ProfileError, ClaimsFileError, a cache that is a file
         raise pytest.UsageError(str(e)) from None
     device = config.getoption("qat_device")  # None: the executor uses every visible GPU, else the CPU
     report_dir = Path(config.getoption("qat_report_dir"))
+    if not hasattr(config, "workerinput"):
+        _check_report_dir(report_dir)
     config.stash[STATE] = SuiteState(
         profile=profile,
-        cache=ResultsCache(config.getoption("qat_cache_dir"), on_corrupt=config.getoption("qat_on_corrupt")),
+        cache=cache,
+        claims=claims,
         train_policy=config.getoption("qat_train") or "auto",
         device=device,
         report_dir=report_dir,
@@ -167,6 +190,19 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(
             VerdictCollector(config.stash[STATE], config.getoption("qat_report")), "qat-verdicts"
         )
+
+
+def _check_report_dir(report_dir: Path) -> None:
+    """--qat-report-dir is (or can be made) a writable directory: found now, not when the JUnit XML is
+    written after every test has run."""
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise pytest.UsageError(f"--qat-report-dir {report_dir}: cannot create the directory ({e.strerror or e}); "
+                                "give a writable directory") from None
+    if not os.access(report_dir, os.W_OK | os.X_OK):
+        raise pytest.UsageError(f"--qat-report-dir {report_dir}: the directory is not writable; "
+                                "give a writable directory")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -186,14 +222,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("claim")
     if marker is None or "cell" not in metafunc.fixturenames:
         return
-    from hypotheses.claims import load_claims
+    from hypotheses.checks import check_claim
+    from hypotheses.claims import ClaimsFileError
 
-    profile = metafunc.config.stash[STATE].profile
-    claim = load_claims()[marker.args[0]].at_profile(profile)
+    st = metafunc.config.stash[STATE]
+    profile, claim_id = st.profile, marker.args[0]
+    if claim_id not in st.claims:
+        metafunc.parametrize("cell", [pytest.param(MissingDesign(
+            f"{metafunc.definition.nodeid}: @pytest.mark.claim({claim_id!r}) names no claim of the claims file; "
+            f"its claims are {list(st.claims)}", "unknown-claim", ClaimsFileError), id="unknown-claim")])
+        return
+    claim = st.claims[claim_id].at_profile(profile)
     try:
         params = [pytest.param(c, id=c.id) for c in cells_for(claim, profile)]
     except ProfileError as e:  # the profile lacks this claim's design: an ERROR at setup, not a crash
         params = [pytest.param(MissingDesign(str(e)), id="missing-design")]
+    else:
+        try:  # decider, scenarios, delta, role sizes: each case an ERROR at setup, before any training
+            check_claim(claim, profile)
+        except ValueError as e:
+            kind = ClaimsFileError if isinstance(e, ClaimsFileError) else ProfileError
+            params = [pytest.param(MissingDesign(str(e), p.id, kind), id=p.id) for p in params]
     if not params:
         params = [pytest.param(None, id="no-cells", marks=pytest.mark.skip(
             reason=f"profile {profile.name!r} has no cell for this claim"))]
@@ -239,28 +288,80 @@ def pytest_collection(session: pytest.Session):
         return None  # a worker: collect normally; it decides, never trains
     session.perform_collect()
     collect_failed = session.testsfailed and not config.getoption("continue_on_collection_errors")
-    if st.may_train and not config.getoption("collectonly") and not collect_failed:
+    if not config.getoption("collectonly") and not collect_failed:
         specs: dict[str, RunSpec] = {}
+        broken: dict[str, None] = {}  # what the setup ERRORs will say, in order, once each
         for item in session.items:
             cell = getattr(item, "callspec", None) and item.callspec.params.get("cell")
+            if isinstance(cell, MissingDesign):
+                broken.setdefault(cell.message)
             if isinstance(cell, Cell):
                 try:
                     specs.update((s.run_id, s) for s in cell_specs(st.profile, cell))
                 except ProfileError:
                     continue  # the test's setup reports the missing design
+        if specs and st.may_train:
+            _before_training(config, st, list(broken))
+            try:
+                _fill(config, st, list(specs.values()))
+            except CorruptRecordError as e:  # --qat-on-corrupt error (the default): one line, not an INTERNALERROR
+                raise pytest.UsageError(f"qat: {e}") from None
         if specs:
-            _fill(config, st, list(specs.values()))
+            _notice_mixed(config, st, list(specs.values()))
     return True
 
 
-def _fill(config: pytest.Config, st: SuiteState, specs: list[RunSpec]) -> None:
-    from engine.executors import executor_from_options, fill, resume_dir
+def _before_training(config: pytest.Config, st: SuiteState, broken: list[str]) -> None:
+    """Before the controller trains: the tests that cannot run, said now rather than after the
+    training (their runs are not trained), and a C++ compiler where --qat-compile needs one."""
+    from engine.compilation import check_compiler
 
-    missing = st.cache.missing(specs)
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    for message in broken if tr else ():
+        tr.write_line(f"qat: ERROR (its tests are not run, their runs not trained): {message}", red=True)
+    if config.getoption("qat_executor") == "local":  # Ray and Slurm workers compile on their own machines
+        try:
+            check_compiler(st.device, config.getoption("qat_compile"))
+        except ValueError as e:
+            raise pytest.UsageError(f"qat: cannot train the missing runs: {e}") from None
+
+
+def _notice_mixed(config: pytest.Config, st: SuiteState, specs: list[RunSpec]) -> None:
+    """One line when the cached runs the tests decide from were trained in different numeric environments
+    or on different versions of one data source (a cache filled in several places): the deciders still
+    run (deciding never checks identities), but differences between cells may come from that."""
+    from engine.cache import CorruptRecordError
+    from engine.identity import mixed_environments
+
+    try:
+        note = mixed_environments(r for r in (st.cache.get(s) for s in specs) if r)
+    except CorruptRecordError:
+        return  # the tests that read it report it
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if note and tr:
+        tr.write_line(f"qat: note: the cached runs these tests decide from mix environments: {note}", yellow=True)
+
+
+STOPPED = ("qat: training stopped; its workers were stopped too. Finished runs are cached; run the same command "
+           "again to resume")
+
+
+def _fill(config: pytest.Config, st: SuiteState, specs: list[RunSpec]) -> None:
+    from engine.executors import executor_from_options, fill, resume_dir, runs_to_train
+    from engine.runtime import sigterm_as_interrupt
+
+    # --qat-threads: each local worker's CPU threads too (the default shares the cores out among them)
+    opts = {**_executor_options(config), "threads": config.getoption("qat_threads")}
+    precision, on_mismatch = config.getoption("qat_precision"), config.getoption("qat_on_mismatch")
+    try:
+        executor = executor_from_options(opts, device=st.device)
+        # a cached run made in another identity (data, threads, device, precision): one line, before training
+        missing = runs_to_train(st.cache, specs, executor, precision=precision, on_mismatch=on_mismatch,
+                                who="this suite")
+    except ValueError as e:
+        raise pytest.UsageError(f"qat: cannot train the missing runs: {e}") from None
     if not missing:
         return
-    opts = _executor_options(config)
-    executor = executor_from_options(opts, device=st.device)
     every = st.profile.checkpoint_every
     tr = config.pluginmanager.get_plugin("terminalreporter")
     if tr:
@@ -268,18 +369,22 @@ def _fill(config: pytest.Config, st: SuiteState, specs: list[RunSpec]) -> None:
                       f"training them with the {opts['executor']} executor before the tests run")
     capman = config.pluginmanager.getplugin("capturemanager")
     try:
-        with capman.global_and_fixture_disabled() if capman else _nullcontext():  # the bar shows without -s
+        # SIGTERM stops the training as Ctrl-C does: the executor stops its workers as fill unwinds
+        with sigterm_as_interrupt(), capman.global_and_fixture_disabled() if capman else _nullcontext():
             report = fill(st.cache, missing, executor, pack=st.pack, progress=True,
                           checkpoint_dir=resume_dir(opts, st.cache.root, every), checkpoint_every=every,
                           desc=f"qat {st.profile.name}: training", run_progress=st.progress,
-                          precision=config.getoption("qat_precision"), compile=config.getoption("qat_compile"))
+                          precision=precision, compile=config.getoption("qat_compile"), on_mismatch=on_mismatch)
     except (ValueError, OSError) as e:  # bad input (data, tokenizer, executor, disk), found before any run starts
         raise pytest.UsageError(f"qat: cannot train the missing runs: {e}") from None
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: one line, as `engine sweep` says it
+        pytest.exit(STOPPED, returncode=130)
     still_missing = {s.run_id for s in st.cache.missing(specs)}
     st.trained.extend(s.run_id for s in missing if s.run_id not in still_missing)
     if tr:
         tr.write_line(f"qat: trained {report.trained} run(s), {report.diverged} diverged, {len(report.failed)} failed"
-                      + (" (their tests report the error)" if report.failed else ""))
+                      + (" (their tests report the error)" if report.failed else "")
+                      + (f"; {report.waited} trained by another driver" if report.waited else ""))
         for task, err in report.failed:
             tr.write_line(f"  FAILED {task}: {err}", red=True)
 
@@ -299,10 +404,9 @@ def suite(pytestconfig: pytest.Config) -> SuiteState:
 
 
 @pytest.fixture(scope="session")
-def claims():
-    from hypotheses.claims import load_claims
-
-    return load_claims()
+def claims(suite: SuiteState):
+    """The claims of --qat-claims (default fixtures/claims.toml), loaded and checked at configure."""
+    return suite.claims
 
 
 @pytest.fixture
@@ -326,8 +430,8 @@ def table(request: pytest.FixtureRequest, cell, claim, suite: SuiteState):
     request.node.user_properties.append((VERDICT_PREFIX + "claim_id", claim.id))
     request.node.user_properties.append((VERDICT_PREFIX + "cell", getattr(cell, "id", "missing-design")))
     request.node.user_properties.append((VERDICT_PREFIX + "profile", suite.profile.name))
-    if isinstance(cell, MissingDesign):
-        raise ProfileError(cell.message)
+    if isinstance(cell, MissingDesign):  # found at collection: the message alone, no traceback into this fixture
+        pytest.fail(f"{cell.error.__name__}: {cell.message}", pytrace=False)
     specs = cell_specs(suite.profile, cell)
     if not specs:
         raise ProfileError(f"profile {suite.profile.name!r}: no runs in {cell.designs} match {cell.filters}")

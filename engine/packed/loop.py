@@ -36,7 +36,7 @@ from engine.precision import Precision, resolve_precision
 from engine.quant import QuantPolicy
 from engine.runtime import pick_device
 from engine.spec import RunSpec
-from engine.train import Trained, execution, reset_peak_memory, schedule_at
+from engine.train import Trained, execution, out_of_memory_named, reset_peak_memory, schedule_at
 from engine.compilation import begin_run, eager_report
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,8 @@ def pack_plan(k: int, device: str | None = None, data_dir: Path | None = None, p
 def train_packed(specs: Sequence[RunSpec], device: str | None = None, data_dir: Path | None = None,
                  **kwargs) -> list[dict]:
     """Train the specs as one pack; one result record per spec, in order (engine.train.train's keys + "packed")."""
-    return [t.result for t in run_packed(specs, device=device, data_dir=data_dir, **kwargs)]
+    with out_of_memory_named(list(specs), device):
+        return [t.result for t in run_packed(specs, device=device, data_dir=data_dir, **kwargs)]
 
 
 def run_packed(
@@ -186,7 +187,7 @@ def run_packed(
     trained = []
     for k, r in enumerate(runs):
         model = packed.model(k)
-        base = {**provenance(r.spec, dev, n_params, t_start, sess.precision), "packed": K, **compiled,
+        base = {**provenance(r.spec, dev, n_params, t_start, sess.precision, data_dir), "packed": K, **compiled,
                 **execution(r.spec, r.spec.batch_seqs, dev)}
         # This run's tokens over the pack's time (compiling left out): the pack as a whole trained K times as many.
         result = r.result(model, corpus, dev, base, train_time=train_time, t_start=t_start,

@@ -140,10 +140,12 @@ def test_a_worker_killed_mid_run_is_retried_and_the_sweep_completes(kind, tmp_pa
 
 @pytest.mark.slow
 def test_a_restarted_driver_trains_only_what_is_missing(tmp_path, reference):
+    # threads pinned on both sides (the reference trains on 1): one worker would otherwise take every core, and
+    # a thread count changes the numbers (tests/engine/test_identity.py shows that the change is detected)
     cache = ResultsCache(tmp_path / "cache")
     first = specs()[:2]
-    assert fill(cache, first, make_executor("local", workers=1), progress=False).trained == 2
-    report = fill(cache, specs(), make_executor("local", workers=2), progress=False)
+    assert fill(cache, first, make_executor("local", workers=1, threads=1), progress=False).trained == 2
+    report = fill(cache, specs(), make_executor("local", workers=2, threads=1), progress=False)
     assert (report.cached, report.trained) == (2, 2)
     _same(cache, reference)
 
@@ -171,15 +173,14 @@ def test_a_task_that_fails_for_good_is_reported_and_the_sweep_goes_on(tmp_path, 
 def test_a_duplicate_result_is_ignored(tmp_path, monkeypatch):
     cache = ResultsCache(tmp_path / "cache")
     s = specs()[0]
-    cache.put(s, fake(2.0))
 
-    class Late:  # the run was written by someone else after the driver listed what is missing
+    class Late:  # the run was written by someone else (not a driver: no claim) while this one trained it
         def run(self, tasks, **kwargs):
             for t in tasks:
+                cache.put(s, fake(2.0))
                 yield t, [fake(9.0)] * len(t.specs)
 
     monkeypatch.setattr("engine.train.preflight", lambda specs, data_dir=None: None)
-    monkeypatch.setattr(ResultsCache, "missing", lambda self, specs: list(specs))
     report = fill(cache, [s], Late(), progress=False)
     assert (report.trained, report.duplicates) == (0, 1)
     assert cache.get(s)["result"]["val_bpb"] == 2.0

@@ -31,7 +31,7 @@ seq_len = 16
 
 [roles]
 int4_small = ["t10k", "t20k"]
-int4_large = ["t45k"]
+int4_large = ["t20k"]
 
 [designs.phase2]
 grid = { size = ["t10k", "t20k"], bits = [16, 8, 6], wd = [0.10, 0.33, 0.50], seed = [0, 1, 2, 3] }
@@ -50,7 +50,8 @@ def fill(cache_dir: Path, profile_path: Path, best_wd: float, design: str = "pha
     rng = np.random.default_rng(0)
     cache = ResultsCache(cache_dir)
     for s in load_profile(profile_path).design(design).specs:
-        bpb = 2.0 + 0.2 * abs(s.wd - best_wd) + 0.001 * rng.standard_normal() + 0.01 * (s.bits != 16)
+        # QAT penalty 0.03, clearly above C2's delta 0.01: C2's premise (issue 22) holds
+        bpb = 2.0 + 0.2 * abs(s.wd - best_wd) + 0.001 * rng.standard_normal() + 0.03 * (s.bits != 16)
         cache.put(s, {"status": "ok", "diverged_step": None, "val_bpb": bpb, "val_bpb_q": bpb, "val_bpb_int8": bpb,
                       "quant_penalty": 0.0, "n_params": 10_000 if s.size == "t10k" else 18_400,
                       "grid_dist_int6_prewd": 0.24, "grid_dist_own_prewd": 0.24})
@@ -219,3 +220,173 @@ def test_bad_input_stops_the_suite_with_one_line_before_training(pytester, tmp_p
     err = [ln for ln in res.stderr.lines if ln.startswith("ERROR:")]
     assert len(err) == 1 and "qat: cannot train the missing runs" in err[0] and "nowhere" in err[0], res.stderr.str()
     assert not list(ResultsCache(tmp_path / "cache").iter_records())
+
+
+def test_a_cache_made_in_another_identity_stops_training_but_not_deciding(pytester, tmp_path):
+    # half the runs were trained on 7 CPU threads, half on 1 (a cache filled in two places)
+    import torch
+
+    from engine.runlog import run_identity
+
+    profile = tmp_path / "train.toml"
+    profile.write_text(TRAIN_PROFILE)
+    cache = ResultsCache(tmp_path / "cache")
+    for i, s in enumerate(load_profile(profile).design("phase2").specs):
+        bpb = 2.0 + 0.2 * abs(s.wd - 0.33) + 0.001 * i
+        cache.put(s, {"status": "ok", "diverged_step": None, "val_bpb": bpb, "val_bpb_q": bpb, "val_bpb_int8": bpb,
+                      "quant_penalty": 0.0, "n_params": 10_000, "grid_dist_int6_prewd": 0.24,
+                      "grid_dist_own_prewd": 0.24,
+                      "identity": run_identity(s, torch.device("cpu"), 7 if i % 2 else 1, "fp32")})
+    args = [str(REPO / "hypotheses" / "test_schedule_claims.py"), "-k", "c1", "-p", "no:cacheprovider",
+            "--profile", str(profile), "--qat-cache-dir", str(cache.root), "--qat-report-dir", str(tmp_path / "reports"),
+            "--qat-no-report", "--qat-threads", "1"]
+    res = pytester.runpytest_subprocess(*args)  # training allowed: the controller would serve them, so it checks
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    err = [ln for ln in res.stderr.lines if ln.startswith("ERROR:")]
+    assert len(err) == 1 and "2 cached run(s) were trained with threads=7, this suite trains with threads=1" in err[0]
+    assert "--qat-on-mismatch retrain" in err[0]
+    res = pytester.runpytest_subprocess(*args, "--no-train")  # deciding from the cache as it is still works
+    out = res.stdout.str()
+    assert res.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and " error" not in out.splitlines()[-1], out
+    assert "qat: note: the cached runs these tests decide from mix environments: numeric environments differ " \
+           "(2 run(s) cpu, 1 thread, fp32; 2 run(s) cpu, 7 threads, fp32)" in out, out
+
+
+# --- input errors: found before any training, one line each (issue 21) ---------------------------
+
+
+def _claims_with(tmp_path: Path, old: str, new: str) -> Path:
+    from hypotheses.claims import DEFAULT_CLAIMS_PATH
+
+    text = DEFAULT_CLAIMS_PATH.read_text()
+    assert text.count(old) == 1
+    path = tmp_path / "claims.toml"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+def _suite(pytester, tmp_path, profile_text: str, *args, cache: Path | None = None):
+    profile = tmp_path / "train.toml"
+    profile.write_text(profile_text)
+    return pytester.runpytest_subprocess(
+        str(REPO / "hypotheses" / "test_schedule_claims.py"), "-k", "c1", "-p", "no:cacheprovider",
+        "--profile", str(profile), "--qat-cache-dir", str(cache or tmp_path / "cache"), "--qat-no-report",
+        "--qat-jobs", "1", *args,
+    )
+
+
+@pytest.mark.parametrize("broken", ["missing-delta", "missing-decider"])
+def test_a_claim_that_cannot_be_decided_is_a_setup_error_and_trains_nothing(pytester, tmp_path, broken):
+    """Once its runs trained first, then the test FAILED (the delta message naming [C1.thresholds])."""
+    text, args = TRAIN_PROFILE, []
+    if broken == "missing-delta":
+        text, needle = TRAIN_PROFILE.replace("C1 = 0.05\n", ""), f"ProfileError: {tmp_path / 'train.toml'}: " \
+                                                                "[verdicts.delta] has no entry for C1"
+    else:
+        claims = _claims_with(tmp_path, '"hypotheses.schedule:decide_c1"', '"hypotheses.schedule:decide_c1x"')
+        args, needle = ["--qat-claims", str(claims)], f"ClaimsFileError: {claims}: C1.decider"
+    res = _suite(pytester, tmp_path, text, "--qat-report-dir", str(tmp_path / "reports"), *args)
+    res.assert_outcomes(errors=1)
+    out = res.stdout.str()
+    assert needle in out and "Traceback" not in out, out[-3000:]
+    assert not list(ResultsCache(tmp_path / "cache").iter_records())  # nothing trained for a claim that cannot decide
+
+
+def _corrupt_cache(tmp_path: Path) -> Path:
+    profile = tmp_path / "p.toml"
+    profile.write_text(TRAIN_PROFILE)
+    cache = ResultsCache(tmp_path / "corrupt")
+    spec = load_profile(profile).design("phase2").specs[0]
+    cache.run_dir(spec).mkdir(parents=True)
+    cache.record_path(spec).write_text('{"result_format": ')  # truncated
+    return cache.root
+
+
+BAD_INPUT = {  # case -> (profile text, extra args, what the one line says)
+    "negative-stability-draws": (TRAIN_PROFILE.replace("stability_draws = 5", "stability_draws = -1"), [],
+                                 "[verdicts] stability_draws must be an integer >= 0"),
+    "misspelt-role-size": (TRAIN_PROFILE.replace('int4_large = ["t10k"]', 'int4_large = ["t7k"]'), [],
+                           "[roles] int4_large names size(s) ['t7k']"),
+    "misspelt-claims-filter": (TRAIN_PROFILE, ["claims:bitz"], "C2.cells.filters has unknown RunSpec field(s) ['bitz']"),
+    "cache-dir-is-a-file": (TRAIN_PROFILE, ["cache:file"], "is not a directory"),
+    "report-dir-unwritable": (TRAIN_PROFILE, ["report:under-a-file"], "--qat-report-dir"),
+    "corrupt-record": (TRAIN_PROFILE, ["cache:corrupt"], "unreadable or truncated record"),
+    "compile-without-a-compiler": (TRAIN_PROFILE, ["-p", "nocxx", "--qat-compile", "--qat-device", "cpu"],
+                                   "--compile on a CPU needs a C++ compiler"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_is_one_error_line_before_training(pytester, tmp_path, case):
+    """Each was an INTERNALERROR, a collection traceback or a traceback from inside the first training step."""
+    text, extra, needle = BAD_INPUT[case]
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    cache, report, args = tmp_path / "cache", tmp_path / "reports", []
+    for arg in extra:
+        if arg == "claims:bitz":
+            args += ["--qat-claims", str(_claims_with(tmp_path, '[C2.cells]\nby = ["size"]\nfilters = { bits = ',
+                                                      '[C2.cells]\nby = ["size"]\nfilters = { bitz = '))]
+        elif arg == "cache:file":
+            cache = a_file
+        elif arg == "cache:corrupt":
+            cache = _corrupt_cache(tmp_path)
+        elif arg == "report:under-a-file":
+            report = a_file / "reports"
+        else:
+            args.append(arg)
+    # as on a machine without a C++ compiler (engine.compilation asks torch's inductor which it would use)
+    pytester.makepyfile(nocxx="import engine.compilation as c\nc.cpp_compiler = lambda: None\n")
+    res = _suite(pytester, tmp_path, text, "--qat-report-dir", str(report), *args, cache=cache)
+    errors = [ln for ln in res.stderr.lines if ln.startswith("ERROR:")]
+    assert res.ret == pytest.ExitCode.USAGE_ERROR, res.stdout.str()[-3000:] + res.stderr.str()[-3000:]
+    assert len(errors) == 1 and needle in errors[0], res.stderr.str()
+    assert "INTERNALERROR" not in res.stdout.str() + res.stderr.str()
+    if cache.is_dir():  # nothing trained: no run's lock was ever taken
+        assert not list(cache.glob("[0-9a-f][0-9a-f]/*/owner.json"))
+
+
+# --- stopping the controller while it trains --------------------------------------------------------
+
+LONG_PROFILE = TRAIN_PROFILE.replace("steps = 8", "steps = 100000").replace("pack = 2", "checkpoint_every = 10").replace(
+    'grid = { size = ["t10k"], bits = [16], wd = [0.10, 0.33], seed = [0, 1] }',
+    'grid = { size = ["t10k"], bits = [16], wd = [0.10, 0.33], seed = [0] }')
+HANG_GUARD_S = 900  # only a hang guard: each wait ends on an event (checkpoints written, an exit, a death)
+
+
+@pytest.mark.slow
+def test_sigterm_while_the_controller_trains_stops_it_and_its_workers_with_one_line(tmp_path):
+    """Before: pytest died of the signal (exit -15) and both workers and the resource tracker trained on,
+    with parent PID 1."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    profile, ckpt = tmp_path / "long.toml", tmp_path / "ckpt"
+    profile.write_text(LONG_PROFILE)
+    with open(tmp_path / "out.txt", "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", str(REPO / "hypotheses" / "test_schedule_claims.py"), "-k", "c1",
+             "-p", "no:cacheprovider", "--profile", str(profile), "--qat-cache-dir", str(tmp_path / "cache"),
+             "--qat-report-dir", str(tmp_path / "reports"), "--qat-no-report", "--qat-jobs", "2", "--qat-pack", "1",
+             "--qat-checkpoint-dir", str(ckpt)], cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    start = time.monotonic()
+    while len(list(ckpt.glob("*/step*/COMPLETE"))) < 2:  # both runs training
+        assert proc.poll() is None, (tmp_path / "out.txt").read_text()[-3000:]
+        assert time.monotonic() - start < HANG_GUARD_S, "the controller's runs never started training"
+        time.sleep(0.5)
+    children = psutil.Process(proc.pid).children(recursive=True)  # two workers and the resource tracker
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(HANG_GUARD_S)
+    out = (tmp_path / "out.txt").read_text()
+    assert proc.returncode == 130, out[-3000:]
+    assert "qat: training stopped; its workers were stopped too" in out and "Traceback" not in out, out[-3000:]
+    _, alive = psutil.wait_procs(children, timeout=HANG_GUARD_S)
+    for p in alive:
+        p.kill()
+    assert not alive, "worker(s) still running after SIGTERM to the suite"
