@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.paths import fixtures_dir
 from engine.spec import RunSpec, SpecError, field_names
 
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "profiles"
+PROFILE_DIR = fixtures_dir() / "profiles"  # the checkout's fixtures/profiles, else an installed copy's
 
 # What a profile may hold. A misspelt key or section is an error naming it and these: silently
 # ignored, `[defualts]` once fell back to the engine defaults (about 400x the intended cost).

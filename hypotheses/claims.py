@@ -17,9 +17,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
+from engine.paths import fixtures_dir
 from engine.spec import field_names
 
-DEFAULT_CLAIMS_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "claims.toml"
+DEFAULT_CLAIMS_PATH = fixtures_dir() / "claims.toml"  # the checkout's fixtures/, else an installed copy's
 
 _TEXT_FIELDS = ("statement", "source", "design", "rule", "decider")
 _OPTIONAL_TEXT = ("role", "scenarios", "premise")

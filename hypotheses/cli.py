@@ -26,6 +26,7 @@ from hypotheses.simulate import STABILITY_TARGET
 
 CALIBRATION_DIR = Path("reports") / "calibration"
 DEFAULT_DRAWS = 300
+DEFAULT_RHO = 0.3  # = hypotheses.calibration.CORRELATED_RHO (imported lazily there)
 
 
 def _profiles(names: list[str] | None):
@@ -111,8 +112,9 @@ def cmd_calibrate(args) -> int:
             args.out.mkdir(parents=True, exist_ok=True)
             path = args.out / f"{profile.name}.json"
             path.write_text(json.dumps({
-                "profile": profile.name, "draws": args.draws,
-                "command": f"python -m hypotheses calibrate --profile {profile.name} --draws {args.draws}",
+                "profile": profile.name, "draws": args.draws, "rho": args.rho,
+                "command": f"python -m hypotheses calibrate --profile {profile.name} --draws {args.draws}"
+                           + (f" --rho {args.rho:g}" if args.rho != DEFAULT_RHO else ""),
                 "rows": [r.as_dict() for r in rows]}, indent=1))
         if args.reliability:
             text = _reliability(claims, profile, args)
@@ -231,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--claims", default="", help="comma-separated claim ids (default: all)")
     c.add_argument("--draws", type=int, default=DEFAULT_DRAWS, help="simulated tables per scenario")
     c.add_argument("--out", type=Path, default=None, help=f"also write <profile>.json here (e.g. {CALIBRATION_DIR})")
-    c.add_argument("--rho", type=float, default=0.3,
+    c.add_argument("--rho", type=float, default=DEFAULT_RHO,
                    help="arm-level correlation of seeds for the correlated-seed columns (0: skip them)")
     c.add_argument("--reliability", action="store_true",
                    help="also check the stability figure against simulated re-runs (reliability-<profile>.md)")
@@ -255,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--report-dir", type=Path, default=Path("reports"))
     r.add_argument("--no-decide", action="store_true", help="only re-render from the verdicts.json in --report-dir")
     r.set_defaults(func=cmd_report)
+    from hypotheses.compare import add_compare_parser
+
+    add_compare_parser(sub)
     return p
 
 

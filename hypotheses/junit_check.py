@@ -4,6 +4,11 @@ A claim that does not reproduce is data; a pipeline problem is not. Exit 1 if an
 test errored (setup/teardown), failed without recording a verdict (an exception in the
 test body), recorded an unknown verdict, or lacks the required properties; or if a claim
 id expected from fixtures/claims.toml never appears. Exit 0 otherwise, whatever the verdicts.
+
+The expected claim ids are every claim in the claims file (`hypotheses.claims.load_claims`,
+default fixtures/claims.toml; `--claims-file` names another), so a claim added there (R1-R5
+and any later one) whose tests vanish from the suite fails the check without anyone updating
+a list here; `--claims C1,C2` narrows the check to the ids named.
 """
 
 from __future__ import annotations
@@ -53,12 +58,36 @@ def check(xml_path: Path, expected_claims: set[str]) -> tuple[list[str], Counter
     return problems, counts
 
 
+def expected_claims(claims_file: Path | None = None, only: str | None = None) -> set[str]:
+    """The claim ids that must appear: all of the claims file's, or those of `only` (comma-separated),
+    each of which must be a claim of the file (a typo would otherwise expect a claim that never runs)."""
+    from hypotheses.claims import load_claims
+
+    known = set(load_claims(claims_file))
+    if only is None:
+        return known
+    wanted = {c.strip() for c in only.split(",") if c.strip()}
+    unknown = sorted(wanted - known)
+    if unknown:
+        raise ValueError(f"--claims names {unknown}, which are not claims of the claims file; the claims are "
+                         f"{sorted(known)}")
+    return wanted
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("xml", type=Path)
-    p.add_argument("--claims", default="C1,C2,C3,C4,C5,C6,C7,C8,C9", help="claim ids that must appear")
+    p.add_argument("--claims", default=None,
+                   help="comma-separated claim ids that must appear (default: every claim of the claims file)")
+    p.add_argument("--claims-file", type=Path, default=None,
+                   help="claims file the expected ids come from (default: fixtures/claims.toml)")
     args = p.parse_args(argv)
-    problems, counts = check(args.xml, {c for c in args.claims.split(",") if c})
+    try:
+        expected = expected_claims(args.claims_file, args.claims)
+    except ValueError as e:  # includes a claims file that does not load (ClaimsFileError)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    problems, counts = check(args.xml, expected)
     total = sum(counts.values())
     print(f"claim suite: {total} verdicts: {counts['reproduced']} reproduced, {counts['contradicted']} "
           f"contradicted, {counts['inconclusive']} inconclusive; {len(problems)} pipeline problem(s)")

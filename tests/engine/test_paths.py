@@ -39,3 +39,24 @@ def test_cli_train_with_cache_dir_writes_its_data_there(tmp_path, monkeypatch):
     assert main(argv) == 0
     assert list((cache / "_data" / "tokens").glob("*/train.npy"))  # the corpus went with the cache
     assert len(list(cache.glob("[0-9a-f][0-9a-f]/*/record.json"))) == 1
+
+
+def test_checkout_reads_its_own_fixtures(monkeypatch):
+    assert paths.in_checkout()
+    assert paths.fixtures_dir() == paths.REPO_ROOT / "fixtures"
+
+
+def test_installed_copy_uses_its_fixtures_and_caches_in_the_working_dir(tmp_path, monkeypatch):
+    """From site-packages (a wheel install) the fixtures are the packaged copy and the default cache is
+    ./cache, not site-packages/cache; $QAT_CACHE_DIR still wins."""
+    site = tmp_path / "lib" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "fixtures").mkdir()  # another package's folder of that name is not ours
+    monkeypatch.setattr(paths, "REPO_ROOT", site)
+    monkeypatch.delenv(paths.CACHE_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert not paths.in_checkout()
+    assert paths.fixtures_dir() == paths.INSTALLED_FIXTURES
+    assert paths.default_cache_dir() == tmp_path / "cache"
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "env"))
+    assert paths.default_cache_dir() == tmp_path / "env"
