@@ -1,4 +1,4 @@
-"""Command line: `python -m engine {train,show,sweep,plan,bench,data}`.
+"""Command line: `python -m engine {train,show,sweep,plan,bench,data,runs,export}`.
 
 Deciding claims and the report belong to the claim layer: `python -m hypotheses report`.
 
@@ -87,24 +87,45 @@ def spec_from_args(args) -> RunSpec:
     return RunSpec.from_dict(d)
 
 
+def _num(value, fmt: str) -> str:
+    """`value` formatted as a number; anything else as it is stored (`'abc'`, `None`), never an exception:
+    a record with a string where a number belongs once made `engine show` print only
+    `error: Cannot specify ',' with 's'.`"""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, fmt)
+    return repr(value)
+
+
+def _bits(bits) -> str:
+    return bits_label(bits) if isinstance(bits, int) and not isinstance(bits, bool) else repr(bits)
+
+
 def summary(record: dict) -> str:
-    s, r = record["spec"], record["result"]
+    """A stored run for people; every field read with a fallback, so an odd record still prints."""
+    s, r = record.get("spec") or {}, record.get("result") or {}
+    v = r.get("versions") if isinstance(r.get("versions"), dict) else {}
     lines = [
-        f"run {record['run_id'][:12]}  {s['size']} ({r['n_params']:,} params)  {bits_label(s['bits'])}  "
-        f"warmdown {s['wd']} {s['wd_shape']}  lr x{s['lr_mult']}  {s['optimizer']}  seed {s['seed']}"
-        + (f"  QAT from {s['qat_start']:g}, LR restarted there" if s.get("qat_lr_restart") else ""),
-        f"  status      {r['status']}" + (f" at step {r['diverged_step']}" if r["status"] == "diverged" else ""),
+        f"run {str(record.get('run_id'))[:12]}  {s.get('size')} ({_num(r.get('n_params'), ',')} params)  "
+        f"{_bits(s.get('bits'))}  warmdown {s.get('wd')} {s.get('wd_shape')}  lr x{s.get('lr_mult')}  "
+        f"{s.get('optimizer')}  seed {s.get('seed')}"
+        + (f"  QAT from {_num(s.get('qat_start'), 'g')}, LR restarted there" if s.get("qat_lr_restart") else ""),
+        f"  status      {r.get('status')}"
+        + (f" at step {r.get('diverged_step')}" if r.get("status") == "diverged" else ""),
     ]
-    if r["status"] == "ok":
+    if r.get("status") == "ok":
         lines += [
-            f"  val_bpb     {r['val_bpb']:.4f} (training precision)",
-            f"  val_bpb_q   {r['val_bpb_q']:.4f} (after {bits_label(s['bits'])} export round trip; penalty {r['quant_penalty']:+.4f})",
-            f"  val_bpb_int8 {r['val_bpb_int8']:.4f} (int8 export; penalty {r['int8_penalty']:+.4f})",
-            f"  grid dist   int6 {r['grid_dist_int6_prewd']:.4f}, own {r['grid_dist_own_prewd']:.4f} (before the warmdown)",
-            f"  tokens      {r['tokens_seen']:,} in {r['train_time_s']:.1f} s ({r['tokens_per_s']:,.0f} tok/s) on {r['device']}",
+            f"  val_bpb     {_num(r.get('val_bpb'), '.4f')} (training precision)",
+            f"  val_bpb_q   {_num(r.get('val_bpb_q'), '.4f')} (after {_bits(s.get('bits'))} export round trip; "
+            f"penalty {_num(r.get('quant_penalty'), '+.4f')})",
+            f"  val_bpb_int8 {_num(r.get('val_bpb_int8'), '.4f')} (int8 export; "
+            f"penalty {_num(r.get('int8_penalty'), '+.4f')})",
+            f"  grid dist   int6 {_num(r.get('grid_dist_int6_prewd'), '.4f')}, own "
+            f"{_num(r.get('grid_dist_own_prewd'), '.4f')} (before the warmdown)",
+            f"  tokens      {_num(r.get('tokens_seen'), ',')} in {_num(r.get('train_time_s'), '.1f')} s "
+            f"({_num(r.get('tokens_per_s'), ',.0f')} tok/s) on {r.get('device')}",
         ]
-    lines.append(f"  engine {r['versions']['engine']}  torch {r['versions']['torch']}  "
-                 f"deepspeed {r['versions']['deepspeed']}  commit {str(r.get('git_commit'))[:10]}")
+    lines.append(f"  engine {v.get('engine')}  torch {v.get('torch')}  "
+                 f"deepspeed {v.get('deepspeed')}  commit {str(r.get('git_commit'))[:10]}")
     return "\n".join(lines)
 
 
@@ -113,37 +134,112 @@ def summary(record: dict) -> str:
 
 def cmd_train(args) -> int:
     from engine.cache import ResultsCache
-    from engine.runtime import pick_device, set_threads
+    from engine.compilation import check_compiler
+    from engine.runtime import pick_device, prepare_ops, set_threads
     from engine.train import preflight, train
 
     # Every input check first: nothing below takes a lock or writes a file until all pass.
     spec = spec_from_args(args)
     precision = precision_from_args(args, pick_device(args.device))
-    set_threads(args.threads)
+    check_compiler(pick_device(args.device).type, precision.compile)
+    threads = set_threads(args.threads)
     cache = ResultsCache(args.cache_dir, on_corrupt=args.on_corrupt)
+    expect = identity_here(cache, pick_device(args.device).type, threads, precision.name)
+    if not args.force:  # a record made in another identity: one error line here, before any lock
+        cache.missing([spec], expect, args.on_mismatch, who="this run")
     if not cache.has(spec):
         cache.check_space([spec], checkpoint_every=args.checkpoint_every)
     preflight([spec], cache.data_dir)
-    if args.force and cache.has(spec):
-        cache.quarantine(cache.record_path(spec))
+    if args.force or not cache.has(spec):
+        prepare_ops()  # DeepSpeed's op build (or a wait for one) happens here, not under the run's lock
+
+    def train_fn(s):
+        return train(s, device=args.device, data_dir=cache.data_dir, progress=not args.quiet, precision=precision,
+                     checkpoint_dir=cache.checkpoint_dir(s), checkpoint_every=args.checkpoint_every)
+
     trained = []
-    [record] = cache.ensure(
-        [spec],
-        lambda s: train(s, device=args.device, data_dir=cache.data_dir, progress=not args.quiet, precision=precision,
-                        checkpoint_dir=cache.checkpoint_dir(s), checkpoint_every=args.checkpoint_every),
-        on_trained=lambda s, r: trained.append(s),
-    )
+    if args.force and cache.has(spec):  # the old record stays until the new one replaces it
+        record, trained = retrain(cache, spec, train_fn), [spec]
+    else:
+        [record] = cache.ensure([spec], train_fn, on_trained=lambda s, r: trained.append(s), expect=expect,
+                                on_mismatch=args.on_mismatch)
     print(("trained and stored" if trained else "from cache") + f": {cache.record_path(spec)}")
     print(summary(record))
     return 0
 
 
+def retrain(cache, spec: RunSpec, train_fn) -> dict:
+    """`train --force`: train `spec` again under its lock, keeping the old record until the new one replaces it.
+
+    The old record stays in place (served to every other reader) while the run retrains, so a
+    retrain that dies leaves it as it was; the new record is renamed over it (atomic) and the old
+    one is kept in `_superseded/`, logged as superseded. A good record is never quarantined as corrupt.
+    """
+    import shutil
+    import time
+    import uuid
+
+    from engine.atomic import atomic_write
+    from engine.cache import SUPERSEDED_SUBDIR
+
+    old = cache.record_path(spec)
+    with cache.lock(spec):  # another process training the run: wait for it
+        result = train_fn(spec)
+        stamp = f"{int(time.time())}.{uuid.uuid4().hex[:8]}"
+        kept: Path | None = cache.root / SUPERSEDED_SUBDIR / f"{spec.run_id}.{stamp}.json"
+        try:
+            atomic_write(kept, old.read_bytes())
+        except FileNotFoundError:  # removed meanwhile: nothing to keep
+            kept = None
+        try:
+            record = cache.put(spec, result)
+        except OSError:  # the new record was not written: the old one is still in place, so no copy is kept
+            if kept is not None:
+                kept.unlink(missing_ok=True)
+            raise
+        shutil.rmtree(cache.checkpoint_dir(spec), ignore_errors=True)
+    if kept is not None:
+        log.warning("superseded record %s -> %s (retrained with --force)", old, kept)
+    return record
+
+
+def identity_here(cache, device: str, threads: int, precision: str):
+    """`spec -> identity` of a run trained in this process (engine.identity), for the cache to check."""
+    from engine.data import data_fingerprint
+    from engine.identity import numeric_identity
+
+    numeric = numeric_identity(device, threads, precision)
+    return lambda s: {"data": data_fingerprint(s.data, s.tokenizer, cache.data_dir), "numeric": numeric}
+
+
 def cmd_show(args) -> int:
     from engine.cache import ResultsCache
 
-    record = ResultsCache(args.cache_dir).find(args.run_id)
+    cache = ResultsCache(args.cache_dir)
+    record = cache.find(args.run_id)
+    check_stored_spec(record, args.run_id, cache)
     print(json.dumps(record, indent=1) if args.json else summary(record))
     return 0
+
+
+def check_stored_spec(record: dict, prefix: str, cache) -> None:
+    """A record is shown only if its spec is the run it is stored under (`ResultsCache.get` serves no
+    other); else CorruptRecordError, one line naming the directory and the fix."""
+    from engine.cache import RECORD, CorruptRecordError
+    from engine.spec import with_added_fields
+
+    where = next(cache.root.glob(f"{prefix[:2]}/{prefix}*/{RECORD}"), None)
+    where = where.parent if where is not None else f"{cache.root}/{prefix[:2]}/{prefix}*"
+    try:
+        spec = RunSpec.from_dict(record["spec"])
+        same = (spec.run_id == record["run_id"] and record["run_id"].startswith(prefix)
+                and with_added_fields(record["spec"]) == spec.to_dict())
+        problem = "its spec does not match the run id it is stored under"
+    except (SpecError, TypeError, ValueError) as e:
+        same, problem = False, f"its spec is not a valid run ({e})"
+    if not same:
+        raise CorruptRecordError(f"{where}: {problem}, so it is not shown (edited or copied by hand?). Delete "
+                                 f"{where} to retrain the run")
 
 
 def _stop_on_sigterm() -> None:
@@ -164,13 +260,14 @@ def executor_from_args(args):
     from engine.executors import executor_from_options
     from engine.options import EXECUTOR_OPTIONS
 
-    return executor_from_options({k: getattr(args, k) for k in EXECUTOR_OPTIONS}, device=args.device)
+    opts = {k: getattr(args, k) for k in EXECUTOR_OPTIONS}
+    return executor_from_options({**opts, "threads": getattr(args, "threads", None)}, device=args.device)
 
 
 def cmd_sweep(args) -> int:
     from engine.cache import ResultsCache
     from engine.design import load_profile
-    from engine.executors import fill, resume_dir
+    from engine.executors import fill, resume_dir, runs_to_train
     from engine.runtime import pick_device
 
     profile = load_profile(args.profile)
@@ -181,24 +278,32 @@ def cmd_sweep(args) -> int:
     if args.dry_run:
         return dry_run(args, profile, specs)
     cache = ResultsCache(args.cache_dir, on_corrupt=args.on_corrupt)
-    todo = cache.missing(specs)
+    executor = executor_from_args(args)
+    # a cached run made in another identity (data, threads, device, precision): one error line, before training
+    todo = runs_to_train(cache, specs, executor, precision=args.precision, on_mismatch=args.on_mismatch)
     every = args.checkpoint_every if args.checkpoint_every is not None else profile.checkpoint_every
     print(f"profile {profile.name}: {len(specs)} runs in {designs}, {len(specs) - len(todo)} cached, {len(todo)} to train")
     if not todo:
         return 0
-    executor = executor_from_args(args)
+    if args.executor == "local":  # --compile on a CPU without a C++ compiler: one line, before any worker starts
+        from engine.compilation import check_compiler
+
+        check_compiler(args.device, args.compile)
     pack = args.pack if args.pack is not None else profile.pack
     ckpt = resume_dir(vars(args), cache.root, every)
     _stop_on_sigterm()
     try:
         report = fill(cache, todo, executor, pack=pack, checkpoint_dir=ckpt, checkpoint_every=every,
-                      desc=f"sweep {profile.name}", precision=args.precision, compile=args.compile)
+                      desc=f"sweep {profile.name}", precision=args.precision, compile=args.compile,
+                      on_mismatch=args.on_mismatch)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the executor's workers are stopped as it unwinds
         print("error: sweep stopped; its workers were stopped too. Finished runs are cached; run the same "
               "command again to resume", file=sys.stderr)
         return 130
     print(f"done: {report.trained} trained, {report.cached + report.duplicates} found cached, "
-          f"{report.diverged} diverged, {len(report.failed)} failed")
+          + (f"{report.waited} trained by another driver, " if report.waited else "")
+          + (f"{report.superseded} retrained (old records in {cache.root}/_superseded), " if report.superseded else "")
+          + f"{report.diverged} diverged, {len(report.failed)} failed")
     for task, err in report.failed:
         print(f"  FAILED {task}: {err}", file=sys.stderr)
     return 1 if report.failed else 0
@@ -230,6 +335,9 @@ def dry_run(args, profile, specs) -> int:
     from engine.train import preflight
 
     preflight([c.spec for c in configs], data_dir(args.cache_dir))
+    from engine.runtime import prepare_ops
+
+    prepare_ops()  # once, before the workers start (engine.runtime)
     _stop_on_sigterm()
     results = run_dry(configs, executor_from_args(args), precision=args.precision, compile=args.compile,
                       data_dir=data_dir(args.cache_dir))
@@ -350,8 +458,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train one run (or load it from the cache) and print its summary")
     add_spec_flags(t)
     common(t)
-    add_shared(t, "device", "threads", "precision", "compile")
-    t.add_argument("--force", action="store_true", help="retrain even if cached (the old record is quarantined)")
+    add_shared(t, "device", "threads", "precision", "compile", "on_mismatch")
+    t.add_argument("--force", action="store_true",
+                   help="retrain even if cached (the old record is kept until the new one replaces it, then moved "
+                        "to the cache's _superseded/)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--checkpoint-every", type=non_negative_int, default=0,
                    help="save a resume checkpoint every N steps (0 = never); a killed run resumes from it")
@@ -366,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("sweep", help="train every missing run of a profile (or of some designs), in parallel")
     w.add_argument("--profile", required=True)
     w.add_argument("--design", action="append", help="only this design (repeatable)")
-    add_shared(w, "device", "pack", "precision", "compile")
+    add_shared(w, "device", "threads", "pack", "precision", "compile", "on_mismatch")
     w.add_argument("--checkpoint-every", type=non_negative_int, default=None,
                    help="resume checkpoints every N steps (default: the profile's checkpoint_every)")
     add_executor_flags(w)
@@ -407,6 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.fineweb import add_data_parser
 
     add_data_parser(sub)
+    from engine.runs import add_runs_parser
+
+    add_runs_parser(sub)
     return p
 
 

@@ -24,10 +24,19 @@ the cache, and a shared file system never has to make `flock` work across nodes.
 
 Abandoning a sweep (Ctrl-C, SIGTERM, an exception in the driver) stops what it dispatched:
 local workers are killed, Ray tasks cancelled, Slurm jobs cancelled, so no run goes on
-training for a driver that will never write its record.
+training for a driver that will never write its record. A driver killed outright (SIGKILL, the
+OOM killer) cannot do that: its local workers die with it (PR_SET_PDEATHSIG, set as each
+starts), submitit's local jobs end when they see it gone, and Ray's local cluster shares its
+fate by Ray's own mechanism.
 
 With a shared `checkpoint_dir`, a single run checkpoints every `checkpoint_every` steps and a
 retried run resumes from its last checkpoint (packs do not checkpoint).
+
+The driver serves a cached record only if it was made in the identity this sweep would train in
+(engine.identity: the data's fingerprint, and `environment(executor)`: device, CPU threads,
+precision); otherwise it stops before training, or retrains by request (`on_mismatch`). And it
+trains each run once across drivers: a run is claimed before dispatch (engine.claims); another
+driver's live claim makes this one wait for the record instead of training it again.
 """
 
 from __future__ import annotations
@@ -114,8 +123,14 @@ def worker_device(assigned: str, visible: str | None) -> tuple[str, dict[str, st
     return "cuda:0", {"CUDA_VISIBLE_DEVICES": physical}
 
 
-def _bind_device(devices) -> None:
+def _bind_device(devices, driver: int) -> None:
+    """A local worker's initializer: it dies with its driver (`driver`, the pid that started it) and
+    takes one device for its life."""
     global _DEVICE
+    from engine.runtime import die_with_parent
+
+    # SIGKILLed (or dead of an unhandled signal), the driver cannot stop its workers: the kernel does
+    die_with_parent(driver)
     _DEVICE, env = worker_device(devices.get(), os.environ.get("CUDA_VISIBLE_DEVICES"))
     os.environ.update(env)
     if _DEVICE == "cpu":
@@ -170,7 +185,8 @@ class LocalExecutor:
             queue = ctx.Queue()
             for d in devices:
                 queue.put(d)
-            pool = ProcessPoolExecutor(len(devices), mp_context=ctx, initializer=_bind_device, initargs=(queue,))
+            pool = ProcessPoolExecutor(len(devices), mp_context=ctx, initializer=_bind_device,
+                                       initargs=(queue, os.getpid()))
             broken = clean = False
             try:
                 futures = {pool.submit(_local_task, _payload(t), threads, kwargs): t for t in left}
@@ -242,13 +258,35 @@ class RayExecutor:
         except ImportError as e:
             raise ValueError(f"executor 'ray': Ray cannot be imported ({e}); pip install -e . installs the pinned ray") from None
 
+    @staticmethod
+    @contextlib.contextmanager
+    def _keeping_sigterm():
+        """The caller's SIGTERM handler survives ray.init.
+
+        ray.init installs its own twice: a Python one (sys.exit) and, when its core worker
+        starts, a C++ failure handler that prints a stack dump and aborts (exit 134), so the
+        sweep's SIGTERM-as-Ctrl-C (engine.cli) never ran and nothing was cancelled. Setting the
+        handler again from Python replaces both.
+        """
+        import signal
+        import threading
+
+        main = threading.current_thread() is threading.main_thread()
+        before = signal.getsignal(signal.SIGTERM) if main else None
+        try:
+            yield
+        finally:
+            if before is not None:
+                signal.signal(signal.SIGTERM, before)
+
     def run(self, tasks: list[Task], **kwargs) -> Iterator[tuple[Task, list[dict] | BaseException]]:
         import ray
 
         started = not ray.is_initialized()
         if started:
-            ray.init(address=self.address, num_cpus=None if self.address else self.local_cpus,
-                     include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+            with self._keeping_sigterm():
+                ray.init(address=self.address, num_cpus=None if self.address else self.local_cpus,
+                         include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
         refs: dict = {}
         try:
             gpus = self.gpus_per_task
@@ -283,13 +321,49 @@ class RayExecutor:
 class SlurmTask(Checkpointable):
     """`train_task` as a submitit job: pre-empted or out of time, submitit requeues it with the
     same arguments (`Checkpointable.checkpoint`), and the run resumes from its checkpoints
-    when a shared checkpoint directory is set (otherwise it starts again)."""
+    when a shared checkpoint directory is set (otherwise it starts again).
 
-    def __init__(self, **kwargs):
+    `driver` (local jobs only, `cluster="local"`): the pid of the driver on this machine; the task
+    ends when that process does. submitit's local jobs are meant to outlive the Python session,
+    so a SIGKILLed driver left them training with parent PID 1, and no signal can reach them
+    through their controller. A Slurm job is left alone: its lifetime is the cluster's.
+    """
+
+    _WATCH_S = 1.0  # how often a local job looks for its driver
+
+    def __init__(self, driver: int | None = None, **kwargs):
         self.kwargs = kwargs
+        self.driver = driver
 
     def __call__(self, spec_dicts: list[dict]) -> list[dict]:
+        if getattr(self, "driver", None) is not None:
+            self._end_with_driver()
         return train_task(spec_dicts, **self.kwargs)
+
+    def _end_with_driver(self) -> None:
+        import signal
+        import threading
+
+        import psutil
+
+        try:
+            driver = psutil.Process(self.driver)  # its start time too: a reused pid is not the driver
+        except psutil.NoSuchProcess:
+            os.kill(os.getpid(), signal.SIGKILL)
+            return
+
+        def alive() -> bool:
+            try:  # a zombie is dead: only its parent has not reaped it yet
+                return driver.is_running() and driver.status() != psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                return False
+
+        def watch():
+            while alive():
+                time.sleep(self._WATCH_S)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        threading.Thread(target=watch, name="driver-watch", daemon=True).start()
 
 
 @dataclass
@@ -339,7 +413,8 @@ class SlurmExecutor:
     def run(self, tasks: list[Task], **kwargs) -> Iterator[tuple[Task, list[dict] | BaseException]]:
         ex = self.executor()
         device = "cuda" if self.gpus_per_task and self.cluster != "local" else "cpu"
-        fn = SlurmTask(device=device, threads=max(1, self.cpus_per_task), **kwargs)
+        fn = SlurmTask(device=device, threads=max(1, self.cpus_per_task),
+                       driver=os.getpid() if self.cluster == "local" else None, **kwargs)
         tries = {t.key: 0 for t in tasks}
         pending: dict = {}  # job -> task: at most one live job per task
         try:
@@ -370,7 +445,30 @@ class SlurmExecutor:
         finally:
             for job in pending:  # abandoned: no job goes on training (or waits in the queue)
                 with contextlib.suppress(Exception):
-                    job.cancel(check=False)
+                    self._cancel(job)
+
+    def _cancel(self, job) -> None:
+        """Cancel `job`; a local one (`cluster="local"`) is killed with its tasks, quietly.
+
+        submitit cancels a local job by SIGINT to its controller process, which shares the
+        driver's terminal: each printed a KeyboardInterrupt traceback there as the sweep stopped.
+        The tasks go first: a controller killed first would leave them training.
+        """
+        proc = getattr(job, "_process", None) if self.cluster == "local" else None
+        if proc is None:
+            job.cancel(check=False)
+            return
+        import psutil
+
+        if proc.poll() is not None:
+            return
+        with contextlib.suppress(psutil.NoSuchProcess):
+            controller = psutil.Process(proc.pid)
+            for p in [*controller.children(recursive=True), controller]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.kill()
+        with contextlib.suppress(Exception):
+            proc.wait(timeout=30)  # our child: reaped, not left a zombie
 
 
 CLASSES = {"local": LocalExecutor, "ray": RayExecutor, "slurm": SlurmExecutor}
@@ -390,11 +488,13 @@ def make_executor(kind: str, **settings):
 
 def executor_from_options(opts: Mapping[str, Any], device: str | None = None):
     """The executor that `engine.options.EXECUTOR_OPTIONS` describe (`sweep`'s flags, the plugin's
-    `--qat-*` ones): `opts` maps each option's dest to its value."""
+    `--qat-*` ones): `opts` maps each option's dest to its value; `threads` (--threads, the CPU threads of
+    each local worker) may be among them."""
     kind = opts.get("executor") or "local"
     retries = opts.get("retries", 1)
     if kind == "local":
-        return make_executor("local", workers=opts.get("jobs"), device=device, retries=retries)
+        return make_executor("local", workers=opts.get("jobs"), device=device, retries=retries,
+                             threads=opts.get("threads"))
     if kind == "ray":
         return make_executor("ray", address=opts.get("ray_address"), retries=retries,
                              cpus_per_task=opts.get("ray_cpus_per_task") or 1, local_cpus=opts.get("jobs"))
@@ -418,7 +518,7 @@ def resume_dir(opts: Mapping[str, Any], cache_root: Path, checkpoint_every: int)
     return Path(cache_root) / "_checkpoints" if (opts.get("executor") or "local") == "local" else None
 
 
-# --- the driver -----------------------------------------------------------------------
+# --- the driver: what it did ---------------------------------------------------------
 
 
 @dataclass
@@ -430,30 +530,116 @@ class FillReport:
     diverged: int = 0
     failed: list[tuple[Task, str]] = field(default_factory=list)
     cached: int = 0
+    waited: int = 0  # runs another driver trained while this one waited for their records (engine.claims)
+    superseded: int = 0  # records made in another identity replaced by a retrain (--on-mismatch retrain)
 
-    def add(self, spec: RunSpec, outcome: str) -> None:
+    def add(self, spec: RunSpec, outcome: str, diverged: bool = False) -> None:
         if outcome == "duplicate":
             self.duplicates += 1
-        elif outcome in ("trained", "diverged"):
+        elif outcome in ("trained", "diverged", "superseded"):
             self.trained += 1
-            self.diverged += outcome == "diverged"
+            self.diverged += outcome == "diverged" or diverged
+            self.superseded += outcome == "superseded"
         else:
             self.failed.append((Task((spec,)), outcome))
+
+
+# --- identity: what a sweep would train with -----------------------------------------------
+
+
+def environment(executor, precision: str | None = None) -> dict | None:
+    """The numeric environment (engine.identity.numeric_identity) `executor`'s workers train in, or
+    None where it cannot be known before dispatch (a Ray cluster joined by address picks GPUs if it
+    has them; an executor of unknown kind). Derived as each executor's `run` sets its workers up:
+    local CPU workers take `threads` or the cores shared out (engine.runtime.cpu_threads), Ray and
+    Slurm tasks as many threads as CPUs reserved. `precision` None: the device's default."""
+    from engine.identity import numeric_identity
+    from engine.runtime import cpu_threads
+
+    if hasattr(executor, "environment"):  # an executor that says its own (wrappers, tests)
+        return executor.environment(precision)
+    if isinstance(executor, LocalExecutor):
+        devices = executor.devices()
+        device = devices[0].partition(":")[0]
+        threads = executor.threads or cpu_threads(len(devices))
+    elif isinstance(executor, RayExecutor):
+        gpus = executor.gpus_per_task
+        if gpus is None:
+            if executor.address:
+                return None
+            import torch
+
+            gpus = 1 if torch.cuda.is_available() else 0  # a local cluster has this machine's devices
+        device, threads = ("cuda" if gpus else "cpu"), max(1, int(executor.cpus_per_task))
+    elif isinstance(executor, SlurmExecutor):
+        device = "cuda" if executor.gpus_per_task and executor.cluster != "local" else "cpu"
+        threads = max(1, executor.cpus_per_task)
+    else:
+        return None
+    if precision is None:
+        precision = "bf16" if device == "cuda" else "fp32"  # engine.precision.default_precision's
+    return numeric_identity(device, threads, precision)
+
+
+def expected_identity(executor, data_dir: Path, precision: str | None = None):
+    """`spec -> identity` that a run trained through `executor` would record (engine.identity). Data
+    that cannot be fingerprinted here (not on this machine: a cache filled elsewhere) is not checked;
+    if such a run has to train, `preflight` reports the missing data."""
+    from functools import lru_cache
+
+    from engine.data import data_fingerprint
+
+    numeric = environment(executor, precision)
+
+    @lru_cache(maxsize=None)
+    def data(source: str, tokenizer: str) -> dict | None:
+        try:
+            return data_fingerprint(source, tokenizer, data_dir)
+        except (ValueError, OSError) as e:
+            log.warning("data %r (tokenizer %r) cannot be fingerprinted here (%s): cached runs on it are "
+                        "served without checking their data", source, tokenizer, e)
+            return None
+
+    return lambda spec: {"data": data(spec.data, spec.tokenizer), "numeric": numeric}
+
+
+def runs_to_train(cache, specs: list[RunSpec], executor, *, precision: str | None = None,
+                  on_mismatch: str = "error", who: str = "this sweep") -> list[RunSpec]:
+    """What `fill` would train: the missing specs, and those whose cached record was made in another
+    identity than `executor` would train in (IdentityMismatchError, one line, under on_mismatch='error')."""
+    return cache.missing(specs, expected_identity(executor, cache.data_dir, precision), on_mismatch, who=who)
+
+
+# --- the driver -----------------------------------------------------------------------
+
+WAIT_POLL_S = 5.0  # how often a driver looks for the records of runs another driver is training
 
 
 def fill(cache, specs: list[RunSpec], executor, *, pack: int = 1, progress: bool = True,
          checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0, desc: str = "sweep",
          run_progress: bool = False, lock_timeout: float = 3600.0, precision: str | None = None,
-         compile: bool | None = None) -> FillReport:
+         compile: bool | None = None, on_mismatch: str = "error", wait_poll_s: float = WAIT_POLL_S,
+         heartbeat_s: float | None = None, claim_stale_s: float | None = None) -> FillReport:
     """Train every missing spec through `executor`; the driver alone writes the records.
 
-    Returns when every task has come back (trained, or failed for good: `report.failed`); a
-    failure never stops the others. One progress bar counts runs over the whole sweep
-    (`progress`); `run_progress` adds each run's own bar, from its worker. `precision` /
-    `compile` go to every worker (None: each worker's device default; engine.precision).
+    Returns when every run has a record (trained here, or by another driver) or failed for good
+    (`report.failed`); a failure never stops the others. One progress bar counts runs over the
+    whole sweep (`progress`); `run_progress` adds each run's own bar, from its worker.
+    `precision` / `compile` go to every worker (None: each worker's device default; engine.precision).
+
+    A cached record made in another identity than this sweep's (data, CPU threads, device,
+    precision: engine.identity) stops the fill before anything trains (`on_mismatch="error"`) or
+    is retrained, the new record replacing the old (`"retrain"`; the old one is kept).
+
+    One computation per run across drivers (engine.claims): each run is claimed before it is
+    dispatched; a run another live driver has claimed is not dispatched but waited for (its
+    record is looked for each time a task of this driver returns, and every `wait_poll_s` once
+    this driver has nothing of its own left); a claim gone stale is taken over and the run
+    trained here. Claims are released as records are written or tasks fail, and on every exit.
     """
     from tqdm import tqdm
 
+    from engine import claims as claims_mod
     from engine.precision import Precision
     from engine.train import preflight
 
@@ -461,7 +647,8 @@ def fill(cache, specs: list[RunSpec], executor, *, pack: int = 1, progress: bool
         Precision(precision)  # a bad name is refused here (ValueError), before anything is dispatched
 
     unique = list({s.run_id: s for s in specs}.values())
-    todo = cache.missing(unique)
+    expect = expected_identity(executor, cache.data_dir, precision)
+    todo = cache.missing(unique, expect, on_mismatch)  # IdentityMismatchError before any compute
     report = FillReport(cached=len(unique) - len(todo))
     if not todo:
         return report
@@ -469,31 +656,96 @@ def fill(cache, specs: list[RunSpec], executor, *, pack: int = 1, progress: bool
         executor.check()  # the executor can be had (devices, Ray, sbatch) before any compute
     cache.check_space(todo, checkpoint_every=checkpoint_every)
     preflight(todo, cache.data_dir)  # data and tokenizers ready and checked before any job starts
-    tasks = make_tasks(todo, pack)
+    if _workers_share_this_machine(executor):
+        from engine.runtime import prepare_ops
+
+        prepare_ops()  # DeepSpeed's ops built once, here, before any worker would build them at once
     kwargs = dict(data_dir=str(cache.data_dir), checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
                   checkpoint_every=checkpoint_every, progress=run_progress, precision=precision, compile=compile)
     bar = tqdm(total=len(todo), desc=desc, unit="run", disable=not progress)
-    # closing(): an exception here (Ctrl-C included) closes the executor's generator at once, and
-    # its `finally` stops what it dispatched
-    with bar, contextlib.closing(executor.run(tasks, **kwargs)) as results:
-        for task, out in results:
-            bar.update(len(task.specs))
-            if isinstance(out, BaseException):
-                log.warning("task %s failed: %s", task, out)
-                report.failed.append((task, error_line(out)))
-                bar.set_postfix(failed=len(report.failed))
+    claims = claims_mod.Claims(cache.run_dir, cache.root / claims_mod.DRIVERS_SUBDIR,
+                               heartbeat_s=heartbeat_s or claims_mod.HEARTBEAT_S,
+                               stale_s=claim_stale_s or claims_mod.STALE_S)
+
+    def settled(spec: RunSpec) -> bool:
+        """Whether another driver has finished `spec` (counted, and shown on the bar)."""
+        outcome = _finished_elsewhere(cache, spec, expect, on_mismatch)
+        if outcome is None:
+            return False
+        if outcome == "served":
+            report.waited += 1
+        else:
+            report.failed.append((Task((spec,)), outcome))
+        bar.update(1)
+        return True
+
+    def show(waiting: list) -> None:
+        bar.set_postfix_str(", ".join(
+            ([f"{len(waiting)} waiting on another driver"] if waiting else [])
+            + ([f"failed={len(report.failed)}"] if report.failed else [])), refresh=False)
+
+    with bar, claims:
+        waiting = list(todo)
+        while waiting:
+            mine, still = [], []
+            for spec in waiting:  # claim what no live driver is training; a run done since is not trained again
+                if claims.take(spec):
+                    if settled(spec):
+                        claims.release(spec)
+                    else:
+                        mine.append(spec)
+                elif not settled(spec):
+                    still.append(spec)
+            waiting = still
+            show(waiting)
+            if not mine:
+                if waiting:
+                    time.sleep(wait_poll_s)
                 continue
-            for spec, result in zip(task.specs, out, strict=True):
-                report.add(spec, _write(cache, spec, result, lock_timeout))
-                if checkpoint_dir:  # the run is finished: its resume checkpoints are debris now
-                    shutil.rmtree(Path(checkpoint_dir) / spec.run_id, ignore_errors=True)
+            # closing(): an exception here (Ctrl-C included) closes the executor's generator at once, and
+            # its `finally` stops what it dispatched; the claims' context then releases every claim
+            with contextlib.closing(executor.run(make_tasks(mine, pack), **kwargs)) as results:
+                for task, out in results:
+                    bar.update(len(task.specs))
+                    if isinstance(out, BaseException):
+                        log.warning("task %s failed: %s", task, out)
+                        report.failed.append((task, error_line(out)))
+                    else:
+                        for spec, result in zip(task.specs, out, strict=True):
+                            report.add(spec, _write(cache, spec, result, lock_timeout, expect, on_mismatch),
+                                       diverged=result.get("status") == "diverged")
+                            if checkpoint_dir:  # the run is finished: its resume checkpoints are debris now
+                                shutil.rmtree(Path(checkpoint_dir) / spec.run_id, ignore_errors=True)
+                    for spec in task.specs:
+                        claims.release(spec)
+                    waiting = [s for s in waiting if not settled(s)]
+                    show(waiting)
     return report
 
 
-def _write(cache, spec: RunSpec, result: dict, lock_timeout: float) -> str:
+def _finished_elsewhere(cache, spec: RunSpec, expect, on_mismatch: str) -> str | None:
+    """'served' if a record of `spec` now serves this fill; an error line if one was written in another
+    identity and this fill does not retrain (`on_mismatch="error"`); None if the run still needs training."""
+    from engine.identity import differences, mismatch_message
+
+    record = cache.get(spec)
+    if record is None:
+        return None
+    diffs = differences(record["result"].get("identity"), expect(spec))
+    if not diffs:
+        return "served"
+    if on_mismatch == "retrain":
+        return None
+    return "another driver trained it in another identity: " + mismatch_message([(spec, diffs)], "_superseded")
+
+
+def _write(cache, spec: RunSpec, result: dict, lock_timeout: float, expect=None, on_mismatch: str = "error") -> str:
     """Store one returned record (the driver's atomic put, under the run's lock): 'trained',
-    'diverged', 'duplicate' (someone stored it first; ignored) or an error line."""
+    'diverged', 'superseded' (it replaced a record made in another identity, kept under
+    `_superseded/`), 'duplicate' (someone stored one that serves first; ignored) or an error line."""
     from filelock import Timeout
+
+    from engine.identity import differences
 
     lock = cache.lock(spec)
     try:
@@ -501,12 +753,33 @@ def _write(cache, spec: RunSpec, result: dict, lock_timeout: float) -> str:
     except Timeout:
         return f"its lock {lock.lock_file} stayed held {lock_timeout:g} s; the result was dropped (run the sweep again)"
     try:
-        if cache.has(spec):
+        wanted = expect(spec) if expect else None
+        existing = cache.get(spec)
+        replaced = existing is not None and on_mismatch == "retrain" and bool(
+            differences(existing["result"].get("identity"), wanted))
+        if existing is not None and not replaced:
             return "duplicate"
+        if differences(result.get("identity"), wanted):  # the executor's workers did not train as expected
+            log.warning("run %s was trained in %s, not in the %s this sweep expected: the next sweep will find it "
+                        "mismatched", spec.short_id, result["identity"], wanted)
+        if replaced:
+            cache.supersede(spec)
         cache.put(spec, result)
+        if replaced:
+            return "superseded"
         return "diverged" if result.get("status") == "diverged" else "trained"
     finally:
         lock.release()
+
+
+def _workers_share_this_machine(executor) -> bool:
+    """Local workers, a Ray cluster started here, submitit's local arrays: their op builds are this
+    machine's (a cluster node builds its own, under the same stale-lock protection)."""
+    if isinstance(executor, LocalExecutor):
+        return True
+    if isinstance(executor, RayExecutor):
+        return executor.address is None
+    return isinstance(executor, SlurmExecutor) and executor.cluster == "local"
 
 
 def error_line(e: BaseException) -> str:

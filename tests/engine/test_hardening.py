@@ -325,41 +325,110 @@ grid = { seed = [0, 1] }
 """
 
 
-@pytest.mark.slow
-def test_sigterm_to_sweep_stops_its_workers(tmp_path):
+HANG_GUARD_S = 900  # only a hang guard: every wait below ends on an event (a checkpoint, an exit, a death)
+STOPPED = ("error: sweep stopped; its workers were stopped too. Finished runs are cached; run the same "
+           "command again to resume")
+
+
+def _long_sweep(tmp: Path, *flags: str) -> tuple[subprocess.Popen, Path]:
+    """`engine sweep` of two long runs in the background (output in tmp/out.txt, err.txt), and the
+    directory where its runs' checkpoints show that they train."""
+    prof = tmp / "long.toml"
+    prof.write_text(LONG_PROFILE)
+    ckpt = tmp / "ckpt"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "engine", "sweep", "--profile", str(prof), "--jobs", "2", "--pack", "1",
+           "--cache-dir", str(tmp / "cache"), "--checkpoint-dir", str(ckpt), "--checkpoint-every", "10", *flags]
+    with open(tmp / "out.txt", "wb") as out, open(tmp / "err.txt", "wb") as err:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=err, cwd=tmp), ckpt
+
+
+def _wait_until_training(proc: subprocess.Popen, ckpt: Path, tmp: Path, runs: int = 2) -> None:
+    """Until `runs` runs have each written a complete checkpoint (imports done, steps running)."""
+    start = time.monotonic()
+    while len(list(ckpt.glob("*/step*/COMPLETE"))) < runs:
+        assert proc.poll() is None, f"the sweep exited ({proc.returncode}): {(tmp / 'err.txt').read_text()[-3000:]}"
+        assert time.monotonic() - start < HANG_GUARD_S, "the sweep's runs never started training"
+        time.sleep(0.5)
+
+
+def _descendants(pid: int) -> list:
     import psutil
 
-    prof = tmp_path / "long.toml"
-    prof.write_text(LONG_PROFILE)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "sweep", "--profile", str(prof), "--jobs", "2",
-                             "--cache-dir", str(tmp_path / "cache")], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    parent = psutil.Process(proc.pid)
-    # Workers never touch the cache (the driver writes records), so "training" is seen from the
-    # processes: both workers started and busy for a few seconds (imports done, steps running).
-    def busy(p) -> bool:
+    return psutil.Process(pid).children(recursive=True)
+
+
+def _gone(procs: list) -> list:
+    """Those of `procs` still alive once each has died or the hang guard ran out (they are then killed).
+
+    A zombie counts as dead: it runs nothing and holds no memory; it waits for PID 1 to reap it."""
+    import psutil
+
+    def living(p) -> bool:
         try:
-            return "python" in p.name().lower() and p.cpu_times().user > 3.0
-        except psutil.NoSuchProcess:  # a short-lived child (spawn's helpers) gone between listing and asking
+            return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
             return False
 
-    workers = []
-    deadline = time.time() + 120
-    while time.time() < deadline and len(workers) < 2:
-        workers = [p for p in parent.children(recursive=True) if busy(p)]
-        time.sleep(0.5)
-    assert len(workers) >= 2, proc.stdout.read1().decode() if proc.poll() is not None else "workers never trained"
-    children = parent.children(recursive=True)
-    assert children
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(60)
-    _, alive = psutil.wait_procs(children, timeout=30)
+    start = time.monotonic()
+    while (alive := [p for p in procs if living(p)]) and time.monotonic() - start < HANG_GUARD_S:
+        time.sleep(0.2)
     for p in alive:  # clean up before failing
         with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
-    assert not alive, f"{len(alive)} worker(s) still running after SIGTERM to the sweep"
-    assert proc.returncode != 0
+    return [repr(p) for p in alive]
+
+
+def _stopped_cleanly(proc: subprocess.Popen, tmp: Path) -> None:
+    proc.wait(HANG_GUARD_S)
+    err = (tmp / "err.txt").read_text()
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    assert [ln for ln in err.splitlines() if ln.startswith("error:")] == [STOPPED], err[-3000:]
+
+
+@pytest.mark.slow
+def test_sigterm_to_sweep_stops_its_workers(tmp_path):
+    proc, ckpt = _long_sweep(tmp_path)
+    _wait_until_training(proc, ckpt, tmp_path)
+    children = _descendants(proc.pid)
+    assert len(children) >= 2
+    proc.send_signal(signal.SIGTERM)
+    _stopped_cleanly(proc, tmp_path)
+    assert not _gone(children), "worker(s) still running after SIGTERM to the sweep"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", [[], ["--executor", "slurm", "--slurm-local"]], ids=["local", "slurm-local"])
+def test_sigkill_of_sweep_kills_its_workers_and_their_tracker(executor, tmp_path):
+    """A driver that cannot clean up (SIGKILL, the OOM killer): its local workers die with it
+    (PR_SET_PDEATHSIG), and multiprocessing's resource tracker ends once they have; submitit's
+    local jobs end when they see the driver gone. Before, both workers were still training 500 s
+    later, with parent PID 1, and so were the local jobs with their controllers."""
+    flags = [*executor, "--slurm-folder", str(tmp_path / "submitit")] if executor else []
+    proc, ckpt = _long_sweep(tmp_path, *flags)
+    _wait_until_training(proc, ckpt, tmp_path)
+    # local: the two workers and the resource tracker; slurm-local: two job controllers and their tasks
+    children = _descendants(proc.pid)
+    assert len(children) >= 3, children
+    proc.kill()
+    proc.wait(HANG_GUARD_S)
+    assert not _gone(children), "process(es) of the sweep still running after it was killed"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", [["--executor", "ray"], ["--executor", "slurm", "--slurm-local"]],
+                         ids=["ray", "slurm-local"])
+def test_sigterm_to_sweep_is_one_line_under_every_executor(executor, tmp_path):
+    """Ray used to abort (exit 134, a C++ stack dump), submitit's local jobs to print five
+    KeyboardInterrupt tracebacks; each stops like the local executor now, and leaves nothing running."""
+    flags = [*executor, "--slurm-folder", str(tmp_path / "submitit")] if "--slurm-local" in executor else executor
+    proc, ckpt = _long_sweep(tmp_path, *flags)
+    _wait_until_training(proc, ckpt, tmp_path)
+    children = _descendants(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    _stopped_cleanly(proc, tmp_path)
+    assert not _gone(children), "process(es) still running after SIGTERM to the sweep"
 
 
 # --- read-only HOME: DeepSpeed's op builds go elsewhere ---------------------------------------------

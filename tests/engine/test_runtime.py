@@ -106,3 +106,163 @@ def test_the_process_group_is_destroyed_at_exit_not_left_to_interpreter_teardown
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "world 1 rank 0 sum 1" in out.stdout and "after exit False" in out.stdout
+
+
+# --- DeepSpeed's op builds: a killed build blocks nothing and leaves nothing running ---------------
+
+LINUX = pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="prctl and /proc are Linux's")
+HANG_GUARD_S = 900  # only a hang guard: each wait below ends on an event (an exit, a death, a compiler seen)
+OP = "deepspeed_shm_comm"  # the op DeepSpeed builds on CPU (runtime.ops_to_build)
+
+
+def _env(**extra) -> dict:
+    import os
+
+    return {**os.environ, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def _built_op_dir() -> "Path":
+    """The op's build directory in this machine's project extensions directory, built if it was not."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = "from engine.runtime import ensure_extensions_dir, prepare_ops\nprepare_ops()\nprint(ensure_extensions_dir())"
+    out = subprocess.run([sys.executable, "-c", script], env=_env(), capture_output=True, text=True,
+                         timeout=HANG_GUARD_S)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return Path(out.stdout.strip().splitlines()[-1]) / OP
+
+
+def test_a_build_held_by_a_live_process_is_waited_for_then_named_with_the_fix(tmp_path):
+    import fcntl
+    import os
+
+    guard = tmp_path / runtime.GUARD_NAME
+    fd = os.open(guard, os.O_RDWR | os.O_CREAT)  # another open file: flock conflicts with it, as with another process
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(runtime.OpBuildError) as e, runtime._build_guard(guard, OP, timeout=0.5):
+            pass
+    finally:
+        os.close(fd)
+    assert str(guard) in str(e.value) and "delete" in str(e.value)
+    with runtime._build_guard(guard, OP, timeout=0.5):  # released (as by a holder's death): taken at once
+        assert guard.read_text().split()[0] == str(os.getpid())  # the owner is named for waiters
+
+
+@LINUX
+def test_torch_build_lock_is_removed_only_when_no_live_process_holds_it(tmp_path):
+    import os
+
+    lock = tmp_path / runtime.BATON_NAME
+    fd = os.open(lock, os.O_CREAT | os.O_EXCL)  # as torch's FileBaton holds it while building
+    try:
+        with pytest.raises(runtime.OpBuildError, match="held by pid"):
+            runtime._clear_stale_baton(lock, OP, timeout=0.5)
+        assert lock.exists()
+    finally:
+        os.close(fd)
+    runtime._clear_stale_baton(lock, OP, timeout=0.5)  # its builder gone: stale, removed
+    assert not lock.exists()
+
+
+@pytest.mark.slow
+def test_a_stale_build_lock_does_not_hang_the_next_run(tmp_path):
+    """The lock a build killed by SIGKILL leaves (torch's FileBaton has no timeout) used to make
+    every later run wait forever, silently, holding its run lock."""
+    import shutil
+    import subprocess
+    import sys
+
+    ext = tmp_path / "ext"
+    shutil.copytree(_built_op_dir(), ext / OP, ignore=shutil.ignore_patterns("lock", ".ninja_lock", runtime.GUARD_NAME))
+    (ext / OP / runtime.BATON_NAME).touch()  # what the killed build left
+    cmd = [sys.executable, "-m", "engine", "train", "--size", "t10k", "--steps", "4", "--batch-tokens", "256",
+           "--seq-len", "32", "--val-tokens", "256", "--threads", "1", "--quiet", "--cache-dir", str(tmp_path / "cache")]
+    out = subprocess.run(cmd, env=_env(TORCH_EXTENSIONS_DIR=str(ext)), capture_output=True, text=True,
+                         timeout=HANG_GUARD_S)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "trained and stored" in out.stdout
+    assert not (ext / OP / runtime.BATON_NAME).exists() and "left by a killed build" in out.stderr
+
+
+@LINUX
+@pytest.mark.slow
+def test_a_killed_build_leaves_no_compiler_running_and_the_next_build_completes(tmp_path):
+    """Before: SIGKILL mid-build left ninja and both compilers running with parent PID 1, and the lock."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    ext = tmp_path / "ext"
+    build = [sys.executable, "-c", "from engine.runtime import prepare_ops\nprepare_ops()"]
+    env = _env(TORCH_EXTENSIONS_DIR=str(ext))
+    proc = subprocess.Popen(build, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def name(p) -> str:
+        try:
+            return p.name()
+        except psutil.NoSuchProcess:  # short-lived (DeepSpeed's compiler probes): gone between listing and asking
+            return ""
+
+    start = time.monotonic()
+    compilers: list = []
+    while "ninja" not in (names := [name(p) for p in compilers]) or "cc1plus" not in names:  # compiling: kill it now
+        assert proc.poll() is None, "the build ended before a compiler was seen"
+        assert time.monotonic() - start < HANG_GUARD_S
+        with contextlib.suppress(psutil.NoSuchProcess):
+            compilers = psutil.Process(proc.pid).children(recursive=True)
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    _, alive = psutil.wait_procs(compilers, timeout=HANG_GUARD_S)
+    assert not alive, f"still running after the build was killed: {alive}"
+    assert (ext / OP / runtime.BATON_NAME).exists()  # as a killed build leaves it
+    out = subprocess.run(build, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert not (ext / OP / runtime.BATON_NAME).exists() and (ext / OP / f"{OP}.so").exists()
+
+
+# --- workers die with their parent ------------------------------------------------------------------
+
+ORPHAN = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import os, sys, time\\nfrom engine.runtime import die_with_parent\\n"
+                          "die_with_parent(os.getppid())\\nprint('ready', flush=True)\\ntime.sleep(3600)"],
+                         stdout=subprocess.PIPE, text=True)
+assert child.stdout.readline() == "ready\\n"
+print(child.pid, flush=True)
+time.sleep(3600)
+"""
+
+
+@LINUX
+@pytest.mark.slow
+def test_a_process_dies_with_its_parent():
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    parent = subprocess.Popen([sys.executable, "-c", ORPHAN], env=_env(), stdout=subprocess.PIPE, text=True)
+    child = psutil.Process(int(parent.stdout.readline()))  # the child is set up
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    _, alive = psutil.wait_procs([child], timeout=HANG_GUARD_S)
+    for p in alive:
+        p.kill()
+    assert not alive
+
+
+@LINUX
+def test_a_process_whose_parent_is_already_gone_ends_at_once():
+    import subprocess
+    import sys
+
+    # pid 1 is not this child's parent: as if its parent had died before die_with_parent was called
+    out = subprocess.run([sys.executable, "-c", "from engine.runtime import die_with_parent\ndie_with_parent(1)\n"
+                          "print('survived')"], env=_env(), capture_output=True, text=True, timeout=HANG_GUARD_S)
+    assert out.returncode == -9 and "survived" not in out.stdout
