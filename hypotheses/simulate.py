@@ -19,13 +19,33 @@ The tiny runs measured SD(s) ~ 0.02, SD(w) ~ 0.006, SD(e) ~ 0.004 bpb (verdict i
 Three uses, one code path (``outcome_rates``):
 - calibration: arms from a scenario (claim true, false at the boundary, clearly false),
   noise from the profile's prior -> type-I error and power of a decider;
-- stability: arms = the observed arm means, noise fitted to the observed table
-  (``estimate_noise``) -> the probability that a re-run with new seeds gives the same
-  outcome. A model-based draw, not a seed bootstrap: with 3-4 seeds a bootstrap cannot
-  produce outcomes outside the observed ones and so overstates stability;
+- stability: a posterior-predictive draw. Noise fitted to the observed table
+  (``estimate_noise``); per draw, the SDs are drawn from their own uncertainty (a common
+  scaled-inverse-chi-square factor with the fit's residual degrees of freedom), a truth is
+  drawn around the observed arm means with the uncertainty those means carry (the observed
+  means plus the mean over the observed seeds of a fresh noise draw: the same seed, seed x
+  warmdown, seed x bits and run components, so contrasts that pair by seed get the paired
+  uncertainty), then a fresh table from that truth is drawn and decided -> the probability
+  that a re-run with new seeds gives the same outcome (flat prior on the arm means).
+  Taking the observed means as the truth (the plug-in draw) ignores that they carry the
+  same noise that produced the verdict and is over-confident near a decision boundary
+  (0.73 predicted vs 0.55 actual agreement for C1 at 0.018 from it, issue 22);
+  the posterior draw passes the reliability check (tests/hypotheses/test_reliability.py,
+  reports/calibration/reliability-<profile>.md). It is calibrated per bin of predicted
+  stability over truths near and far from a boundary, not per truth: no figure computed
+  from the data alone can tell a truth exactly at a boundary (re-runs agree ~50 %) from
+  one just beside it, so right at a boundary it still over-states. A model-based draw, not a seed
+  bootstrap: with 3-4 seeds a bootstrap cannot produce outcomes outside the observed ones
+  and so overstates stability;
 - seeds for power: the calibration draw at increasing seed counts;
 - seeds for stability: the stability draw at other seed counts (``outcome_projection``,
-  ``seeds_for_stability``): how many seeds a cell needs for its verdict to repeat.
+  ``seeds_for_stability``): how many seeds a cell needs for its verdict to repeat. The
+  truth is still drawn with the uncertainty of the *observed* seeds, so more seeds in the
+  re-run cannot make an outcome more certain than the observed data make its truth.
+
+Seeds are assumed independent replicates of an arm: ``Noise.arm_rho`` > 0 draws an arm
+offset shared by every seed of that arm (seeds that share a data stream), the failure the
+calibration reports (hypotheses/calibration.py: the correlated-seed rows).
 
 Diverged runs are not modelled (the fitted truth uses finite runs only); the stability of
 a verdict with diverged runs is therefore that of the same design without divergence.
@@ -71,6 +91,14 @@ class Noise:
     run: float
     seed_bits: float = 0.0
     run_by_bits: tuple = ()
+    # Correlation across seeds of one arm's noise that does not cancel in a paired contrast
+    # (seed x wd, seed x bits, run): an arm offset shared by all its seeds, with variance
+    # arm_rho / (1 - arm_rho) x that noise's. 0 = independent seeds (what the rules assume).
+    arm_rho: float = 0.0
+    # Degrees of freedom behind fitted SDs (those of the double-centred residual of the
+    # observed table: (arms - 1) x (seeds - 1), pooled over blocks); inf for a prior taken as
+    # known. The stability draw takes the SDs' own uncertainty from it.
+    df: float = math.inf
 
     @classmethod
     def from_mapping(cls, m: Mapping, where: str = "noise") -> "Noise":
@@ -89,10 +117,21 @@ class Noise:
     def run_sd(self, bits) -> float:
         return dict(self.run_by_bits).get(int(bits), self.run) if self.run_by_bits else self.run
 
+    def arm_sd(self, bits) -> float:
+        """SD of the arm offset shared by every seed of an arm at ``bits`` (0 unless arm_rho)."""
+        if not self.arm_rho:
+            return 0.0
+        if not 0 <= self.arm_rho < 1:
+            raise ValueError(f"arm_rho must be in [0, 1), got {self.arm_rho}")
+        unshared = self.seed_wd ** 2 + self.seed_bits ** 2 + self.run_sd(bits) ** 2
+        return math.sqrt(self.arm_rho / (1 - self.arm_rho) * unshared)
+
     def describe(self) -> str:
         text = f"SD seed {self.seed:.3g}, seed x wd {self.seed_wd:.3g}"
         if self.seed_bits:
             text += f", seed x bits {self.seed_bits:.3g}"
+        if self.arm_rho:
+            text = f"seeds correlated within an arm (rho {self.arm_rho:g}); " + text
         if self.run_by_bits:
             return text + ", run " + " / ".join(f"{sd:.3g} ({fmt_bits(b)})"
                                                 for b, sd in self.run_by_bits)
@@ -141,17 +180,26 @@ class _Sampler:
         self.mu = arms["mu"].to_numpy(dtype=float)[:, None]
         bits = arms["bits"].to_numpy() if "bits" in arms.columns else np.full(A, 16)
         self.run_sd = np.array([noise.run_sd(b) for b in bits], dtype=float)[:, None]
+        self.arm_sd = np.array([noise.arm_sd(b) for b in bits], dtype=float)[:, None]
         self.columns = {c: np.repeat(arms[c].to_numpy(), S) for c in arms.columns if c != "mu"}
         self.columns["seed"] = np.tile(self.seeds, A)
         self.columns["status"] = np.full(A * S, "ok", dtype=object)
 
-    def draw(self, rng: np.random.Generator) -> pd.DataFrame:
+    def noise_draw(self, rng: np.random.Generator) -> np.ndarray:
+        """One draw of every noise component, summed: (arms, seeds)."""
         n, S = self.noise, self.S
         s = rng.normal(0.0, n.seed, (self.block.max() + 1, S))
         w = rng.normal(0.0, n.seed_wd, (self.block_wd.max() + 1, S))
         b = rng.normal(0.0, n.seed_bits, (self.block_bits.max() + 1, S))
         e = rng.normal(0.0, 1.0, (self.A, S)) * self.run_sd
-        y = self.mu + s[self.block] + w[self.block_wd] + b[self.block_bits] + e  # (arms, seeds)
+        y = s[self.block] + w[self.block_wd] + b[self.block_bits] + e  # (arms, seeds)
+        if self.noise.arm_rho:  # drawn last: a draw without it is the same as before it existed
+            y = y + rng.normal(0.0, 1.0, (self.A, 1)) * self.arm_sd
+        return y
+
+    def draw(self, rng: np.random.Generator, mu: np.ndarray | None = None) -> pd.DataFrame:
+        """One table; ``mu`` (arms, 1) replaces the arms' true means for this draw."""
+        y = (self.mu if mu is None else mu) + self.noise_draw(rng)  # (arms, seeds)
         return pd.DataFrame({**self.columns, self.metric: y.ravel()})
 
 
@@ -206,6 +254,7 @@ def estimate_noise(table: pd.DataFrame, metric: str) -> Noise:
         ss["seed"] += A * float(((seed_m - grand) ** 2).sum())
         ss["df_seed"] += S - 1
         ss["arms"] += A * (S - 1)
+        ss["df_resid"] += (A - 1) * (S - 1)
         R = E.copy()
         df_left = (A - 1) * (S - 1)
         for name in ("wd", "bits"):
@@ -246,7 +295,7 @@ def estimate_noise(table: pd.DataFrame, metric: str) -> Noise:
     n_arms = ss["arms"] / ss["df_seed"]
     ms_seed = ss["seed"] / ss["df_seed"]
     if ss["df_e"] == 0:  # one arm per block: the seed offset is all the noise there is
-        return Noise(seed=0.0, seed_wd=0.0, run=math.sqrt(ms_seed / n_arms))
+        return Noise(seed=0.0, seed_wd=0.0, run=math.sqrt(ms_seed / n_arms), df=float(ss["df_seed"]))
     ms_e = ss["e"] / ss["df_e"]
     var, below_seed = {}, ms_e
     for name in ("wd", "bits"):
@@ -262,13 +311,13 @@ def estimate_noise(table: pd.DataFrame, metric: str) -> Noise:
         (b, math.sqrt(max(0.0, (by_bits[(b, "ss")] - by_bits[(b, "sw")] * var["wd"]) / by_bits[(b, "df")])))
         for b in levels if by_bits[(b, "df")] > 0) if len(levels) > 1 else ()
     return Noise(seed=math.sqrt(var_s), seed_wd=math.sqrt(var["wd"]), run=math.sqrt(ms_e),
-                 seed_bits=math.sqrt(var["bits"]), run_by_bits=run_by_bits)
+                 seed_bits=math.sqrt(var["bits"]), run_by_bits=run_by_bits, df=float(ss["df_resid"]))
 
 
 Decide = Callable[[pd.DataFrame], "object"]  # table -> Verdict
 
 
-def _count_outcomes(decide: Decide, sampler: _Sampler, n_draws: int, rng: np.random.Generator,
+def _count_outcomes(decide: Decide, sampler, n_draws: int, rng: np.random.Generator,
                     reach: tuple[float, Iterable[str] | None] | None = None) -> Counter | None:
     """Outcome counts over ``n_draws`` drawn tables.
 
@@ -276,6 +325,7 @@ def _count_outcomes(decide: Decide, sampler: _Sampler, n_draws: int, rng: np.ran
     (any outcome if None) can still reach a share ``target`` of the draws, whatever the
     draws left give; the draws made up to then are the same as without ``reach``, so a
     search over seed counts reaches the same answer, only faster on the counts it rejects.
+    ``sampler`` is anything with ``draw(rng) -> table`` (a ``_Sampler`` or ``_Predictive``).
     """
     counts = Counter()
     target, allowed = reach if reach is not None else (None, None)
@@ -296,9 +346,31 @@ def outcome_rates(decide: Decide, arms: pd.DataFrame, seeds, noise: Noise, metri
     return {k: v / n_draws for k, v in counts.items()}
 
 
+TRUTHS = ("posterior", "plugin")  # how a stability or projection draw takes the truth
+
+
+class _Predictive:
+    """Posterior-predictive tables. Per draw: the noise SDs from their own uncertainty (all
+    scaled by sqrt(df / chi2(df)), the scaled-inverse-chi-square posterior of a variance
+    fitted with ``df`` degrees of freedom: with few seeds a fitted SD is often too small, and
+    taking it as known is over-confident); a truth around the observed means with the
+    uncertainty of a mean over the observed seeds at those SDs; a table of the re-run's
+    seeds from that truth at those SDs."""
+
+    def __init__(self, observed: _Sampler, rerun: _Sampler):
+        self.observed, self.rerun = observed, rerun
+        self.df = observed.noise.df
+
+    def draw(self, rng: np.random.Generator) -> pd.DataFrame:
+        scale = math.sqrt(self.df / rng.chisquare(self.df)) if math.isfinite(self.df) and self.df > 0 else 1.0
+        truth = self.observed.mu + scale * self.observed.noise_draw(rng).mean(axis=1, keepdims=True)
+        y = truth + scale * self.rerun.noise_draw(rng)  # (arms, seeds)
+        return pd.DataFrame({**self.rerun.columns, self.rerun.metric: y.ravel()})
+
+
 @dataclass(frozen=True)
 class _Fit:
-    """What a stability draw takes from an observed table: the plug-in truth and noise."""
+    """What a stability draw takes from an observed table: the observed means and noise."""
 
     arms: pd.DataFrame
     noise: Noise
@@ -324,42 +396,69 @@ def projected_seeds(observed, n_seeds: int) -> list[int]:
     return (observed + list(range(start, start + n_seeds)))[:n_seeds]
 
 
-def _projection(decide: Decide, fit: _Fit, metric: str, n_seeds: int, n_draws: int, rng_seed: int,
-                reach=None) -> dict[str, float] | None:
+def _table_source(fit: _Fit, metric: str, n_seeds: int, truth: str):
     if n_seeds < 1:
         raise ValueError(f"a projection needs n_seeds >= 1, got {n_seeds}")
-    sampler = _Sampler(fit.arms, projected_seeds(fit.seeds, n_seeds), fit.noise, metric)
-    counts = _count_outcomes(decide, sampler, n_draws, np.random.default_rng(rng_seed), reach)
+    if truth not in TRUTHS:
+        raise ValueError(f"truth must be one of {TRUTHS}, got {truth!r}")
+    rerun = _Sampler(fit.arms, projected_seeds(fit.seeds, n_seeds), fit.noise, metric)
+    if truth == "plugin":
+        return rerun
+    return _Predictive(_Sampler(fit.arms, fit.seeds, fit.noise, metric), rerun)
+
+
+def _projection(decide: Decide, fit: _Fit, metric: str, n_seeds: int, n_draws: int, rng_seed: int,
+                reach=None, truth: str = "posterior") -> dict[str, float] | None:
+    source = _table_source(fit, metric, n_seeds, truth)
+    counts = _count_outcomes(decide, source, n_draws, np.random.default_rng(rng_seed), reach)
     return None if counts is None else {k: v / n_draws for k, v in counts.items()}
 
 
 def outcome_projection(decide: Decide, table: pd.DataFrame, metric: str, n_seeds: int, n_draws: int,
-                       rng_seed: int = 0) -> dict[str, float]:
+                       rng_seed: int = 0, *, truth: str = "posterior") -> dict[str, float]:
     """Outcome probabilities of a re-run of ``table``'s design with ``n_seeds`` seeds.
 
-    The stability model at another seed count: the observed arm means are the truth, the
-    noise SDs are those fitted to the observed table, and ``n_draws`` tables of every arm x
-    ``n_seeds`` seeds are drawn and decided. The fitted SDs are taken as known, so a
-    projection far beyond the observed count is as good as those SDs (fitted on few seeds).
-    ``ValueError`` when the table has too few finite seeds to fit the noise.
+    The stability model at another seed count: the noise SDs are those fitted to the
+    observed table; per draw a truth is drawn around the observed arm means with the
+    uncertainty of a mean over the observed seeds (``truth="posterior"``; ``"plugin"`` takes
+    the observed means as the truth: over-confident near a boundary, kept for comparison),
+    then a table of every arm x ``n_seeds`` seeds is drawn from it and decided. The fitted
+    SDs are taken as known, so a projection far beyond the observed count is as good as
+    those SDs (fitted on few seeds). ``ValueError`` when the table has too few finite seeds
+    to fit the noise.
     """
-    return _projection(decide, _fit(table, metric), metric, n_seeds, n_draws, rng_seed)
+    return _projection(decide, _fit(table, metric), metric, n_seeds, n_draws, rng_seed, truth=truth)
 
 
 def stability(decide: Decide, table: pd.DataFrame, metric: str, outcome: str, n_draws: int,
-              rng_seed: int = 0) -> float:
+              rng_seed: int = 0, *, truth: str = "posterior") -> float:
     """Probability that a re-run with new seeds (same design, same seed count) repeats ``outcome``.
 
-    Model-based: the observed arm means are taken as the truth and the noise SDs are
-    fitted to the observed table (``estimate_noise``); ``n_draws`` tables are drawn and
-    decided: ``outcome_projection`` at the observed seed count. NaN when the table has too
-    few finite seeds to fit the noise.
+    Posterior-predictive: the noise SDs are fitted to the observed table
+    (``estimate_noise``); each of ``n_draws`` draws takes a truth from the uncertainty of the
+    observed arm means, then a fresh table from that truth, and decides it:
+    ``outcome_projection`` at the observed seed count. NaN when the table has too few finite
+    seeds to fit the noise.
     """
     try:
         fit = _fit(table, metric)
     except ValueError:
         return math.nan
-    return _projection(decide, fit, metric, len(fit.seeds), n_draws, rng_seed).get(outcome, 0.0)
+    return _projection(decide, fit, metric, len(fit.seeds), n_draws, rng_seed, truth=truth).get(outcome, 0.0)
+
+
+def stability_outcomes(decide: Decide, table: pd.DataFrame, metric: str, n_draws: int,
+                       rng_seed: int = 0, *, truth: str = "posterior") -> list[str] | None:
+    """The outcomes of the ``n_draws`` re-run draws behind ``stability`` (same draws, same
+    order: the share equal to an outcome is its stability); None where the noise cannot be
+    fitted. The reliability check splits them into halves (hypotheses/calibration.py)."""
+    try:
+        fit = _fit(table, metric)
+    except ValueError:
+        return None
+    source = _table_source(fit, metric, len(fit.seeds), truth)
+    rng = np.random.default_rng(rng_seed)
+    return [decide(source.draw(rng)).outcome for _ in range(n_draws)]
 
 
 # Seed counts ``seeds_for_stability`` tries. A grid, not a bisection: the probability of the
@@ -372,7 +471,7 @@ STABILITY_TARGET = 0.90  # a verdict a re-run repeats 9 times in 10; FRAGILE_BEL
 def seeds_for_stability(decide: Decide, table: pd.DataFrame, metric: str, n_draws: int,
                         target: float = STABILITY_TARGET, max_seeds: int = 40, *,
                         outcomes: Iterable[str] | None = None,
-                        rng_seed: int = 0) -> tuple[int, str, float] | None:
+                        rng_seed: int = 0, truth: str = "posterior") -> tuple[int, str, float] | None:
     """Fewest seeds at which a re-run of ``table``'s design repeats one outcome with
     probability >= ``target``: ``(n, that outcome, its probability)``, or None if no seed
     count up to ``max_seeds`` does.
@@ -392,7 +491,7 @@ def seeds_for_stability(decide: Decide, table: pd.DataFrame, metric: str, n_draw
     allowed = None if outcomes is None else set(outcomes)
     grid = [n for n in STABILITY_SEED_GRID if n < max_seeds] + [max_seeds]
     for n in grid:
-        rates = _projection(decide, fit, metric, n, n_draws, rng_seed, reach=(target, allowed))
+        rates = _projection(decide, fit, metric, n, n_draws, rng_seed, reach=(target, allowed), truth=truth)
         if rates is None:
             continue
         candidates = {k: v for k, v in rates.items() if allowed is None or k in allowed}

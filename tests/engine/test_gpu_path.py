@@ -42,15 +42,17 @@ def test_every_worker_of_a_pool_binds_a_different_gpu(monkeypatch):
     """The pool initializer, as each of 4 workers runs it: 4 distinct GPUs, each seen as cuda:0."""
     import queue
 
+    import engine.runtime
     from engine import executors
 
+    monkeypatch.setattr(engine.runtime, "die_with_parent", lambda driver: None)  # not the test process's own fate
     q = queue.Queue()
     for d in ("cuda:0", "cuda:1", "cuda:2", "cuda:3"):
         q.put(d)
     seen = []
     for _ in range(4):
         monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-        executors._bind_device(q)
+        executors._bind_device(q, os.getpid())
         seen.append((os.environ["CUDA_VISIBLE_DEVICES"], executors._DEVICE))
     monkeypatch.setattr(executors, "_DEVICE", None)
     assert seen == [("0", "cuda:0"), ("1", "cuda:0"), ("2", "cuda:0"), ("3", "cuda:0")]

@@ -162,17 +162,58 @@ def test_an_effect_at_the_boundary_never_becomes_stable():
 def test_seeds_for_stability_is_the_first_grid_count_that_reaches_the_target():
     """An undecided verdict becomes decided with more seeds: the modal outcome changes with n,
     and restricting to decided outcomes finds where. Checked against the projection itself
-    (the search gives up early on rejected counts; that must not change its answer)."""
+    (the search gives up early on rejected counts; that must not change its answer). The
+    search's mechanics, on the plug-in truth (the observed -0.003 taken as true): under the
+    posterior truth this effect never becomes 90 % decided (next test)."""
     t = _observed(-0.003)
     assert _interval_rule(t).outcome == "inconclusive"
-    found = seeds_for_stability(_interval_rule, t, "y", 120, outcomes=("reproduced", "contradicted"))
+    found = seeds_for_stability(_interval_rule, t, "y", 120, outcomes=("reproduced", "contradicted"),
+                                truth="plugin")
     assert found is not None
     n, outcome, p = found
     assert outcome == "reproduced" and n > 4
-    assert outcome_projection(_interval_rule, t, "y", n, 120)[outcome] == p >= 0.9
+    assert outcome_projection(_interval_rule, t, "y", n, 120, truth="plugin")[outcome] == p >= 0.9
     for earlier in (m for m in STABILITY_SEED_GRID if m < n):
-        rates = outcome_projection(_interval_rule, t, "y", earlier, 120)
+        rates = outcome_projection(_interval_rule, t, "y", earlier, 120, truth="plugin")
         assert max(rates.get("reproduced", 0.0), rates.get("contradicted", 0.0)) < 0.9
+
+
+def test_more_seeds_cannot_make_a_re_run_surer_than_the_data_make_the_truth():
+    """Posterior truth: an observed -0.003 with 4 seeds (SE of the paired difference ~0.005)
+    leaves the sign of the true effect uncertain (P(true < 0) ~ 0.7), so even 40 seeds in the
+    re-run decide 'reproduced' well under 90 % of the time; the plug-in draw, which takes the
+    observed -0.003 as true, claims >= 90 % at some seed count (previous test)."""
+    t = _observed(-0.003)
+    assert seeds_for_stability(_interval_rule, t, "y", 120, outcomes=("reproduced", "contradicted")) is None
+    assert outcome_projection(_interval_rule, t, "y", 40, 200).get("reproduced", 0.0) < 0.85
+
+
+def test_posterior_stability_is_less_confident_than_the_plug_in_near_a_boundary():
+    """The stability draw's truth carries the uncertainty of the observed means (issue 22):
+    at an observed effect just past a boundary the plug-in draw repeats it more often than
+    the posterior draw, and far from the boundary both are near-certain."""
+    near = _observed(-DELTA - 0.004)
+    assert _threshold_rule(near).outcome == "reproduced"
+    post = stability(_threshold_rule, near, "y", "reproduced", 400)
+    plug = stability(_threshold_rule, near, "y", "reproduced", 400, truth="plugin")
+    assert 0.5 < post < plug - 0.05
+    far = _observed(-0.08)
+    assert stability(_threshold_rule, far, "y", "reproduced", 200) > 0.97
+
+
+def test_correlated_seeds_share_an_arm_offset():
+    """arm_rho: the noise of one arm's seeds that does not cancel in a paired contrast is
+    correlated across seeds (seeds that share a data stream); 0 keeps the draws unchanged."""
+    base = arms(sizes=("a",), bits=(16,))
+    rng = np.random.default_rng(0)
+    corr = Noise(0.0, 0.0, 0.01, arm_rho=0.3)
+    means = np.array([simulate_table(base, range(40), corr, "y", rng).groupby("wd")["y"].mean().to_numpy()
+                      for _ in range(300)])
+    # var of an arm mean over 40 seeds: (rho + (1 - rho) / 40) x total var, total = 0.01^2 / 0.7
+    assert means.std(0).mean() == pytest.approx(np.sqrt((0.3 + 0.7 / 40) * 0.01 ** 2 / 0.7), rel=0.15)
+    plain = simulate_table(base, range(3), Noise(0.02, 0.006, 0.004), "y", np.random.default_rng(5))
+    same = simulate_table(base, range(3), Noise(0.02, 0.006, 0.004, arm_rho=0.0), "y", np.random.default_rng(5))
+    assert plain.equals(same)
 
 
 def test_seeds_for_stability_needs_replicated_seeds_and_a_sane_target():
