@@ -13,9 +13,9 @@ trip and the grid-distance probe all use; the run's `engine.quant.QuantPolicy` (
 `set_qat`) picks from it, for QAT as for export, and sets the grid's scale floor.
 Fake quantisation does not look at `self.training` (parameter-golf's int6 records
 fake-quantise in training mode only): while it is on, evaluation sees the QAT grid too, so
-a QAT run's `val_bpb` is the fake-quantised model (README, "Fidelity to parameter-golf").
+a QAT run's `val_bpb` is the fake-quantised model (docs/fidelity.md).
 
-Precision departures from the anchor, measured at seq_len 64 and 256 only (README): the
+Precision departures from the anchor, measured at seq_len 64 and 256 only (docs/fidelity.md): the
 embedding stays an fp32 parameter (parameter-golf casts it to bf16 with the model), and
 `Rotary` computes its angles in fp32 (parameter-golf's, in its bf16-cast buffer, are bf16).
 """

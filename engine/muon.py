@@ -4,8 +4,7 @@ Same algorithm and constants as parameter-golf (and torch.optim.Muon): Nesterov 
 5 quintic Newton-Schulz iterations with coefficients (3.4445, -4.7750, 2.0315), update
 scaled by sqrt(max(1, rows/cols)), no weight decay.
 
-Two arithmetic departures from parameter-golf's `train_gpt.py` (README, "Fidelity to
-parameter-golf"): it wraps `zeropower_via_newtonschulz5` in `torch.compile`, which rounds
+Two arithmetic departures from parameter-golf's `train_gpt.py` (docs/fidelity.md): it wraps `zeropower_via_newtonschulz5` in `torch.compile`, which rounds
 bf16 differently from this eager version; and it multiplies the bf16 Newton-Schulz output
 by sqrt(rows/cols) in bf16, where this applies the factor in fp32 through the step size
 (tall matrices only: elsewhere the factor is 1 and the two eager updates are identical).

@@ -15,7 +15,7 @@ same grid:
   clamp QAT and export scales to >= 1/31: scale_floor = 1. At int5 and int4 parameter-golf
   has no one rule (its int5 exporters floor at 1/15 or not at all; none floors int4 at
   1/7), so 1/15 and 1/7 are this project's extrapolation of scale >= 1/qmax: one rule at
-  every bit-width (README, "Fidelity to parameter-golf"). Trained rows mostly have
+  every bit-width (docs/fidelity.md). Trained rows mostly have
   max |w| < 1, so with the floor the grid step is fixed at 1/qmax.
 - `keep_float_numel`: matrices of at most this many elements stay float (parameter-golf
   keeps every tensor of <= 65,536 elements in fp16).

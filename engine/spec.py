@@ -11,8 +11,8 @@ values. The export-policy fields (`scale_floor`, `keep_float_numel`, `keep_float
 quantised, random windows); parameter-golf's values are scale_floor=1 (its rule at int8
 and int6; at int5/int4 the same value is this project's extrapolation), keep_float_numel=65536,
 data_order="sequential" (its token stream, read as one span per step where its loader reads
-eight), and every profile states its choice with its reason (README, "Fidelity to
-parameter-golf", has the table). `keep_float` has no parameter-golf default to match: its
+eight), and every profile states its choice with its reason (docs/fidelity.md has
+the table). `keep_float` has no parameter-golf default to match: its
 baseline's name patterns choose fp32 over fp16 for small tensors, not which matrices are
 quantised. Everything a profile wants to change
 comes in through `RunSpec(**fields)` or `RunSpec.replace(...)`, the one validated path.

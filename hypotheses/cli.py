@@ -1,7 +1,7 @@
 """Command line of the claim layer: `python -m hypotheses {calibrate,plan,report}`.
 
 - `calibrate`: type-I error and power of every decision rule, by simulation, per profile
-  (the table the README and the report publish; the unit tests assert its bounds), with each
+  (the table docs/claims.md and the report publish; the unit tests assert its bounds), with each
   rule's least favourable true case and its type-I errors when seeds are correlated;
   `--reliability` also checks the stability figure against simulated re-runs
   (reliability-<profile>.md beside the calibration json);

@@ -13,7 +13,7 @@ noise prior (fixed RNG seeds: the figures are the same on every machine):
   tiny profile's seeds are bounded by the CI budget, so its power is reported, not asserted.
 Seeds correlated within an arm (a shared data stream) are a reported failure of every
 rule's independence assumption, not a bound (test_correlated_seeds_are_reported).
-The table these tests assert is published by `python -m hypotheses calibrate` (README).
+The table these tests assert is published by `python -m hypotheses calibrate` (docs/claims.md).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def test_rule_keeps_both_errors_at_alpha_and_has_power(claim_id, profile, record
     assert row.edge_contradict <= alpha + SLACK, row.edges
     assert row.false_reproduce <= alpha + SLACK, row
     _assert_power(row.power_contradict >= POWER, claim_id, profile, row)
-    if profile != "tiny":  # tiny's seeds are bounded by the CI budget: its power is reported (README)
+    if profile != "tiny":  # tiny's seeds are bounded by the CI budget: its power is reported (docs/claims.md)
         _assert_power(row.power_reproduce >= POWER, claim_id, profile, row)
 
 
@@ -80,7 +80,7 @@ def test_related_rule_keeps_both_errors_at_alpha_and_has_power(claim_id, cell_id
     C1-C9. Power (both kinds) is asserted at the small and paper profiles, whose R seeds were
     chosen for it; tiny's R seeds were chosen for stable verdicts on the measured noise within
     the CI budget (R5's matched pair has 4 at the two largest tiny sizes: 0.63 / 0.30 under the
-    prior), so its power is reported (README)."""
+    prior), so its power is reported (docs/claims.md)."""
     p = load_profile(profile)
     claim = load_claims()[claim_id].at_profile(p)
     cell = next(c for c in cells_for(claim, p) if c.id == cell_id)
