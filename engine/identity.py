@@ -99,7 +99,7 @@ def mismatch_message(mismatched: list[tuple[Any, list[tuple[str, Any, Any]]]], s
     else:
         fix = FIXES[field].format(v=_show(field, have))
     return (f"{line}; train as they were: {fix}, or pass --on-mismatch retrain (pytest: --qat-on-mismatch retrain, "
-            f"or --no-train to decide from them as they are) to retrain them (the old records are kept in "
+            f"or --qat-no-train to decide from them as they are) to retrain them (the old records are kept in "
             f"{superseded_dir})")
 
 

@@ -2,7 +2,8 @@
 
 Roles, one section each:
 - options: one group, prefix `--qat-`, with the short forms the README uses
-  (`--profile`, `--tiny`, `--no-train`), validated in `pytest_configure`: a bad profile,
+  (`--qat-profile`, `--tiny`, `--qat-no-train`; every flag but `--tiny` is prefixed `--qat-`, so the plugin
+  coexists with plugins that register `--profile` and the like), validated in `pytest_configure`: a bad profile,
   claims file, `[verdicts]` section, cache or report directory is one `ERROR:` line (exit 4);
 - run-wide state (`SuiteState` in `config.stash`): profile, claims, cache, training policy,
   device, pack size; each process's CPU thread count;
@@ -58,12 +59,12 @@ VERDICTS_FILE = "verdicts.json"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("qat", "QAT schedule x bit-width study")
-    g.addoption("--qat-profile", "--profile", dest="qat_profile", default=None,
+    g.addoption("--qat-profile", dest="qat_profile", default=None,
                 help=f"study scale: one of {available_profiles()} or a path to a profile .toml "
                      f"(default: {DEFAULT_PROFILE}, the real study)")
     g.addoption("--qat-tiny", "--tiny", dest="qat_tiny", action="store_true",
                 help="shorthand for --qat-profile tiny (CPU, CI, minutes)")
-    g.addoption("--qat-no-train", "--no-train", dest="qat_train", action="store_const", const="never",
+    g.addoption("--qat-no-train", dest="qat_train", action="store_const", const="never",
                 help="never train: a test whose runs are missing is an ERROR naming the sweep command")
     g.addoption("--qat-train", dest="qat_train", action="store_const", const="always",
                 help="train missing runs even on a CPU-only machine for a GPU-scale profile")
@@ -122,7 +123,7 @@ class SuiteState:
         produces it: a test never trains, so an xdist worker only decides.
         """
         if not self.may_train:
-            why = ("(--no-train given)" if self.train_policy == "never"
+            why = ("(--qat-no-train given)" if self.train_policy == "never"
                    else f"(profile {self.profile.name!r} is GPU-scale and no GPU is visible; --qat-train forces it)")
         else:
             why = "(the controller's training did not produce them: its report above the tests names the error)"
@@ -156,7 +157,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "claim(id): a claim test, one case per cell of the claim (fixtures/claims.toml)")
     name = "tiny" if config.getoption("qat_tiny") else (config.getoption("qat_profile") or DEFAULT_PROFILE)
     if config.getoption("qat_tiny") and config.getoption("qat_profile") not in (None, "tiny"):
-        raise pytest.UsageError("--tiny and --profile name different profiles; give one")
+        raise pytest.UsageError("--tiny and --qat-profile name different profiles; give one")
     from hypotheses.checks import check_verdicts
     from hypotheses.claims import load_claims
 
@@ -300,6 +301,8 @@ def pytest_collection(session: pytest.Session):
                     specs.update((s.run_id, s) for s in cell_specs(st.profile, cell))
                 except ProfileError:
                     continue  # the test's setup reports the missing design
+        if specs and not st.may_train and st.train_policy == "auto":
+            _stop_gpu_profile_on_cpu(st, session.items, list(specs.values()))
         if specs and st.may_train:
             _before_training(config, st, list(broken))
             try:
@@ -309,6 +312,25 @@ def pytest_collection(session: pytest.Session):
         if specs:
             _notice_mixed(config, st, list(specs.values()))
     return True
+
+
+def _stop_gpu_profile_on_cpu(st: SuiteState, items, specs: list[RunSpec]) -> None:
+    """A GPU-scale profile on a machine without a GPU, runs missing: one line, not an ERROR per test.
+
+    `pytest hypotheses/` with no flag is the real study; on a laptop its hundreds of missing runs
+    once gave the right message buried in 2,218 lines of setup errors and tracebacks.
+    """
+    missing = st.cache.missing(specs)
+    if not missing:
+        return  # everything cached: decide as usual
+    designs = list(dict.fromkeys(d for item in items if isinstance(cell := getattr(getattr(item, "callspec", None),
+                                                                                  "params", {}).get("cell"), Cell)
+                                 for d in cell.designs))
+    raise pytest.UsageError(
+        f"qat: profile {st.profile.name!r} is GPU-scale and no GPU is visible: {len(missing)} of its {len(specs)} runs "
+        f"are not cached. Train them on GPUs with `{st.sweep_command(designs)}`, or run the study at toy scale on "
+        f"this CPU: `pytest hypotheses/ --tiny` (--qat-train forces training here; --qat-no-train decides from what "
+        f"is cached)")
 
 
 def _before_training(config: pytest.Config, st: SuiteState, broken: list[str]) -> None:
@@ -451,8 +473,10 @@ def judge(request: pytest.FixtureRequest, suite: SuiteState, record_property):
 
     def _judge(verdict) -> None:
         cell = request.node.callspec.id if hasattr(request.node, "callspec") else ""
+        named = {k for k, _ in request.node.user_properties}  # claim, cell, profile: named at setup (`table`)
         for k, v in verdict_row(verdict, suite.profile, cell).items():
-            record_property(VERDICT_PREFIX + k, v)
+            if VERDICT_PREFIX + k not in named:  # each JUnit property once
+                record_property(VERDICT_PREFIX + k, v)
         where = f"{verdict.claim_id}[{cell}] at profile {suite.profile.name!r}"
         stable = f"stability {stability_text(verdict.stability)}" + (" FRAGILE" if verdict.fragile else "")
         if verdict.outcome == "reproduced":

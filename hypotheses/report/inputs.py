@@ -227,7 +227,7 @@ def load_verdicts(report_dir: Path, profile: Profile) -> VerdictsInput:
     """The rows of report_dir/verdicts.json, if they are of this profile."""
     path = report_dir / VERDICTS_FILE
     how = (f"`python -m hypotheses report --profile {profile.name}` (decides from the cache) or "
-           f"`pytest hypotheses/ --profile {profile.name}`")
+           f"`pytest hypotheses/ --qat-profile {profile.name}`")
     if not path.exists():
         return VerdictsInput(path, [], note=f"no verdicts recorded in {path}; verdicts not available — run {how}")
     payload = _read_verdicts_json(path)

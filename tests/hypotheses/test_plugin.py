@@ -63,13 +63,13 @@ def run_suite(pytester, tmp_path, *args):
         profile.write_text(PROFILE)
     return pytester.runpytest_subprocess(
         str(REPO / "hypotheses" / "test_schedule_claims.py"), "-k", "c1 or c2", "-p", "no:cacheprovider",
-        "--profile", str(profile), "--qat-cache-dir", str(tmp_path / "cache"),
+        "--qat-profile", str(profile), "--qat-cache-dir", str(tmp_path / "cache"),
         "--qat-report-dir", str(tmp_path / "reports"), "--qat-no-report", *args,
     )
 
 
 def test_missing_runs_are_errors_naming_the_command(pytester, tmp_path):
-    result = run_suite(pytester, tmp_path, "--no-train")
+    result = run_suite(pytester, tmp_path, "--qat-no-train")
     result.assert_outcomes(errors=8)  # 6 C1 cells + 2 C2 cells; never failed or skipped
     # the hint names the profile by its path and the non-default cache, so following it fills this cache
     result.stdout.fnmatch_lines(["*missing from the cache and training is off*python -m engine sweep --profile *unit.toml"
@@ -77,14 +77,15 @@ def test_missing_runs_are_errors_naming_the_command(pytester, tmp_path):
 
 
 def test_gpu_profile_on_cpu_does_not_train_silently(pytester, tmp_path):
-    result = run_suite(pytester, tmp_path)  # no --no-train: 'auto' policy, no GPU here
-    result.assert_outcomes(errors=8)
-    result.stdout.fnmatch_lines(["*GPU-scale and no GPU is visible*"])
+    result = run_suite(pytester, tmp_path)  # no --qat-no-train: 'auto' policy, no GPU here
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # one line before any test, not an ERROR per test
+    result.stderr.fnmatch_lines(["*GPU-scale and no GPU is visible: 72 of its 72 runs are not cached*"
+                                 "python -m engine sweep --profile *unit.toml --design phase2*--tiny*"])
 
 
 def test_true_table_passes_and_records_properties(pytester, tmp_path):
     fill(tmp_path / "cache", _profile(tmp_path), best_wd=0.33)
-    result = run_suite(pytester, tmp_path, "--no-train", f"--junitxml={tmp_path / 'j.xml'}")
+    result = run_suite(pytester, tmp_path, "--qat-no-train", f"--junitxml={tmp_path / 'j.xml'}")
     result.assert_outcomes(passed=8)
     cases = ET.parse(tmp_path / "j.xml").getroot().iter("testcase")
     props = [{p.get("name"): p.get("value") for p in c.iter("property")} for c in cases]
@@ -98,7 +99,7 @@ def test_true_table_passes_and_records_properties(pytester, tmp_path):
 
 def test_false_table_fails_with_claimed_and_observed(pytester, tmp_path):
     fill(tmp_path / "cache", _profile(tmp_path), best_wd=0.10)
-    result = run_suite(pytester, tmp_path, "--no-train")
+    result = run_suite(pytester, tmp_path, "--qat-no-train")
     result.assert_outcomes(failed=6, passed=2)  # C1 contradicted in every cell; C2 (no interaction) still true
     result.stdout.fnmatch_lines(["*CONTRADICTED C1[[]fp16-t10k[]]*", "*claimed:*33 %*", "*observed:*vs wd 0.1*"])
 
@@ -174,7 +175,7 @@ def test_the_controller_trains_and_xdist_workers_only_decide(pytester, tmp_path)
     cache = tmp_path / "cache"
     res = pytester.runpytest_subprocess(
         str(REPO / "hypotheses" / "test_schedule_claims.py"), "-k", "c1", "-p", "no:cacheprovider", "-n", "2",
-        "--profile", str(profile), "--qat-cache-dir", str(cache), "--qat-report-dir", str(tmp_path / "reports"),
+        "--qat-profile", str(profile), "--qat-cache-dir", str(cache), "--qat-report-dir", str(tmp_path / "reports"),
         "--qat-no-report", "--qat-jobs", "2",
     )
     out = res.stdout.str()
@@ -198,7 +199,7 @@ def test_a_run_the_controller_could_not_train_is_an_error_and_no_worker_retrains
     profile.write_text(TRAIN_PROFILE)
     res = pytester.runpytest_subprocess(
         str(REPO / "hypotheses" / "test_schedule_claims.py"), "-k", "c1", "-p", "no:cacheprovider",
-        "--profile", str(profile), "--qat-cache-dir", str(tmp_path / "cache"), "--qat-report-dir",
+        "--qat-profile", str(profile), "--qat-cache-dir", str(tmp_path / "cache"), "--qat-report-dir",
         str(tmp_path / "reports"), "--qat-no-report", "--qat-jobs", "1", "--qat-retries", "0", "--qat-pack", "4",
     )
     out = res.stdout.str()
@@ -213,7 +214,7 @@ def test_bad_input_stops_the_suite_with_one_line_before_training(pytester, tmp_p
     profile.write_text(TRAIN_PROFILE.replace("[defaults]", f'[defaults]\ndata = "text:{tmp_path}/nowhere"'))
     res = pytester.runpytest_subprocess(
         str(REPO / "hypotheses" / "test_schedule_claims.py"), "-k", "c1", "-p", "no:cacheprovider",
-        "--profile", str(profile), "--qat-cache-dir", str(tmp_path / "cache"), "--qat-no-report",
+        "--qat-profile", str(profile), "--qat-cache-dir", str(tmp_path / "cache"), "--qat-no-report",
         "--qat-report-dir", str(tmp_path / "reports"),
     )
     assert res.ret == pytest.ExitCode.USAGE_ERROR
@@ -238,14 +239,14 @@ def test_a_cache_made_in_another_identity_stops_training_but_not_deciding(pytest
                       "grid_dist_own_prewd": 0.24,
                       "identity": run_identity(s, torch.device("cpu"), 7 if i % 2 else 1, "fp32")})
     args = [str(REPO / "hypotheses" / "test_schedule_claims.py"), "-k", "c1", "-p", "no:cacheprovider",
-            "--profile", str(profile), "--qat-cache-dir", str(cache.root), "--qat-report-dir", str(tmp_path / "reports"),
+            "--qat-profile", str(profile), "--qat-cache-dir", str(cache.root), "--qat-report-dir", str(tmp_path / "reports"),
             "--qat-no-report", "--qat-threads", "1"]
     res = pytester.runpytest_subprocess(*args)  # training allowed: the controller would serve them, so it checks
     assert res.ret == pytest.ExitCode.USAGE_ERROR
     err = [ln for ln in res.stderr.lines if ln.startswith("ERROR:")]
     assert len(err) == 1 and "2 cached run(s) were trained with threads=7, this suite trains with threads=1" in err[0]
     assert "--qat-on-mismatch retrain" in err[0]
-    res = pytester.runpytest_subprocess(*args, "--no-train")  # deciding from the cache as it is still works
+    res = pytester.runpytest_subprocess(*args, "--qat-no-train")  # deciding from the cache as it is still works
     out = res.stdout.str()
     assert res.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and " error" not in out.splitlines()[-1], out
     assert "qat: note: the cached runs these tests decide from mix environments: numeric environments differ " \
@@ -270,7 +271,7 @@ def _suite(pytester, tmp_path, profile_text: str, *args, cache: Path | None = No
     profile.write_text(profile_text)
     return pytester.runpytest_subprocess(
         str(REPO / "hypotheses" / "test_schedule_claims.py"), "-k", "c1", "-p", "no:cacheprovider",
-        "--profile", str(profile), "--qat-cache-dir", str(cache or tmp_path / "cache"), "--qat-no-report",
+        "--qat-profile", str(profile), "--qat-cache-dir", str(cache or tmp_path / "cache"), "--qat-no-report",
         "--qat-jobs", "1", *args,
     )
 
@@ -371,7 +372,7 @@ def test_sigterm_while_the_controller_trains_stops_it_and_its_workers_with_one_l
     with open(tmp_path / "out.txt", "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pytest", str(REPO / "hypotheses" / "test_schedule_claims.py"), "-k", "c1",
-             "-p", "no:cacheprovider", "--profile", str(profile), "--qat-cache-dir", str(tmp_path / "cache"),
+             "-p", "no:cacheprovider", "--qat-profile", str(profile), "--qat-cache-dir", str(tmp_path / "cache"),
              "--qat-report-dir", str(tmp_path / "reports"), "--qat-no-report", "--qat-jobs", "2", "--qat-pack", "1",
              "--qat-checkpoint-dir", str(ckpt)], cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -390,3 +391,43 @@ def test_sigterm_while_the_controller_trains_stops_it_and_its_workers_with_one_l
     for p in alive:
         p.kill()
     assert not alive, "worker(s) still running after SIGTERM to the suite"
+
+
+# --- pytest conventions (issue 24) ---------------------------------------------------------
+
+
+def test_every_junit_property_is_recorded_once(pytester, tmp_path):
+    fill(tmp_path / "cache", _profile(tmp_path), best_wd=0.33)
+    run_suite(pytester, tmp_path, "--qat-no-train", f"--junitxml={tmp_path / 'j.xml'}").assert_outcomes(passed=8)
+    for case in ET.parse(tmp_path / "j.xml").getroot().iter("testcase"):
+        names = [p.get("name") for p in case.iter("property")]
+        assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
+def test_the_suite_starts_beside_a_plugin_that_registers_profile(pytester, tmp_path):
+    """pytest-profiling registers a bare `--profile`; with the suite's old alias pytest aborted
+    at start-up ("conflicting option string: --profile")."""
+    (pytester.path / "profiling_standin.py").write_text(
+        "def pytest_addoption(parser):\n    parser.addoption('--profile', action='store_true')\n")
+    fill(tmp_path / "cache", _profile(tmp_path), best_wd=0.33)
+    result = run_suite(pytester, tmp_path, "--qat-no-train", "-p", "profiling_standin")
+    result.assert_outcomes(passed=8)
+
+
+def test_pytest_dot_from_the_root_collects_the_unit_tests_not_the_study(pytester):
+    result = pytester.runpytest_subprocess(str(REPO), "--collect-only", "-q", "-p", "no:cacheprovider",
+                                           "--rootdir", str(REPO), "-c", str(REPO / "pyproject.toml"))
+    assert result.ret == 0, result.stdout.str()[-2000:]
+    out = result.stdout.str()
+    assert "tests/engine/test_spec.py" in out and "hypotheses/test_schedule_claims.py" not in out
+
+
+def test_a_gpu_profile_on_a_cpu_is_a_few_lines_naming_the_runs_the_sweep_and_tiny(pytester):
+    """`pytest hypotheses/` with no flag on a CPU: the real study cannot train here."""
+    result = pytester.runpytest_subprocess(str(REPO / "hypotheses"), "-p", "no:cacheprovider", "-q",
+                                           "--qat-cache-dir", str(pytester.path / "cache"), "--qat-no-report")
+    text = (result.stdout.str() + result.stderr.str()).strip()
+    assert result.ret not in (0, 1), text[-2000:]  # a pipeline stop, not verdicts
+    assert "Traceback" not in text and len(text.splitlines()) <= 10, text[-3000:]
+    assert "python -m engine sweep --profile paper" in text and "--tiny" in text
+    assert "are not cached" in text
