@@ -21,6 +21,7 @@ REPO_DIRS = ("engine/", "hypotheses/", "fixtures/", "tests/", "scripts/", "repor
 # Paths the docs name that a run creates; they are not in a fresh clone, so they cannot exist here.
 RUNTIME_OUTPUTS = {
     "reports/report.html",  # the study's report: written by `pytest hypotheses/` (default --qat-report-dir)
+    "reports/junit.xml",  # the study's JUnit XML, where the docs' commands pass --junitxml
     "reports/summary.md",  # the same verdicts in Markdown, written beside report.html
     "reports/verdicts.json",  # the suite's verdict rows, written beside report.html
     "reports/bench/bench-cuda.json",  # written by scripts/gpu_check.sh on a GPU machine; none has run it yet

@@ -200,16 +200,18 @@ def test_training_throughput_leaves_compile_time_out(tmp_path, one_thread):
     assert r["tokens_per_s"] > with_compile
 
 
-def test_hitting_the_recompile_limit_is_an_error_not_a_silent_eager_run(tmp_path, one_thread, monkeypatch):
+def test_hitting_the_recompile_limit_is_an_error_not_a_silent_eager_run(tmp_path, one_thread):
     """The guard behind the records: with the limit lowered to 1, a run whose QAT switch needs a
     second graph fails loudly instead of finishing eager under a `compiled: true` record."""
     import torch._dynamo
 
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
     prec = Precision("fp32", compile=True, backend="aot_eager")
     spec = RunSpec(**{**TINY, "steps": 4, "val_tokens": 256, "batch_tokens": 224}, bits=6, qat_start=0.5)
-    with pytest.raises(Exception, match="recompile"):
+    # dynamo's own patch: monkeypatch's undo deletes the attribute, and a deleted dynamo config
+    # entry is hidden for the rest of the process ("recompile_limit does not exist")
+    with torch._dynamo.config.patch(recompile_limit=1), pytest.raises(Exception, match="recompile"):
         run(spec, data_dir=tmp_path, precision=prec)
+    assert torch._dynamo.config.recompile_limit == 8
 
 
 # --- 5. no per-step synchronisation the study does not need ----------------------------------------
