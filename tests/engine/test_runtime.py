@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import pytest
 import torch
@@ -121,7 +122,7 @@ def _env(**extra) -> dict:
     return {**os.environ, "PYTHONUNBUFFERED": "1", **extra}
 
 
-def _built_op_dir() -> "Path":
+def _built_op_dir() -> Path:
     """The op's build directory in this machine's project extensions directory, built if it was not."""
     import subprocess
     import sys
