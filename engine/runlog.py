@@ -1,7 +1,7 @@
 """What a run records while it trains, and the record it ends with; shared by both loops.
 
 `RunLog` is the per-run state of a training loop: the loss curve (every `curve_every`-th
-step, and the last), the grid-distance probes at their steps, whether fake quantisation has
+step, and the last: at most `CURVE_POINTS` points, `curve_every_of`), the grid-distance probes at their steps, whether fake quantisation has
 switched on, and the first step with a non-finite loss. `engine.train.run` keeps one, the
 packed loop (`engine.packed.loop`) one per run of the pack, so both record the same things
 at the same steps with the same arithmetic (the packed-vs-single bit-identity tests rely on
@@ -9,7 +9,8 @@ it). Losses are flushed from the device in windows (every step on CPU, every
 `CHECK_EVERY_CUDA` steps on CUDA, where a host sync per step would cost throughput).
 
 `result_record` turns a trained model and its RunLog into the cached result (evaluation,
-export round trips, probes, timings); `provenance` is the part that says where and with what
+export round trips, probes, timings, and the curves: `loss_curve`, (step, train loss) pairs, and
+`val_curve`, (step, val_bpb) pairs); `provenance` is the part that says where and with what
 it ran: the machine (CPU model or GPU name, host), the torch build, and the run's `identity`
 (engine.identity: its data fingerprint and numeric environment), which the cache checks before it
 serves the record to a request.
@@ -44,9 +45,25 @@ from engine.paths import data_dir as default_data_dir
 from engine.quant import QuantPolicy, compressed_nbytes, export_nbytes
 from engine.spec import RunSpec
 
-CURVE_POINTS = 64  # points kept of the training-loss curve
+CURVE_POINTS = 1000  # at most this many points kept of the training-loss curve (older records: 64)
 COLLAPSE_MARGIN_NATS = 0.01  # val loss within this of ln(vocab) = a uniform guess = collapsed
 CHECK_EVERY_CUDA = 25  # steps between loss flushes (and divergence checks) on CUDA; 1 on CPU
+
+
+def curve_length(steps: int, every: int) -> int:
+    """Points `RunLog.flush` keeps of a `steps`-step run: the steps divisible by `every`, and the last."""
+    if steps <= 0:
+        return 0
+    return -(-steps // every) + (1 if (steps - 1) % every else 0)
+
+
+def curve_every_of(steps: int) -> int:
+    """The densest stride whose curve (`curve_length`) has at most `CURVE_POINTS` points: every step up
+    to 1,000 steps, every 3rd at 2,000 (668 points), every 7th at 6,000 (858)."""
+    every = max(1, -(-steps // CURVE_POINTS))
+    while curve_length(steps, every) > CURVE_POINTS:
+        every += 1
+    return every
 
 
 def check_every(dev: torch.device) -> int:
@@ -73,7 +90,7 @@ class RunLog:
 
     @classmethod
     def start(cls, spec: RunSpec) -> RunLog:
-        return cls(spec, probe_steps_of(spec), max(1, spec.steps // CURVE_POINTS))
+        return cls(spec, probe_steps_of(spec), curve_every_of(spec.steps))
 
     def probe(self, step: int, model: Callable[[], GPT]) -> None:
         """Measure the weights against the grids if `step` is a probe step (`model()` only then)."""
@@ -117,14 +134,21 @@ def result_record(spec: RunSpec, model: GPT, corpus: Corpus, dev: torch.device, 
                   probes: list, probe_steps: dict[int, str], diverged_step: int | None, train_time: float,
                   t_start: float, resumed_from: int = 0, tokens_per_s: float | None = None,
                   precision=None) -> dict:
-    """The cached result of a trained model: evaluation, round trips, probes, timings.
+    """The cached result of a trained model: evaluation, round trips, probes, timings, curves.
 
     Shared by the single-run loop and the packed one, so both record exactly the same fields.
     Every evaluation computes as the run trained (`precision`; None: the device default).
+
+    Curves: `loss_curve` is the RunLog's (step, train loss) pairs (step = updates before it, so
+    0..steps-1; at most `CURVE_POINTS`); `val_curve` the (step, val_bpb) pairs of the validation
+    evaluations, step = updates completed. The loops evaluate only once, after the last step (no
+    evaluation compute during training), so `val_curve` holds that one point, `(steps, val_bpb)`,
+    and is empty for a run stopped by a non-finite loss. Records made before it have no `val_curve`
+    (readers fall back to `val_bpb`; `engine.runs.val_points`).
     """
     if diverged_step is not None:
         return {**base, "status": "diverged", "diverged_step": diverged_step, "diverged_reason": "non-finite loss",
-                "loss_curve": curve, "tokens_seen": (diverged_step + 1) * spec.batch_tokens,
+                "loss_curve": curve, "val_curve": [], "tokens_seen": (diverged_step + 1) * spec.batch_tokens,
                 "train_time_s": train_time, "wall_time_s": time.time() - t_start}
     policy = QuantPolicy.of(spec)
     probes = list(probes)
@@ -165,6 +189,7 @@ def result_record(spec: RunSpec, model: GPT, corpus: Corpus, dev: torch.device, 
         "grid_dist_own_prewd": pre["own_mean"] if pre else None,
         "grid_probes": probes,
         "loss_curve": curve,
+        "val_curve": [(spec.steps, trained.bpb)],  # the one evaluation the loop makes, after the last step
         "tokens_seen": spec.tokens,
         # R1's predictor of the optimal QAT fraction (arXiv 2509.22935): tokens / (params x bits / 8),
         # over every parameter (fp16 = 16 bits), as that paper counts the model's size in bytes

@@ -197,6 +197,8 @@ def _assert_same_record(packed: dict, single: dict, exact: bool) -> None:
         assert curve(packed) == curve(single)
         return
     assert (packed["status"], packed["diverged_step"]) == (single["status"], single["diverged_step"])
+    for key in ("loss_curve", "val_curve"):  # the same points at the same steps
+        assert [s for s, _ in packed[key]] == [s for s, _ in single[key]], key
     for key in ("val_bpb", "val_bpb_q", "val_bpb_int8", "grid_dist_int6_prewd"):
         if key in single:
             assert packed[key] == pytest.approx(single[key], rel=FALLBACK_RTOL), key
@@ -207,6 +209,7 @@ def test_packed_training_reproduces_single_runs(single_records, data_dir, exact_
     assert [r["run_id"] for r in records] == [s.run_id for s in PACK]
     for rec, spec in zip(records, PACK):
         assert rec["status"] == "ok" and rec["packed"] == len(PACK)
+        assert rec["val_curve"] == [(spec.steps, rec["val_bpb"])] and len(rec["loss_curve"]) == spec.steps
         _assert_same_record(rec, single_records[spec.run_id], exact_kernels)
 
 

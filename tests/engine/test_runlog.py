@@ -4,23 +4,52 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from engine.ladder import get_config
 from engine.model import GPT
-from engine.runlog import CURVE_POINTS, RunLog, check_every, probe_steps_of, stack_losses
+from engine.runlog import (CURVE_POINTS, RunLog, check_every, curve_every_of, curve_length, probe_steps_of,
+                           stack_losses)
 from engine.spec import RunSpec
 
 
+def _flushed(steps: int, window: int = 25) -> RunLog:
+    """A RunLog of a `steps`-step run after every loss was flushed (loss = step), in windows as on CUDA."""
+    r = RunLog.start(RunSpec(size="t10k", steps=steps))
+    for first in range(0, steps, window):
+        assert r.flush(torch.arange(first, min(first + window, steps), dtype=torch.float32), first) is None
+    return r
+
+
 def test_flush_keeps_every_nth_step_and_the_last():
-    spec = RunSpec(size="t10k", steps=2 * CURVE_POINTS + 2)  # curve_every = 2, last step odd
+    spec = RunSpec(size="t10k", steps=2 * CURVE_POINTS - 1)  # curve_every = 2, last step even: on the grid
     r = RunLog.start(spec)
     assert r.curve_every == 2
     assert r.flush(stack_losses([torch.tensor(float(i)) for i in range(4)]), first=0) is None
     r.flush(torch.arange(4.0, spec.steps, dtype=torch.float32), first=4)
     steps = [s for s, _ in r.curve]
-    assert steps[:3] == [0, 2, 4] and steps[-1] == spec.steps - 1 and steps[-2] == spec.steps - 2
+    assert steps[:3] == [0, 2, 4] and steps[-1] == spec.steps - 1 and len(steps) == CURVE_POINTS
     assert all(v == s for s, v in r.curve)
+
+
+def test_a_2000_step_run_keeps_a_readable_curve_of_at_most_1000_points():
+    r = _flushed(2000)  # only the flushes: nothing trains
+    steps = [s for s, _ in r.curve]
+    assert 64 < len(steps) <= 1000 == CURVE_POINTS
+    assert steps[0] == 0 and steps[-1] == 1999 and steps == sorted(set(steps))
+    assert r.curve_every == 3 and len(steps) == curve_length(2000, 3) == 668  # 0, 3, ..., 1998, and 1999
+    assert all(v == s for s, v in r.curve)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 63, 64, 120, 999, 1000, 1001, 1999, 2000, 2002, 6000, 18000, 100_003])
+def test_the_curve_is_as_dense_as_the_cap_allows(steps):
+    every = curve_every_of(steps)
+    assert curve_length(steps, every) <= CURVE_POINTS
+    assert every == 1 or curve_length(steps, every - 1) > CURVE_POINTS  # the densest stride under the cap
+    if steps <= 2 * CURVE_POINTS:  # flushing is cheap enough to check the count itself
+        assert len(_flushed(steps).curve) == curve_length(steps, every)
+    assert curve_every_of(1000) == 1 and curve_length(1000, 1) == 1000  # up to 1,000 steps: every step
 
 
 def test_flush_finds_the_first_non_finite_step_and_keeps_its_curve():
@@ -112,6 +141,11 @@ def test_ok_records_carry_the_export_size(tmp_path):
             curve=[(39, 2.0)], probes=[], probe_steps={}, diverged_step=None, train_time=1.0, t_start=time.time())
     r8, r4, r16, r6pg = (records[k] for k in ((8, False), (4, False), (16, False), (6, True)))
     assert r8["status"] == "ok"
+    # the loop evaluates once, after the last step: one validation point at steps (updates completed)
+    assert r8["val_curve"] == [(40, r8["val_bpb"])] and r8["loss_curve"] == [(39, 2.0)]
+    stopped = result_record(spec, model, corpus, torch.device("cpu"), {"n_params": 1}, curve=[(0, float("nan"))],
+                            probes=[], probe_steps={}, diverged_step=0, train_time=1.0, t_start=time.time())
+    assert stopped["status"] == "diverged" and stopped["val_curve"] == []  # stopped before any evaluation
     # as stored: one byte per code (any bit-width), an fp16 scale per row, fp16 embedding, fp32 control tensors
     quantised = sum(w.numel() + 2 * w.shape[0] for w in mats) + 2 * emb + 4 * control
     assert r8["export_bytes"] == r4["export_bytes"] == quantised
