@@ -2,8 +2,11 @@
 
 Owns: choosing records from a results cache by profile/design, size, bit-width and status
 (`select_records`), the listing (a text table or `--json`), and the exports: the results table
-(`engine.cache.records_to_table`) as CSV or Parquet, and each run's loss curve with its spec as
-hyperparameters as TensorBoard event files, one folder per run, for `tensorboard --logdir DIR`.
+(`engine.cache.records_to_table`) as CSV or Parquet, and each run's curves with its spec as
+hyperparameters as TensorBoard event files, one folder per run, for `tensorboard --logdir DIR`:
+the training loss (`loss_curve`, up to 1,000 points; records made before: 64), the validation
+evaluations (`val_curve`; the loops evaluate once, after the last step) and the grid-distance
+probes made during the run (`grid_probes`).
 
 Nothing here trains or writes to the cache. pyarrow (Parquet) and tensorboard (event files) are
 optional (`pip install -e '.[export]'`) and imported only by the export that needs them.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -24,6 +28,8 @@ from engine.spec import FULL_PRECISION_BITS, bits_label
 STATUSES = ("ok", "diverged")
 RUN_ID_SHOWN = 12  # as `engine show` and the results table print run ids
 LOSS_TAG = "train/loss"  # the TensorBoard scalar tag of a record's loss curve
+VAL_TAG = "val/bpb"  # ... of its validation evaluations (val_curve)
+PROBE_TAGS = {"int6_mean": "probe/grid_dist_int6", "own_mean": "probe/grid_dist_own"}  # ... of its grid probes
 METRIC_TAGS = ("val_bpb", "val_bpb_q", "val_bpb_int8", "quant_penalty")  # final numbers, hparams-plugin metrics
 
 
@@ -194,10 +200,34 @@ def run_folder_name(record: dict) -> str:
     return f"{record['run_id'][:RUN_ID_SHOWN]}-{s.get('size')}-{bits}-wd{s.get('wd')}-seed{s.get('seed')}"
 
 
+def val_points(record: dict) -> list[tuple[int, float]]:
+    """A record's validation evaluations as (step, val_bpb): its `val_curve`, or for a record made
+    before runs kept one, the final `val_bpb` at the last step (none if it has no finite number)."""
+    result = record["result"]
+    if "val_curve" in result:
+        return [(int(step), float(v)) for step, v in result["val_curve"] or []]
+    v = result.get("val_bpb")
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+        return [(int(record["spec"].get("steps") or 0), float(v))]
+    return []
+
+
+def probe_points(record: dict) -> dict[str, list[tuple[int, float]]]:
+    """A record's grid-distance probes (measured during the run) as (step, value) series by TensorBoard tag."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    for probe in sorted(record["result"].get("grid_probes") or [], key=lambda p: p.get("step", 0)):
+        for key, tag in PROBE_TAGS.items():
+            v = probe.get(key)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                series.setdefault(tag, []).append((int(probe["step"]), float(v)))
+    return series
+
+
 def write_tensorboard(records: list[dict], logdir: Path) -> list[Path]:
-    """One event-file folder per run under `logdir`: its loss curve as the scalar `train/loss` and its
-    spec as hyperparameters with the final metrics (TensorBoard's HPARAMS tab). A run's folder is
-    rewritten whole, so exporting again does not double its curve. Returns the folders."""
+    """One event-file folder per run under `logdir`: its loss curve as the scalar `train/loss`, its
+    validation evaluations as `val/bpb` (`val_points`), its grid probes as `probe/*`, and its spec as
+    hyperparameters with the final metrics (TensorBoard's HPARAMS tab). A run's folder is rewritten
+    whole, so exporting again does not double its curve. Returns the folders."""
     try:
         from torch.utils.tensorboard import SummaryWriter
         from torch.utils.tensorboard.summary import hparams
@@ -215,6 +245,11 @@ def write_tensorboard(records: list[dict], logdir: Path) -> list[Path]:
         with SummaryWriter(log_dir=str(folder)) as w:
             for step, loss in result.get("loss_curve") or []:
                 w.add_scalar(LOSS_TAG, float(loss), int(step))
+            for step, bpb in val_points(record):
+                w.add_scalar(VAL_TAG, bpb, step)
+            for tag, points in probe_points(record).items():
+                for step, v in points:
+                    w.add_scalar(tag, v, step)
             for tag, v in metrics.items():
                 w.add_scalar(tag, v, int(record["spec"].get("steps") or 0))
             # the hparams summaries written into this run's own file (SummaryWriter.add_hparams would
@@ -279,8 +314,9 @@ def add_runs_parser(subparsers) -> None:
 
     e = subparsers.add_parser("export", help="write the results table (CSV, Parquet) or loss curves (TensorBoard)",
                               description="Export cached runs: the results table (one row per run, the spec and "
-                                          "the scalar results) as CSV or Parquet, and/or each run's loss curve "
-                                          "and hyperparameters as TensorBoard event files.")
+                                          "the scalar results) as CSV or Parquet, and/or each run's curves "
+                                          "(training loss, validation, grid probes) and hyperparameters as "
+                                          "TensorBoard event files.")
     e.add_argument("--format", choices=("csv", "parquet"), help="results table format (parquet needs pyarrow)")
     e.add_argument("--out", type=Path, default=None, help="file to write (default for csv: standard output)")
     e.add_argument("--tensorboard", type=Path, metavar="DIR",

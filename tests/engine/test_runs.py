@@ -191,3 +191,93 @@ def test_export_tensorboard_one_folder_per_run_with_curve_and_hparams(cli, small
     assert len(ea.Scalars("train/loss")) == len(records[bad.run_id]["result"]["loss_curve"])
     assert "final/val_bpb_q" not in ea.Tags()["scalars"]
     assert len(list((logdir / run_folder_name(rec)).iterdir())) == 1  # one event file after the rewrite
+
+
+# --- TensorBoard on real runs: every kept point read back ------------------------------------
+
+REAL = dict(size="t10k", steps=30, batch_tokens=128, seq_len=16, val_tokens=1024, muon_momentum_warmup_steps=5)
+
+
+@pytest.fixture(scope="module")
+def real_cache(tmp_path_factory, one_thread_module):
+    """A cache of real tiny runs (t10k, 30 steps, ~1 s each): an INT6 run with a mid-run probe and a run that
+    diverges. The curve cap is lowered to 8 points so the real loop's stride (every 5th step, and the last)
+    is what the export reads back."""
+    from engine.cache import ResultsCache
+    from engine.train import train
+
+    root = tmp_path_factory.mktemp("real")
+    cache = ResultsCache(root / "cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("engine.runlog.CURVE_POINTS", 8)
+        for spec in (RunSpec(**REAL, bits=6, probe_fracs=(0.5,)), RunSpec(**REAL, bits=16, lr_mult=1e12)):
+            cache.put(spec, train(spec, data_dir=root / "data"))
+    return cache
+
+
+def _points(ea, tag):
+    return [(e.step, e.value) for e in ea.Scalars(tag)]
+
+
+def _same(points, recorded):
+    """Event-file scalars (float32) equal a record's (step, value) pairs, point for point."""
+    assert [s for s, _ in points] == [int(s) for s, _ in recorded]
+    for (_, got), (_, want) in zip(points, recorded):
+        assert got == pytest.approx(want, rel=1e-6, nan_ok=True) or got == want  # inf == inf
+
+
+def test_export_tensorboard_of_real_runs_has_every_recorded_point(cli, real_cache, tmp_path):
+    pytest.importorskip("tensorboard")
+    logdir = tmp_path / "tb"
+    assert cli(["export", "--tensorboard", str(logdir), "--cache-dir", str(real_cache.root)]) == 0
+    records = {r["result"]["status"]: r for r in real_cache.iter_records()}
+    assert set(records) == {"ok", "diverged"}
+
+    ok = records["ok"]
+    res = ok["result"]
+    assert [s for s, _ in res["loss_curve"]] == [0, 5, 10, 15, 20, 25, 29]  # every 5th step and the last
+    ea = _read_events(logdir / run_folder_name(ok))
+    _same(_points(ea, "train/loss"), res["loss_curve"])
+    assert res["val_curve"] == [[30, res["val_bpb"]]]  # one evaluation, after the last step (JSON: lists)
+    _same(_points(ea, "val/bpb"), res["val_curve"])
+    probes = sorted(res["grid_probes"], key=lambda p: p["step"])
+    assert [p["label"] for p in probes] == ["probe", "pre_warmdown"]  # 15, then 30 x (1 - 0.33) = 20
+    _same(_points(ea, "probe/grid_dist_int6"), [(p["step"], p["int6_mean"]) for p in probes])
+    _same(_points(ea, "probe/grid_dist_own"), [(p["step"], p["own_mean"]) for p in probes])
+    assert _points(ea, "final/val_bpb_q")[0][1] == pytest.approx(res["val_bpb_q"], rel=1e-6)
+
+    bad = records["diverged"]
+    ea = _read_events(logdir / run_folder_name(bad))
+    _same(_points(ea, "train/loss"), bad["result"]["loss_curve"])  # up to and with the non-finite step
+    assert bad["result"]["val_curve"] == [] and "val/bpb" not in ea.Tags()["scalars"]
+
+
+def test_export_tensorboard_reads_records_made_before_val_curves(cli, tmp_cache, fake_result, tmp_path):
+    """A record of the 64-point days (no val_curve) still exports: its curve whole, its val_bpb as one point."""
+    pytest.importorskip("tensorboard")
+    spec = RunSpec(**{**SMALL, "steps": 640})
+    old = fake_result(spec)
+    old["loss_curve"] = [[s, 5.0 - s / 1000] for s in range(0, 640, 10)]  # curve_every = 640 // 64
+    assert "val_curve" not in old and len(old["loss_curve"]) == 64
+    rec = tmp_cache.put(spec, old)
+    logdir = tmp_path / "tb"
+    assert cli(["export", "--tensorboard", str(logdir), "--cache-dir", str(tmp_cache.root)]) == 0
+    ea = _read_events(logdir / run_folder_name(rec))
+    _same(_points(ea, "train/loss"), old["loss_curve"])
+    _same(_points(ea, "val/bpb"), [(640, old["val_bpb"])])
+
+
+def test_export_tensorboard_without_tensorboard_says_pip_install(cli, small_cache, tmp_path, capsys, monkeypatch):
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *a, **k):
+        if name.startswith("torch.utils.tensorboard") or name.split(".")[0] == "tensorboard":
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    cache, _, _ = small_cache
+    logdir = tmp_path / "tb"
+    assert cli(["export", "--tensorboard", str(logdir), "--cache-dir", str(cache.root)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install tensorboard" in err[0] and not logdir.exists()
