@@ -1,7 +1,7 @@
 """Calibration of every decision rule: type-I error and power by simulation, and seeds for power.
 
-Owns the scenarios' bookkeeping, not their content: each claim names a scenarios function
-(``scenarios`` in fixtures/claims.toml, defined next to its decider) that, given the claim at
+Owns the scenarios' bookkeeping, not their content: each claim has a scenarios function
+(registered with ``@scenarios("<id>")`` next to its decider) that, given the claim at
 a profile, the arms of one test case (the profile's design slice) and the noise model (so an
 effect the paper reports standardised, like C7's d_z, can be put in bpb), returns three
 tables of true means:

@@ -1,16 +1,18 @@
 """The claims under test, as data.
 
 Owns the ``Claim`` record and its loader. The claims live in ``fixtures/claims.toml``
-(one table per claim id: statement, source, design, decider, cells, rule, thresholds, and
-the paper's reported figures as ``paper_*`` keys); this module only parses and validates
-that file. A malformed file is an error that names the file and the offending key.
+(one table per claim id: statement, source, design, cells, rule, thresholds, and the
+paper's reported figures as ``paper_*`` keys); this module only parses and validates that
+file. A malformed file is an error that names the file and the offending key. A claim's
+decider and calibration scenarios are Python, registered under its id (``@decider("C1")``,
+``@scenarios("C1")`` in ``hypotheses/verdict.py``) in one of ``DECIDER_MODULES``;
+``Claim.decide_fn`` / ``Claim.scenarios_fn`` look them up.
 ``Claim.at_profile`` merges what a profile says about the claim (its smallest effect of
 interest ``delta``, ``[verdicts.delta]``) into the thresholds.
 """
 
 from __future__ import annotations
 
-import importlib
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,8 +24,14 @@ from engine.spec import field_names
 
 DEFAULT_CLAIMS_PATH = fixtures_dir() / "claims.toml"  # the checkout's fixtures/, else an installed copy's
 
-_TEXT_FIELDS = ("statement", "source", "design", "rule", "decider")
-_OPTIONAL_TEXT = ("role", "scenarios", "premise")
+_TEXT_FIELDS = ("statement", "source", "design", "rule")
+_OPTIONAL_TEXT = ("role", "premise")
+# The modules whose @decider / @scenarios register the claims of fixtures/claims.toml. A claim
+# of a new family adds its module here (docs/extending.md); a decider registered elsewhere
+# (a test's toy claim) is found once its module is imported.
+DECIDER_MODULES = ("hypotheses.schedule", "hypotheses.scaling", "hypotheses.int4", "hypotheses.mechanism",
+                   "hypotheses.related")
+_REGISTERED_IN_PYTHON = ("decider", "scenarios")
 _CELL_KEYS = {"by", "id", "filters", "args", "cases"}
 _CASE_KEYS = {"id", "design", "filters", "args"}
 _CELL_BY = {"bits", "size"}
@@ -54,8 +62,6 @@ class Claim:
     thresholds: Mapping = field(default_factory=dict)
     paper: Mapping = field(default_factory=dict)
     role: str = ""
-    decider: str = ""  # "module:function"
-    scenarios: str = ""  # "module:function" (calibration scenarios)
     premise: str = ""  # what must hold at a profile for the claim to be testable, and why ('' if nothing)
     cells: Mapping = field(default_factory=dict)
     # where the claim and the profile merged into it come from: error messages name these files
@@ -72,13 +78,22 @@ class Claim:
         return [d.strip() for d in self.design.split("+")]
 
     def decide_fn(self):
-        """The decision function named by ``decider``."""
-        return _resolve(self, "decider", self.decider)
+        """The decision function registered for this claim (``@decider("<id>")``)."""
+        return _registered(self, "decider")
 
     def scenarios_fn(self):
-        if not self.scenarios:
-            raise ValueError(f"claim {self.id} names no calibration scenarios (key 'scenarios')")
-        return _resolve(self, "scenarios", self.scenarios)
+        """The calibration scenarios registered for this claim (``@scenarios("<id>")``)."""
+        return _registered(self, "scenarios")
+
+    @property
+    def decider(self) -> str:
+        """Where the decider is defined, "module.function" ('' if none is registered): for messages."""
+        return _where(self, "decider")
+
+    @property
+    def scenarios(self) -> str:
+        """Where the calibration scenarios are defined ('' if none are registered)."""
+        return _where(self, "scenarios")
 
     def at_profile(self, profile) -> "Claim":
         """This claim with the profile's settings for it merged into the thresholds.
@@ -114,18 +129,30 @@ class Claim:
             ) from None
 
 
-def _resolve(claim: Claim, key: str, target: str):
-    """The function `target` ("module:function") names; ClaimsFileError naming the file and key if
-    it cannot be imported or is not callable."""
-    where = f"{claim.path or 'claims file'}: {claim.id}.{key} = {target!r}"
-    module, _, name = target.partition(":")
-    try:
-        fn = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise ClaimsFileError(f"{where} cannot be imported ({e})") from None
-    if not callable(fn):
-        raise ClaimsFileError(f"{where} is not a function but {type(fn).__name__}")
+def _registry(kind: str) -> dict:
+    import importlib
+
+    from hypotheses import verdict
+
+    for module in DECIDER_MODULES:
+        importlib.import_module(module)
+    return verdict.DECIDERS if kind == "decider" else verdict.SCENARIOS
+
+
+def _registered(claim: Claim, kind: str):
+    """The function registered for ``claim`` as its ``kind`` ('decider' / 'scenarios'); ClaimsFileError
+    naming the claims file and the decorator to add when there is none."""
+    fn = _registry(kind).get(claim.id)
+    if fn is None:
+        raise ClaimsFileError(f"{claim.path or 'claims file'}: claim {claim.id} has no registered {kind}; decorate "
+                              f"its function with @{kind}({claim.id!r}) (hypotheses.verdict) in one of "
+                              f"{', '.join(DECIDER_MODULES)} or a module imported before the claim is decided")
     return fn
+
+
+def _where(claim: Claim, kind: str) -> str:
+    fn = _registry(kind).get(claim.id)
+    return f"{fn.__module__}.{fn.__qualname__}" if fn is not None else ""
 
 
 def _check_value(path: Path, key: str, value) -> None:
@@ -208,8 +235,11 @@ def _parse_claim(path: Path, claim_id: str, body) -> Claim:
         _check_filters(path, f"{claim_id}.cells.cases[{case['id']}].filters", case.get("filters", {}))
     if cells.get("args", "fit_heldout") != "fit_heldout":
         raise ClaimsFileError(f"{path}: {claim_id}.cells.args must be 'fit_heldout' if given")
-    if ":" not in body["decider"]:
-        raise ClaimsFileError(f"{path}: {claim_id}.decider must be 'module:function'")
+    for key in _REGISTERED_IN_PYTHON:
+        if key in body:
+            raise ClaimsFileError(f"{path}: {claim_id}.{key} is not read from the claims file: the {key} is "
+                                  f"registered in Python under the claim id, @{key}({claim_id!r}) "
+                                  f"(hypotheses.verdict); remove the key")
     paper = {}
     for key, value in body.items():
         if key in _TEXT_FIELDS or key in _OPTIONAL_TEXT or key in ("thresholds", "cells"):
@@ -230,8 +260,6 @@ def _parse_claim(path: Path, claim_id: str, body) -> Claim:
         thresholds=thresholds,
         paper=paper,
         role=body.get("role", "").strip(),
-        decider=body["decider"].strip(),
-        scenarios=body.get("scenarios", "").strip(),
         premise=" ".join(body.get("premise", "").split()),
         cells=cells,
         path=path,

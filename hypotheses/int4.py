@@ -49,6 +49,7 @@ from hypotheses.verdict import (
     fmt_wd,
     require_table,
     require_unique_runs,
+    scenarios,
     three_way,
     verdict,
 )
@@ -198,7 +199,7 @@ def _fmt_level(level: float) -> str:
 # ---------------------------------------------------------------------------------------
 
 
-@decider
+@decider("C7")
 def decide_c7(table: pd.DataFrame, claim, *, size: str) -> Verdict:
     """C7 at one large size: at INT4, wd33 is better than wd10 by more than delta.
 
@@ -303,6 +304,7 @@ def _wd_shift(claim, row: dict, d: float) -> float:
     return _base_bpb(row) + (d if is_short else 0.0)
 
 
+@scenarios("C7")
 def scenarios_c7(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
     """Calibration scenarios of C7 (true mean of d = y(wd10) - y(wd33) at the cell's size).
 
@@ -348,7 +350,7 @@ def _size_order(t: pd.DataFrame) -> list:
     return sorted(smallest, key=lambda s: (smallest[s], str(s)))
 
 
-@decider
+@decider("C8")
 def decide_c8(table: pd.DataFrame, claim) -> Verdict:
     """C8: at INT4 below 50M, every size's schedule preference is within delta, and no size
     is a region where wd10 wins.
@@ -491,6 +493,7 @@ def decide_c8(table: pd.DataFrame, claim) -> Verdict:
     raise Inconclusive(summary + ".", reason, stats)
 
 
+@scenarios("C8")
 def scenarios_c8(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
     """Calibration scenarios of C8 (true mean of d = y(wd10) - y(wd33) per small size).
 

@@ -27,6 +27,7 @@ from hypotheses.verdict import (
     fmt_bits,
     require_table,
     require_unique_runs,
+    scenarios,
     three_way,
     verdict,
 )
@@ -50,7 +51,7 @@ def _pairs(t: pd.DataFrame, metric: str, quant_bits: int, ref_bits: int) -> tupl
     return np.asarray(q, dtype=float), np.asarray(r, dtype=float)
 
 
-@decider(uses_delta=False)  # its band [band_low, band_high] is the margin
+@decider("C9", uses_delta=False)  # its band [band_low, band_high] is the margin
 def decide_c9(table: pd.DataFrame, claim) -> Verdict:
     """C9: before warmdown, INT6-QAT weights are about as far from the INT6 grid as FP16's.
 
@@ -144,6 +145,7 @@ def decide_c9(table: pd.DataFrame, claim) -> Verdict:
     raise Inconclusive(head + ".", reason, stats)
 
 
+@scenarios("C9")
 def scenarios_c9(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
     """Calibration scenarios of C9: true mean distance of INT6 arms = ratio x the FP16 one.
 

@@ -56,6 +56,7 @@ from hypotheses.verdict import (
     count_stats,
     decider,
     require_table,
+    scenarios,
     three_way,
     verdict,
 )
@@ -194,7 +195,7 @@ def _fraction_slope(frac: np.ndarray, y: np.ndarray) -> float:
     return float((f * (y - y.mean())).sum() / (f ** 2).sum() * (frac.max() - frac.min()))
 
 
-@decider
+@decider("R1")
 def decide_r1(table: pd.DataFrame, claim) -> Verdict:
     """R1: the loss-optimal QAT fraction grows with total compute.
 
@@ -301,6 +302,7 @@ def _page_p(best_by_seed: dict, n_budgets: int) -> float:
         return float(sps.page_trend_test(np.array(rows, dtype=float)).pvalue)
 
 
+@scenarios("R1")
 def scenarios_r1(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
     """R1's scenarios: the loss is linear in the QAT fraction f with a tilt that changes over
     budget ranks r: mu = base + g(r) (f - mean f) / (f_max - f_min), g(r) = e (1/2 - r / (B - 1)),
@@ -327,7 +329,7 @@ def _is_fused(qat_start: float, wd: float, restart: bool = False) -> bool:
     return not bool(restart) and abs(float(qat_start) - (1.0 - float(wd))) <= TOL
 
 
-@decider
+@decider("R2")
 def decide_r2(table: pd.DataFrame, claim) -> Verdict:
     """R2: fusing the cooldown with QAT (QAT starts when the warmdown starts: qat_start =
     1 - wd) matches or beats a full-precision cooldown before QAT, at equal total steps.
@@ -372,6 +374,7 @@ def decide_r2(table: pd.DataFrame, claim) -> Verdict:
     raise Inconclusive(head + ".", f"the bounds [{s.low:+.4f}, {s.high:+.4f}] straddle delta {delta:g}", stats)
 
 
+@scenarios("R2")
 def scenarios_r2(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
     """R2's scenarios (true mean of d = fused - separate): true: d = 0 (fusion matches: the
     weakest form of the claim, so the power is a floor); boundary: d = +delta (fusion worse by
@@ -399,7 +402,7 @@ def _beta2_in_cooldown(row_beta2, row_cool) -> float:
     return round(float(row_cool), 6)
 
 
-@decider
+@decider("R3")
 def decide_r3(table: pd.DataFrame, claim, *, part: str) -> Verdict:
     """R3, one sub-claim per test case.
 
@@ -484,6 +487,7 @@ def _r3_beta2(table: pd.DataFrame, claim) -> Verdict:
                                 delta, alpha, stats)
 
 
+@scenarios("R3")
 def scenarios_r3(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
     """R3's scenarios, by the sub-claim the arms hold. Shape: the other shapes' loss above
     1-sqrt's: true: both by ``true_effect`` x delta; boundary: linear by exactly delta
@@ -511,7 +515,7 @@ def scenarios_r3(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
 # ---------------------------------------------------------------------------------------
 
 
-@decider
+@decider("R4")
 def decide_r4(table: pd.DataFrame, claim) -> Verdict:
     """R4: a warmdown longer than the run (``wd_long``, LR decaying from step 0) cuts the
     post-training int8 penalty of an FP16 run against the default warmdown (``wd_default``).
@@ -576,6 +580,7 @@ def decide_r4(table: pd.DataFrame, claim) -> Verdict:
                                 delta, alpha, stats, more)
 
 
+@scenarios("R4")
 def scenarios_r4(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
     """R4's scenarios: the default warmdown's int8 penalty above the long one's by the true
     effect (``true_effect`` x delta: PR #61's cut in deltas), by exactly delta, or by 0."""
@@ -589,7 +594,7 @@ def scenarios_r4(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
 # ---------------------------------------------------------------------------------------
 
 
-@decider
+@decider("R5")
 def decide_r5(table: pd.DataFrame, claim, *, part: str) -> Verdict:
     """R5 (parameter-golf PR #469), one sub-claim per test case.
 
@@ -670,6 +675,7 @@ def export_bytes_estimate(n_params: float, embed_params: float, bits: int) -> fl
     return embed_params * 2 + (n_params - embed_params) * bits / 8
 
 
+@scenarios("R5")
 def scenarios_r5(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
     """R5's scenarios, by the sub-claim the arms hold: the losing arm (int6 small model, or the
     late QAT start) above the other by the true effect / exactly delta / 0. Matched arms carry

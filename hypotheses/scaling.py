@@ -33,6 +33,7 @@ from hypotheses.verdict import (
     fmt_bits,
     require_table,
     require_unique_runs,
+    scenarios,
     three_way,
     verdict,
 )
@@ -173,7 +174,7 @@ def _check_premise(p: dict, mask: np.ndarray, sizes: list[str], delta: float, al
     stats["premise"] = PREMISE_MET
 
 
-@decider
+@decider("C6")
 def decide_c6(
     table: pd.DataFrame, claim, fit_sizes: list[str], heldout_sizes: list[str]
 ) -> Verdict:
@@ -434,6 +435,7 @@ def _deviating_size(arms: pd.DataFrame) -> str:
     return str(by_n.loc[list(sizes)].astype(float).idxmax())
 
 
+@scenarios("C6")
 def scenarios_c6(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
     """True means of every arm under three states of the world (hypotheses/calibration.py).
 

@@ -41,6 +41,7 @@ from hypotheses.verdict import (
     is_wd,
     require_table,
     require_unique_runs,
+    scenarios,
     three_way,
     verdict,
 )
@@ -96,7 +97,7 @@ def _c1_premise(what: str, mcb, delta: float, stats: dict) -> None:
     stats["premise"] = PREMISE_MET
 
 
-@decider
+@decider("C1")
 def decide_c1(table: pd.DataFrame, claim, *, bits: int, size: str):
     """C1 on one (bits, size) cell: is wd33 within delta of the best warmdown?
 
@@ -372,7 +373,7 @@ def _null_slice(table: pd.DataFrame, claim, what: str) -> pd.DataFrame:
     return t[t["bits"].isin(bits)]
 
 
-@decider
+@decider("C2")
 def decide_c2(table: pd.DataFrame, claim, *, size: str):
     """C2 at one size: the warmdown landscape does not depend on bit-width.
 
@@ -420,7 +421,7 @@ def _arm_groups(t: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return groups
 
 
-@decider
+@decider("C3", "C4", "C5")
 def decide_null_arm(table: pd.DataFrame, claim):
     """C3/C4/C5: C2's contrasts (see ``decide_c2``) on another design's table.
 
@@ -475,6 +476,7 @@ def _wd_bowl(wd: np.ndarray, centre: float) -> np.ndarray:
     return shape / shape.max() if shape.max() > 0 else shape
 
 
+@scenarios("C1")
 def scenarios_c1(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
     """C1 at one (bits, size) cell, on a warmdown bowl centred on wd33 whose farthest
     warmdown is worse by ``_WD_BOWL`` deltas (the premise: a landscape that tells warmdowns
@@ -508,6 +510,7 @@ def scenarios_c1(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
 _PENALTY_DELTAS = {8: 1.0, 6: 3.0, 5: 4.0, 4: 6.0}
 
 
+@scenarios("C2", "C3", "C4", "C5")
 def scenarios_null(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
     """C2-C5 on one cell (one size, or an arm's sizes and lengths).
 

@@ -4,7 +4,9 @@ Owns:
 - ``Verdict``: the frozen record of one decision: one of three outcomes, what we saw, the
   statistic with its confidence bounds, the region the claim predicts for it, and how
   stable the outcome is under a re-run.
-- ``decider``: the wrapper every decision function wears. A decider raises
+- ``decider`` / ``scenarios``: the decorators every decision function and calibration-scenarios
+  function wears; they register it under its claim ids (``@decider("C1")``), which is how
+  ``Claim.decide_fn`` finds it. A decider raises
   ``Inconclusive`` when the data cannot tell (too few seeds, nothing to compare, an
   interval straddling the claim's boundary); the wrapper turns that into an
   *inconclusive* verdict and fills the statistics every verdict must carry.
@@ -200,21 +202,52 @@ def verdict(claim, outcome: str, observed: str, stats: Mapping, reason: str = ""
     return Verdict(claim.id, outcome, claim.statement, observed, _complete(claim, stats), reason)
 
 
-def decider(fn: Callable[..., Verdict] | None = None, *, uses_delta: bool = True):
-    """Wrap a decision function ``fn(table, claim, **cell_args) -> Verdict``.
+# Deciders and calibration scenarios, registered by claim id: ``@decider("C1")`` on the decision
+# function, ``@scenarios("C1")`` on its scenarios function, in the claim family's module
+# (``hypotheses/schedule.py`` ...). fixtures/claims.toml names the claim ([C1]); the claim id
+# is the link (``Claim.decide_fn`` looks it up here), so "go to definition" and grep follow it.
+DECIDERS: dict[str, Callable[..., Verdict]] = {}
+SCENARIOS: dict[str, Callable] = {}
+
+
+def _register(registry: dict, kind: str, claim_ids: tuple[str, ...], fn: Callable) -> None:
+    for claim_id in claim_ids:
+        if not isinstance(claim_id, str) or not claim_id.strip():
+            raise TypeError(f"@{kind}: claim ids must be non-empty strings, got {claim_id!r}")
+        old = registry.get(claim_id)
+        same = old is not None and (old.__module__, old.__qualname__) == (fn.__module__, fn.__qualname__)
+        if old is not None and not same:  # a module reloaded re-registers itself; two functions never share an id
+            raise ValueError(f"@{kind}({claim_id!r}): {fn.__module__}.{fn.__qualname__} and "
+                             f"{old.__module__}.{old.__qualname__} both claim it")
+        registry[claim_id] = fn
+
+
+def unregister(claim_id: str) -> None:
+    """Forget the decider and scenarios of ``claim_id`` (tests that register a toy claim)."""
+    DECIDERS.pop(claim_id, None)
+    SCENARIOS.pop(claim_id, None)
+
+
+def decider(*claim_ids, uses_delta: bool = True):
+    """Wrap a decision function ``fn(table, claim, **cell_args) -> Verdict`` and register it
+    as the decider of ``claim_ids``: ``@decider("C1")``, ``@decider("C3", "C4", "C5")``,
+    ``@decider("C9", uses_delta=False)``; a bare ``@decider`` wraps without registering.
 
     The one place where "the data cannot tell" becomes a verdict: ``Inconclusive`` raised
     anywhere inside ``fn`` returns an inconclusive Verdict with its reason and the
     statistics gathered so far. Any other exception is a pipeline error and propagates.
 
     ``uses_delta``: whether the rule needs the profile's smallest effect of interest
-    (``[verdicts.delta]``); a rule with its own margin (C9's band) says ``@decider(uses_delta=False)``.
+    (``[verdicts.delta]``); a rule with its own margin (C9's band) says ``uses_delta=False``.
     The suite checks it at collection (``hypotheses.checks``): a missing delta is an error before
     any training, not a failure after it.
     """
-    if fn is None:
-        return functools.partial(decider, uses_delta=uses_delta)
+    if len(claim_ids) == 1 and callable(claim_ids[0]):  # bare @decider
+        return _wrap_decider(claim_ids[0], (), uses_delta)
+    return functools.partial(_wrap_decider, claim_ids=claim_ids, uses_delta=uses_delta)
 
+
+def _wrap_decider(fn: Callable[..., Verdict], claim_ids: tuple[str, ...], uses_delta: bool):
     @functools.wraps(fn)
     def wrapped(table: pd.DataFrame, claim, **kwargs) -> Verdict:
         try:
@@ -224,7 +257,20 @@ def decider(fn: Callable[..., Verdict] | None = None, *, uses_delta: bool = True
 
     wrapped.is_decider = True
     wrapped.uses_delta = uses_delta
+    wrapped.claim_ids = tuple(claim_ids)
+    _register(DECIDERS, "decider", tuple(claim_ids), wrapped)
     return wrapped
+
+
+def scenarios(*claim_ids):
+    """Register a calibration-scenarios function ``fn(claim, arms, noise) -> {name: Scenario}``
+    (hypotheses/calibration.py) for ``claim_ids``: ``@scenarios("C1")``."""
+
+    def register(fn: Callable) -> Callable:
+        _register(SCENARIOS, "scenarios", tuple(claim_ids), fn)
+        return fn
+
+    return register
 
 
 def three_way(reproduce: bool, contradict: bool) -> str:

@@ -101,7 +101,7 @@ def test_malformed_cases_are_named(tmp_path, cells, match):
     src = tmp_path / "claims.toml"
     body = tomllib.loads(DEFAULT_CLAIMS_PATH.read_text())["R3"]
     lines = ["[R3]"]
-    for k in ("statement", "source", "design", "rule", "decider", "scenarios"):
+    for k in ("statement", "source", "design", "rule"):
         lines.append(f"{k} = {json.dumps(body[k])}")
     lines.append("[R3.thresholds]\nalpha = 0.05")
     lines.append("[R3.cells]\n" + "\n".join(f"{k} = {_toml(v)}" for k, v in cells.items()))

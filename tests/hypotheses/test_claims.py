@@ -20,7 +20,6 @@ GOOD = '''
 statement = "s"
 source = "arXiv:0000.00000, sec 1"
 design = "phase2"
-decider = "hypotheses.schedule:decide_c1"
 rule = "r"
 paper_ratio = 1.04
 
@@ -139,7 +138,38 @@ def test_a_missing_delta_names_the_profile_file_not_the_claims_thresholds(claims
 @pytest.mark.parametrize("claim_id", CLAIM_IDS)
 def test_decider_and_scenarios_resolve(claims, claim_id):
     assert callable(claims[claim_id].decide_fn()) and getattr(claims[claim_id].decide_fn(), "is_decider", False)
+    assert claim_id in claims[claim_id].decide_fn().claim_ids  # registered by @decider("<id>")
     assert callable(claims[claim_id].scenarios_fn())
+    assert claims[claim_id].decider.startswith("hypotheses.") and claims[claim_id].scenarios.startswith("hypotheses.")
+
+
+def test_the_claims_file_names_no_python_functions():
+    """The claim id is the link to the decider (issue 23): no "module:function" string to keep in step."""
+    assert not re.search(r"^(decider|scenarios)\s*=", DEFAULT_CLAIMS_PATH.read_text(), flags=re.M)
+
+
+def test_a_claim_without_a_registered_decider_names_the_decorator(tmp_path):
+    from hypotheses.verdict import decider as register, scenarios, unregister
+
+    path = tmp_path / "claims.toml"
+    path.write_text(GOOD.replace("[C1", "[Z9"))
+    claim = load_claims(path)["Z9"]
+    with pytest.raises(ClaimsFileError, match=r"claims.toml: claim Z9 has no registered decider; .*@decider\('Z9'\)"):
+        claim.decide_fn()
+    assert claim.decider == ""
+    try:
+        fn = register("Z9")(lambda table, claim: None)
+        scen = scenarios("Z9")(lambda claim, arms, noise=None: {})
+        assert claim.decide_fn() is fn and claim.scenarios_fn() is scen and fn.claim_ids == ("Z9",)
+        def another(table, claim):
+            return None
+
+        with pytest.raises(ValueError, match="both claim it"):
+            register("Z9")(another)
+    finally:
+        unregister("Z9")
+    with pytest.raises(ClaimsFileError):
+        claim.scenarios_fn()
 
 
 def test_custom_file_loads(tmp_path):
@@ -160,7 +190,8 @@ def test_custom_file_loads(tmp_path):
         (lambda s: s.replace("alpha = 0.05", "alpha = {x = 1}"), "C1.thresholds.alpha"),
         (lambda s: s.replace('statement = "s"', "statement = 3"), "C1.statement"),
         (lambda s: s.replace('rule = "r"', 'rule = "r"\nrole = 5'), "C1.role"),
-        (lambda s: s.replace('decider = "hypotheses.schedule:decide_c1"', 'decider = "nope"'), "C1.decider"),
+        # deciders are registered in Python under the claim id; a stale "module:function" key is named
+        (lambda s: s.replace('rule = "r"', 'rule = "r"\ndecider = "hypotheses.schedule:decide_c1"'), "C1.decider"),
         (lambda s: s.replace('by = ["bits", "size"]', 'by = ["colour"]'), "C1.cells.by"),
         # a misspelt filter field once crashed the suite's collection (INTERNALERROR) with an AttributeError
         (lambda s: s.replace('by = ["bits", "size"]', 'by = ["bits", "size"]\nfilters = { bitz = [16, 8] }'),

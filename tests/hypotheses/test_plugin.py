@@ -284,8 +284,13 @@ def test_a_claim_that_cannot_be_decided_is_a_setup_error_and_trains_nothing(pyte
         text, needle = TRAIN_PROFILE.replace("C1 = 0.05\n", ""), f"ProfileError: {tmp_path / 'train.toml'}: " \
                                                                 "[verdicts.delta] has no entry for C1"
     else:
-        claims = _claims_with(tmp_path, '"hypotheses.schedule:decide_c1"', '"hypotheses.schedule:decide_c1x"')
-        args, needle = ["--qat-claims", str(claims)], f"ClaimsFileError: {claims}: C1.decider"
+        # a claim whose id no @decider registers: a plugin loaded first forgets C1's registration
+        (pytester.path / "forget_c1.py").write_text("import hypotheses.schedule\n"
+                                                    "from hypotheses.verdict import unregister\n"
+                                                    "unregister('C1')\n")
+        from hypotheses.claims import DEFAULT_CLAIMS_PATH
+
+        args, needle = ["-p", "forget_c1"], f"ClaimsFileError: {DEFAULT_CLAIMS_PATH}: claim C1 has no registered decider"
     res = _suite(pytester, tmp_path, text, "--qat-report-dir", str(tmp_path / "reports"), *args)
     res.assert_outcomes(errors=1)
     out = res.stdout.str()
