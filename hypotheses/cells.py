@@ -13,7 +13,7 @@ decider, not edits here. Ids read like the thing they test: `int6-t20k`, `t100k`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from engine.design import Profile, ProfileError
 from engine.spec import RunSpec
@@ -48,9 +48,11 @@ def cell_decider(claim, cell: Cell):
     """``table -> Verdict``: the claim's decider bound to one cell's arguments (what the suite,
     the stability draw, calibration and the plan all call)."""
     fn = claim.decide_fn()
+    note = claim.thresholds.get("bits_substitution")  # the profile tests other bit-widths: every verdict says so
 
     def decide(table):
-        return fn(table, claim, **cell.args)
+        v = fn(table, claim, **cell.args)
+        return replace(v, stats={**v.stats, "bits_substitution": note}) if note else v
 
     return decide
 

@@ -6,7 +6,8 @@ so that each mistake is one error naming the file and the key when the suite col
 command loads the profile), never a FAILED test after every run has trained:
 - `check_verdicts(profile, claims)`: `[verdicts]` holds only known keys; `stability_draws` is
   an integer >= 0; `[verdicts.delta]` maps known claim ids to positive numbers; each
-  `[verdicts.noise.<metric>]` holds seed, seed_wd and run SDs >= 0;
+  `[verdicts.noise.<metric>]` holds seed, seed_wd and run SDs >= 0; a
+  `[verdicts.bit_substitution]` names known claims, allowed bit-widths and its reason;
 - `check_claim(claim, profile)`: the claim's decider (and its calibration scenarios) import
   and are callable; a decider that uses the smallest effect of interest has the profile's
   `[verdicts.delta]` entry; every size of the claim's role is a size its designs train.
@@ -19,10 +20,10 @@ import math
 from typing import Mapping
 
 from engine.design import Profile, ProfileError
-from hypotheses.claims import Claim
+from hypotheses.claims import Claim, bit_substitution
 from hypotheses.simulate import Noise
 
-VERDICTS_KEYS = ("stability_draws", "delta", "noise")
+VERDICTS_KEYS = ("stability_draws", "delta", "noise", "bit_substitution")
 DEFAULT_STABILITY_DRAWS = 200  # SE of a stability near 0.9 is 0.02 at 200 draws
 
 
@@ -53,6 +54,17 @@ def check_verdicts(profile: Profile, claims: Mapping[str, Claim]) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
             raise ProfileError(f"{profile.path}: [verdicts.delta] {claim_id} = {value!r} must be a positive number "
                                "(the smallest effect of interest, in the claim's metric)")
+    sub = verdicts.get("bit_substitution")
+    if sub:
+        unknown = [c for c in (sub.get("claims", []) if isinstance(sub, Mapping) else []) if c not in claims]
+        if unknown:
+            raise ProfileError(f"{profile.path}: [verdicts.bit_substitution] claims {unknown} are not claims "
+                               f"(misspelt?); the claims are {list(claims)}")
+        try:
+            for claim_id in claims:
+                bit_substitution(profile, claim_id)
+        except ValueError as e:
+            raise ProfileError(str(e)) from None
     noise = verdicts.get("noise", {})
     if not isinstance(noise, Mapping) or not all(isinstance(t, Mapping) for t in noise.values()):
         raise ProfileError(f"{profile.path}: [verdicts.noise.<metric>] must be tables of seed, seed_wd, run SDs")

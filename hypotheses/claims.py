@@ -113,7 +113,13 @@ class Claim:
                 raise ValueError(f"{profile.path}: [verdicts.delta] {self.id} must be a positive number, got {value!r}")
             merged["delta"] = float(value)
         merged["delta_source"] = f"{getattr(profile, 'name', '?')} [verdicts.delta]" if "delta" in merged else "none"
-        return replace(self, thresholds=merged, profile_path=getattr(profile, "path", None))
+        cells = dict(self.cells)
+        swap = bit_substitution(profile, self.id)
+        if swap and "bits_substitution" not in self.thresholds:  # at most once: a map may chain (8 -> 6, 6 -> 3)
+            merged, cells = _substitute_bits(merged, cells, swap)
+            merged["bits_substitution"] = (", ".join(f"INT{a} -> INT{b}" for a, b in sorted(swap.items(), reverse=True))
+                                           + f" ({getattr(profile, 'name', '?')} [verdicts.bit_substitution])")
+        return replace(self, thresholds=merged, cells=cells, profile_path=getattr(profile, "path", None))
 
     def threshold(self, key: str):
         """``thresholds[key]``; a missing key is a pipeline error naming the claim."""
@@ -279,3 +285,51 @@ def load_claims(path: str | Path | None = None) -> dict[str, Claim]:
     if not raw:
         raise ClaimsFileError(f"{path}: no claims defined")
     return {claim_id: _parse_claim(path, claim_id, body) for claim_id, body in raw.items()}
+
+
+def bit_substitution(profile, claim_id: str) -> dict[int, int]:
+    """The profile's stand-in bit-widths for ``claim_id`` ({paper bits: profile bits}; {} if none).
+
+    ``[verdicts.bit_substitution]`` (``claims``, ``map``, ``reason``) lets a profile test a
+    claim at other bit-widths than the paper's where the paper's cost nothing measurable at
+    its scale (tiny: INT8/INT6 penalties are ~0 at 10k-100k parameters, so "no schedule x
+    bit-width interaction" would hold trivially): the claim's thresholds and cell filters are
+    rewritten, and every verdict says so (``bits_substitution``). Malformed: ValueError."""
+    where = f"{getattr(profile, 'path', 'the profile')}: [verdicts.bit_substitution]"
+    sub = (getattr(profile, "verdicts", {}) or {}).get("bit_substitution")
+    if not sub:
+        return {}
+    from engine.spec import ALLOWED_BITS, FULL_PRECISION_BITS
+
+    if not isinstance(sub, Mapping) or set(sub) != {"claims", "map", "reason"}:
+        raise ValueError(f"{where} must hold exactly claims = [ids], map = {{\"<paper bits>\" = <bits>}}, "
+                         f"reason = \"...\"")
+    if not isinstance(sub["reason"], str) or not sub["reason"].strip():
+        raise ValueError(f"{where} reason must say why the bit-widths are substituted")
+    if claim_id not in sub["claims"]:
+        return {}
+    swap = {}
+    for k, v in dict(sub["map"]).items():
+        ok = str(k).isdigit() and isinstance(v, int) and not isinstance(v, bool)
+        if not ok or int(k) not in ALLOWED_BITS or v not in ALLOWED_BITS or FULL_PRECISION_BITS in (int(k), v):
+            raise ValueError(f"{where} map {k!r} = {v!r}: both sides must be quantised bit-widths of "
+                             f"{[b for b in ALLOWED_BITS if b != FULL_PRECISION_BITS]}")
+        swap[int(k)] = v
+    return swap
+
+
+def _substitute_bits(thresholds: dict, cells: dict, swap: dict[int, int]) -> tuple[dict, dict]:
+    """``thresholds['bits' / 'quant_bits']`` and the cells' ``bits`` filters with ``swap`` applied."""
+    def sub(v):
+        if isinstance(v, (list, tuple)):
+            return [swap.get(int(b), int(b)) for b in v]
+        return swap.get(int(v), int(v))
+
+    out = dict(thresholds)
+    for key in ("bits", "quant_bits"):
+        if key in out:
+            out[key] = sub(out[key])
+    cells = dict(cells)
+    if "bits" in dict(cells.get("filters", {})):
+        cells["filters"] = {**dict(cells["filters"]), "bits": sub(cells["filters"]["bits"])}
+    return out, cells
