@@ -15,6 +15,7 @@ canvas, never pyplot, so making a report changes no global backend state.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -31,7 +32,7 @@ from engine.design import Profile
 from engine.spec import RunSpec
 from hypotheses.claims import Claim
 from hypotheses.report.inputs import ERROR, OUTCOMES, DesignData, as_float, fmt_count, outcome_counts
-from hypotheses.verdict import fmt_bits
+from hypotheses.verdict import ArmTable, fmt_bits
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,9 @@ class Plot:
     skipped: str = ""  # why it was skipped
     claims: tuple[str, ...] = ()
     numbers: dict = field(default_factory=dict)  # what it read from the verdict rows, by cell
+    # The arms the figure tells apart, by panel or test case: what its arm tests compare with
+    # the arms the verdict compares (a pooled pair of arms shows up here as one label).
+    arms: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -160,7 +164,8 @@ def _save(fig: Figure, out_dir: Path, name: str) -> Path:
 def _finite(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Finished, non-diverged runs with a finite metric (diverged runs are never plotted)."""
     if table.empty or metric not in table:  # an empty cache has no columns at all
-        return pd.DataFrame(columns=["run_id", "size", "status", "n_params", *PAIR_KEYS, metric])
+        # each column once: a repeated "size" made pd.concat with a filled design fail (C6, partial cache)
+        return pd.DataFrame(columns=list(dict.fromkeys(["run_id", "size", "status", "n_params", *PAIR_KEYS, metric])))
     vals = pd.to_numeric(table[metric], errors="coerce")
     t = table[(table["status"] == "ok") & np.isfinite(vals)].copy()
     t[metric] = vals[t.index].astype(float)
@@ -169,14 +174,22 @@ def _finite(table: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def _pairs(t: pd.DataFrame, col: str, a, b, value: str) -> pd.DataFrame:
-    """Rows of ``t`` with col == a joined to those with col == b on every other run factor
-    (raw data for scatter points: one point per matched run pair)."""
-    keys = [k for k in PAIR_KEYS if k in t and k != col]
-    left = t[t[col] == a].set_index(keys)
-    right = t[t[col] == b].set_index(keys)
-    out = pd.DataFrame({"a": left[value], "b": right[value]}).dropna()
-    out["n_params"] = left["n_params"].reindex(out.index)
-    return out.reset_index()
+    """One row per seed present in both arms col == a and col == b (col: 'bits' or 'wd'),
+    matched on every other run factor, with the pairing the deciders use: the verdict's arm
+    table (``ArmTable``) of each (size, optimiser, shape, steps, schedule) slice."""
+    slice_keys = [k for k in ("size", *PAIR_EXTRA) if k in t]
+    out = []
+    for key, g in t.groupby(slice_keys, dropna=False, sort=True):
+        arms = ArmTable(g.assign(finite=True), value)
+        n_params = g["n_params"].iloc[0] if "n_params" in g else None
+        for (bits, wd, lr), left in sorted(arms.values.items()):
+            if (bits if col == "bits" else wd) != a:
+                continue
+            right = arms.at(b, wd, lr) if col == "bits" else arms.at(bits, b, lr)
+            for seed in sorted(left.keys() & right.keys()):
+                out.append({**dict(zip(slice_keys, key)), "bits": bits, "wd": wd, "lr_mult": lr, "seed": seed,
+                            "a": left[seed], "b": right[seed], "n_params": n_params})
+    return pd.DataFrame(out, columns=[*slice_keys, "bits", "wd", "lr_mult", "seed", "a", "b", "n_params"])
 
 
 def _size_order(sizes, params: dict[str, int]) -> list[str]:
@@ -220,7 +233,7 @@ def wd_figure(fi: FigureInput) -> Plot:
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     wds = sorted({w for c in cells for w in c[2]})
     nudge = 0.012 * (max(wds) - min(wds) or 1.0)
-    numbers, optima = {}, []
+    numbers, optima, arms = {}, [], {}
     for ax, size in zip(axes, sizes):
         here = sorted((c for c in cells if c[1] == size), key=lambda c: -c[0])
         for i, (bits, _, means, best_lr, opt, row) in enumerate(here):
@@ -244,6 +257,7 @@ def wd_figure(fi: FigureInput) -> Plot:
                     ax.annotate(f"lr ×{lr:g}", (opt + shift, y), textcoords="offset points", xytext=(6, -10),
                                 fontsize=7, color=colour)
                 optima.append(opt)
+            arms[str(row.get("cell", f"{bits}-{size}"))] = tuple(f"wd {w:g}" for w in xs)
             numbers[str(row.get("cell", f"{bits}-{size}"))] = {
                 "optimal_wd": opt, "best_lr": best_lr.get(round(opt, WD_DECIMALS)) if opt is not None else None,
                 "means": means, "verdict": row.get("verdict")}
@@ -262,7 +276,7 @@ def wd_figure(fi: FigureInput) -> Plot:
     title = (f"{claim.id}: the decider's optimal warmdown is {expected:g} in {n_at}/{len(optima)} "
              f"(bit-width, size) cells; verdicts: {counts_text([c[5] for c in cells])}")
     _suptitle(fig, title, fi.note)
-    return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name), numbers=numbers)
+    return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name), numbers=numbers, arms=arms)
 
 
 # --- C2..C5: interaction contrasts ---------------------------------------------------------
@@ -307,6 +321,8 @@ def contrast_figure(fi: FigureInput) -> Plot:
     for row in rows:
         optima.update(_optima(row))
         items += [(row, *c) for c in _contrasts(row)]
+    shared = {lbl for _, lbl, *_ in items if sum(lbl == other for _, other, *_ in items) > 1}
+    items = [(r, f"{r.get('cell')}: {lbl}" if lbl in shared else lbl, *rest) for r, lbl, *rest in items]
     if not items:
         return Plot(fi.name, heading, "", caption, skipped=fi.missing_numbers(claim, "interaction contrasts"))
     deltas = [stat(r, "delta") for r in rows if stat(r, "delta") is not None]
@@ -345,7 +361,8 @@ def contrast_figure(fi: FigureInput) -> Plot:
     title = f"{claim.id}: {n_in}/{len(items)} interaction contrasts have their {lvl}CI inside {band}; verdict: {counts_text(rows)}"
     _suptitle(fig, title, fi.note)
     numbers = {f"{r.get('cell')}|{label}": {"mean": m, "low": lo, "high": hi} for r, label, m, lo, hi in items}
-    return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name), numbers=numbers)
+    arms = {"contrasts": tuple(label for _, label, *_ in items)}
+    return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name), numbers=numbers, arms=arms)
 
 
 # --- C6: INT6 penalty vs size ---------------------------------------------------------------
@@ -384,6 +401,10 @@ def penalty_figure(fi: FigureInput) -> Plot:
     settings = _settings(row)
     if len(pairs) and settings:
         pairs = pairs[[(round(w, WD_DECIMALS), lr) in settings for w, lr in zip(pairs["wd"], pairs["lr_mult"])]]
+    fit_sizes = [s for s in stat_text(row, "fit_sizes").split(",") if s]
+    compared = fit_sizes + [s for s in stat_text(row, "heldout_compared").split(",") if s]
+    if len(pairs) and compared:  # a size the decider left out must not pass for part of its fit
+        pairs = pairs[pairs["size"].isin(compared)]
     if pairs.empty and a is None:
         return Plot(fi.name, heading, "", caption, skipped=fi.missing_numbers(claim, "a fit") +
                     f"; and no matched {ql}/{rl} run pairs in the cache")
@@ -392,10 +413,13 @@ def penalty_figure(fi: FigureInput) -> Plot:
     ax = fig.subplots()
     ax.set_xscale("log")
     xs_all: list[float] = []
+    arms: dict[str, tuple[str, ...]] = {}
     if len(pairs):
         pairs = pairs.assign(penalty=pairs["a"] - pairs["b"])
         fit_p = pairs[~pairs["size"].isin(held_sizes)]
         held_p = pairs[pairs["size"].isin(held_sizes)]
+        arms = {"fit": tuple(_size_order(fit_p["size"], fi.params)),
+                "held-out": tuple(_size_order(held_p["size"], fi.params))}
         ax.scatter(fit_p["n_params"], fit_p["penalty"], s=14, color="#1f77b4", alpha=0.5,
                    label=f"{fit_design} sizes: one run pair")
         ax.scatter(held_p["n_params"], held_p["penalty"], s=22, marker="^", facecolor="none", edgecolor="#d62728",
@@ -441,12 +465,11 @@ def penalty_figure(fi: FigureInput) -> Plot:
     if a is None:
         title = f"{claim.id}: the decider reported no fit ({counts_text(rows)}: {row.get('reason') or 'see its row'})"
     else:
-        fit_sizes = [s for s in stat_text(row, "fit_sizes").split(",") if s]
         title = (f"{claim.id}: the log-linear fit on {len(fit_sizes)} sizes predicts {n_within}/{len(held)} held-out "
                  f"sizes within ±{delta:g} bpb; verdict: {counts_text(rows)}" if delta is not None else
                  f"{claim.id}: log-linear fit on {len(fit_sizes)} sizes; verdict: {counts_text(rows)}")
     _suptitle(fig, title, fi.note)
-    return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name), numbers=numbers)
+    return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name), numbers=numbers, arms=arms)
 
 
 # --- C7/C8: INT4 paired warmdown differences -------------------------------------------------
@@ -541,7 +564,8 @@ def int4_figure(fi: FigureInput) -> Plot:
     parts = [f"{c.id} {counts_text(fi.claim_rows(c))}" for c in fi.claims]
     title = f"{bits_label(bits)}, wd {short:g} − wd {long_:g} per size: " + "; ".join(parts)
     _suptitle(fig, title, fi.note)
-    return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name), numbers=numbers)
+    arms = {"sizes": tuple(sizes), "each size": (f"wd {short:g}", f"wd {long_:g}")}
+    return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name), numbers=numbers, arms=arms)
 
 
 # --- C9: grid distances before the warmdown ---------------------------------------------------
@@ -573,6 +597,7 @@ def grid_figure(fi: FigureInput) -> Plot:
             key = tuple(s.get(k) for k in ("size", "wd", "lr_mult", "seed", *PAIR_EXTRA))
             by_bits[s["bits"]][key] = [float(v["int6"]) for v in pre["per_matrix"].values()]
     paired = sorted(set(by_bits[q_bits]) & set(by_bits[r_bits]), key=str)
+    arms = {"histogram": (rl, ql) if paired else (), "ratio": (f"{ql}/{rl}",)}
     ratio = stat(row, "ratio")
     if ratio is None and not paired:
         return Plot(fi.name, heading, "", caption, skipped=fi.missing_numbers(claim, "a ratio")
@@ -627,7 +652,7 @@ def grid_figure(fi: FigureInput) -> Plot:
     else:
         title = f"{claim.id}: the decider reported no ratio; verdict: {counts_text(rows)}"
     _suptitle(fig, title, fi.note)
-    return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name), numbers=numbers)
+    return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name), numbers=numbers, arms=arms)
 
 
 # --- loss curves (data only) ----------------------------------------------------------------
@@ -657,11 +682,12 @@ def loss_figure(fi: FigureInput) -> Plot:
     axes = fig.subplots(2, len(bits_shown), squeeze=False, sharex=True, sharey="row", height_ratios=[3, 2])
     wds = sorted({r["spec"]["wd"] for r in ok})
     colours = dict(zip(wds, (f"C{i}" for i in range(10))))
-    tail = []
+    tail, arms = [], {}
     unit = "nats/byte" if ok[0]["spec"].get("tokenizer") == "byte" else "nats/token"
     for col, bits in enumerate(bits_shown):
         top, bottom = axes[0, col], axes[1, col]
         runs = sorted((r for r in ok if r["spec"]["bits"] == bits), key=lambda r: r["spec"]["wd"])
+        arms[bits_label(bits)] = tuple(f"wd {r['spec']['wd']:g}" for r in runs)
         ref_wd = runs[0]["spec"]["wd"]
         ref = {int(s): v for s, v in runs[0]["result"]["loss_curve"]}
         for rec in runs:
@@ -693,7 +719,7 @@ def loss_figure(fi: FigureInput) -> Plot:
     title = (f"Training loss of {size} ({fmt_count(params.get(size))} params), seed {seed}, lr ×{lr:g}, per warmdown "
              "fraction: curves split where each warmdown starts (dashed)")
     _suptitle(fig, title, fi.note)
-    return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name))
+    return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name), arms=arms)
 
 
 # --- R1-R5: the related claims -------------------------------------------------------------
@@ -721,18 +747,31 @@ def _arm_label(row: pd.Series, varying: list[str]) -> str:
         v = row[c]
         if c == "bits":
             parts.append(bits_label(int(v)))
+        elif c == "size":
+            parts.append(str(v))
         elif c == "cooldown_beta2":
             parts.append("β2 kept" if v is None or (isinstance(v, float) and math.isnan(v)) else f"cooldown β2 {v:g}")
         elif c == "qat_start":
             parts.append(f"QAT from {float(v):g}")
+        elif c == "qat_lr_restart":
+            parts.append("LR restarted at QAT" if bool(v) else "no LR restart")
         elif c == "wd":
             parts.append(f"wd {float(v):g}")
+        elif c == "steps":
+            parts.append(f"{int(v)} steps")
         else:
-            parts.append(str(v))
+            parts.append(f"{c} {v:g}" if isinstance(v, float) else f"{c} {v}")
     return "\n".join(parts)
 
 
-_ARM_COLS = ("size", "bits", "wd", "wd_shape", "qat_start", "cooldown_beta2", "steps")
+# An arm is one setting of every spec field but the seed: the arm columns of a test case are
+# the fields its runs differ in, whatever they are (a fixed list missed qat_lr_restart, R2's
+# only difference, and drew R2's two arms as one pooled column).
+SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(RunSpec) if f.name != "seed")
+
+
+def arm_columns(t: pd.DataFrame) -> list[str]:
+    return [c for c in SPEC_FIELDS if c in t and t[c].map(str).nunique() > 1]  # map: None stays "None"
 
 
 def _verdict_text(row: dict) -> str:
@@ -762,11 +801,11 @@ def related_figure(fi: FigureInput) -> Plot:
                     + "; and no finished runs of its designs in the cache")
     fig = _figure(4.6 * len(cell_ids) + 0.6, 4.8)
     axes = np.atleast_1d(fig.subplots(1, len(cell_ids)))
-    numbers = {}
+    numbers, arms = {}, {}
     for ax, cid in zip(axes, cell_ids):
         t = data[cid]
         if len(t):
-            varying = [c for c in _ARM_COLS if c in t and t[c].map(str).nunique() > 1]  # map: None stays "None"
+            varying = arm_columns(t)
             t = t.assign(arm=[_arm_label(r, varying) for _, r in t.iterrows()])
             order = list(dict.fromkeys(t.sort_values(varying, key=lambda c: c.map(str))["arm"]))
             x = {a: i for i, a in enumerate(order)}
@@ -778,6 +817,7 @@ def related_figure(fi: FigureInput) -> Plot:
             ax.set_xticks(range(len(order)))
             ax.set_xticklabels(order, fontsize=8)
             ax.set_xlim(-0.4, len(order) - 0.6)
+            arms[cid] = tuple(order)
         else:
             ax.text(0.5, 0.5, "no finished runs in the cache", ha="center", va="center", transform=ax.transAxes)
         row = rows.get(cid)
@@ -791,7 +831,7 @@ def related_figure(fi: FigureInput) -> Plot:
         ax.grid(alpha=0.3, axis="y")
     title = f"{claim.id} ({claim.source.split('(')[0].strip()}): {counts_text(fi.claim_rows(claim))}"
     _suptitle(fig, title, fi.note)
-    return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name), numbers=numbers)
+    return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name), numbers=numbers, arms=arms)
 
 
 def r1_figure(fi: FigureInput) -> Plot:
@@ -813,7 +853,7 @@ def r1_figure(fi: FigureInput) -> Plot:
     sizes = _size_order(t["size"].unique() if len(t) else [], fi.params) or ["?"]
     fig = _figure(4.4 * len(sizes) + 0.6, 4.4)
     axes = np.atleast_1d(fig.subplots(1, len(sizes), sharey=True))
-    numbers = {}
+    numbers, arms = {}, {}
     for ax, size in zip(axes, sizes):
         ts = t[t["size"] == size] if len(t) else t
         budgets = sorted(ts["steps"].unique()) if len(ts) else []
@@ -823,6 +863,7 @@ def r1_figure(fi: FigureInput) -> Plot:
             m = tb.groupby("frac")[metric].mean()
             ax.plot(m.index, m.values, marker="o", color=colour, label=f"{int(b)} steps")
             ax.scatter(tb["frac"], tb[metric], s=8, color=colour, alpha=0.4)
+            arms[size] = arms.get(size, ()) + tuple(f"{int(b)} steps, QAT fraction {f:g}" for f in m.index)
             best = stat(row, f"{size}:{int(b)}:best_fraction") if row else None
             tppb = stat(row, f"{size}:{int(b)}:tokens_per_param_byte") if row else None
             if best is not None and best in m.index:
@@ -838,7 +879,7 @@ def r1_figure(fi: FigureInput) -> Plot:
     tau = stat(row, "kendall_tau_tppb_best") if row else None
     title = f"{claim.id}: {verdict}" + (f"; Kendall τ(tokens/param-byte, best fraction) = {tau:+.2f}" if tau is not None else "")
     _suptitle(fig, title, fi.note)
-    return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name), numbers=numbers)
+    return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name), numbers=numbers, arms=arms)
 
 
 def matplotlib_colour(i: int, n: int) -> tuple:
