@@ -39,6 +39,7 @@ from hypotheses.verdict import (
     PREMISE_UNCHECKED,
     REPRODUCED,
     RUN_KEY,
+    ArmTable,
     Inconclusive,
     PremiseAbsent,
     Verdict,
@@ -63,24 +64,19 @@ SMALL_TELESCOPE_POWER = 0.33  # Simonsohn (2015): the effect the original design
 # ---------------------------------------------------------------------------------------
 
 
-def _seed_differences(seed, lr, wd, y, wd_short: float, wd_long: float, tol: float):
-    """Per-seed mean of d = y(wd_short) - y(wd_long) over the seed's complete (seed, lr) pairs.
+def _seed_differences(cell: pd.DataFrame, metric: str, wd_short: float, wd_long: float, tol: float):
+    """Per-seed mean of d = y(wd_short) - y(wd_long) over the seed's (seed, lr_mult) pairs.
 
-    Inputs are aligned arrays of the finite runs of one size. Returns (seeds, d, n_pairs)
+    ``cell``: a validated table (``require_table``) of one size. Returns (seeds, d, n_pairs)
     with seeds ascending."""
-    is_short = np.abs(wd - wd_short) <= tol
-    is_long = np.abs(wd - wd_long) <= tol
-    short = {(int(s), float(l)): float(v) for s, l, v in zip(seed[is_short], lr[is_short], y[is_short])}
+    pairs = ArmTable(cell, metric, ("wd", "lr_mult")).matched("wd", wd_short, wd_long, tol)
     by_seed: dict[int, list[float]] = {}
-    n_pairs = 0
-    for s, l, v in zip(seed[is_long], lr[is_long], y[is_long]):
-        key = (int(s), float(l))
-        if key in short:
-            by_seed.setdefault(key[0], []).append(short[key] - float(v))
-            n_pairs += 1
+    for p in pairs:
+        for seed, d in zip(p.seeds, p.d.tolist()):
+            by_seed.setdefault(seed, []).append(d)
     seeds = sorted(by_seed)
     d = np.array([sum(by_seed[s]) / len(by_seed[s]) for s in seeds], dtype=float)
-    return seeds, d, n_pairs
+    return seeds, d, sum(len(p.seeds) for p in pairs)
 
 
 def paired_wd_differences(cell: pd.DataFrame, metric: str, wd_short: float, wd_long: float,
@@ -88,10 +84,7 @@ def paired_wd_differences(cell: pd.DataFrame, metric: str, wd_short: float, wd_l
     """d = metric(wd_short) - metric(wd_long) per seed (averaged over its LRs); d > 0: wd_long wins.
 
     ``cell`` is a validated table (``require_table``: a ``finite`` column) of one size."""
-    ok = cell[cell["finite"]]
-    seeds, d, _ = _seed_differences(ok["seed"].to_numpy(), ok["lr_mult"].to_numpy(dtype=float),
-                                    ok["wd"].to_numpy(dtype=float), ok[metric].to_numpy(dtype=float),
-                                    wd_short, wd_long, tol)
+    seeds, d, _ = _seed_differences(cell, metric, wd_short, wd_long, tol)
     return pd.DataFrame({"seed": seeds, "d": d})
 
 
@@ -151,23 +144,20 @@ def _int4_penalty_premise(table: pd.DataFrame, claim, sizes: list, what: str, st
         return
     t = require_table(table, _FACTORS, metric, what=what)
     t = t[t["finite"].to_numpy(dtype=bool) & t["size"].isin(sizes).to_numpy()]
-    key = ["size", "wd", "lr_mult", "seed"]
-    q = t[t["bits"].to_numpy() == bits].set_index(key)[metric]
-    r = t[t["bits"].to_numpy() == ref_bits].set_index(key)[metric]
-    common = q.index.intersection(r.index)
-    if r.empty or not len(common):
+    per_seed: dict = {}  # size -> {seed: [penalty of each (wd, lr_mult) pair]}
+    for p in ArmTable(t, metric, ("bits", "size", "wd", "lr_mult")).matched("bits", bits, ref_bits):
+        for seed, d in zip(p.seeds, p.d.tolist()):
+            per_seed.setdefault(p.key["size"], {}).setdefault(seed, []).append(d)
+    if not per_seed:
         stats["premise"] = PREMISE_UNCHECKED
         return
-    pen = (q.loc[common] - r.loc[common]).groupby(level=["size", "seed"]).mean()
     checked = {}
     for size in sizes:
-        if size in pen.index.get_level_values("size"):
-            per_seed = pen.xs(size, level="size").to_numpy(dtype=float)
-            if len(per_seed) >= 2:
-                ci = lower_bound(per_seed, alpha)
-                checked[size] = ci
-                stats[f"{size}:int4_penalty"] = ci.mean
-                stats[f"{size}:int4_penalty_high"] = ci.high
+        if len(per_seed.get(size, {})) >= 2:
+            ci = lower_bound([sum(v) / len(v) for _, v in sorted(per_seed[size].items())], alpha)
+            checked[size] = ci
+            stats[f"{size}:int4_penalty"] = ci.mean
+            stats[f"{size}:int4_penalty_high"] = ci.high
     if not checked:
         stats["premise"] = PREMISE_UNCHECKED
         return
@@ -182,12 +172,6 @@ def _int4_penalty_premise(table: pd.DataFrame, claim, sizes: list, what: str, st
             f"no {fmt_bits(bits)} penalty of delta {delta:g} at this profile ({text}): {fmt_bits(bits)} behaves as "
             f"full precision here", stats)
     stats["premise"] = PREMISE_MET
-
-
-def _size_arrays(t: pd.DataFrame, metric: str):
-    ok = t["finite"].to_numpy(dtype=bool)
-    return (t["size"].to_numpy()[ok], t["seed"].to_numpy()[ok], t["lr_mult"].to_numpy(dtype=float)[ok],
-            t["wd"].to_numpy(dtype=float)[ok], t[metric].to_numpy(dtype=float)[ok])
 
 
 def _fmt_level(level: float) -> str:
@@ -227,8 +211,7 @@ def decide_c7(table: pd.DataFrame, claim, *, size: str) -> Verdict:
     delta = claim_delta(claim)
     alpha, min_pairs = float(claim.threshold("alpha")), int(claim.threshold("min_pairs"))
     level = 1 - 2 * alpha
-    _, seed, lr, wd, y = _size_arrays(cell, metric)
-    seeds, d, n_pairs = _seed_differences(seed, lr, wd, y, wd_short, wd_long, tol)
+    seeds, d, n_pairs = _seed_differences(cell, metric, wd_short, wd_long, tol)
     label = f"wd{fmt_wd(wd_short)} - wd{fmt_wd(wd_long)}"
     stats = {
         **count_stats(cell),
@@ -403,13 +386,13 @@ def decide_c8(table: pd.DataFrame, claim) -> Verdict:
     }
     if len(sizes) < min_sizes:
         raise Inconclusive(f"{what}: only {len(sizes)} size(s) present.", f"fewer than {min_sizes} sizes", stats)
-    size_a, seed, lr, wd, y = _size_arrays(t, metric)
+    size_a = t["size"].to_numpy()
     tested: dict = {}  # size -> MeanCI at the TOST level
     d_of: dict = {}  # size -> its per-seed differences
     untestable = []
     for size in sizes:
         m = size_a == size
-        seeds, d, n_pairs = _seed_differences(seed[m], lr[m], wd[m], y[m], wd_short, wd_long, tol)
+        seeds, d, n_pairs = _seed_differences(t[m], metric, wd_short, wd_long, tol)
         stats[f"{size}:n_pairs"] = n_pairs
         stats[f"{size}:n_paired_seeds"] = len(seeds)
         if len(seeds) < min_pairs:

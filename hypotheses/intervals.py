@@ -158,6 +158,8 @@ def mcb_min(arms: dict, alpha: float, min_pairs: int = 2) -> MCB:
     assumes equally correlated comparisons, which unequal spreads are not. A pair with
     fewer than ``min_pairs`` common seeds gives no bound: it cannot exclude either arm.
     """
+    from hypotheses.verdict import paired_difference  # verdict imports nothing from here; kept local all the same
+
     keys = list(arms)
     k = len(keys)
     low = {a: -math.inf for a in keys}
@@ -170,12 +172,12 @@ def mcb_min(arms: dict, alpha: float, min_pairs: int = 2) -> MCB:
         for j in keys:
             if j == a:
                 continue
-            seeds = sorted(set(arms[a]) & set(arms[j]))
+            seeds, d = paired_difference(arms[a], arms[j])
             n_pairs[(a, j)] = len(seeds)
             if len(seeds) < min_pairs:
                 high[a] = math.inf  # theta_a is unbounded above without this comparison
                 continue
-            c = mean_ci([arms[a][s] - arms[j][s] for s in seeds], level)
+            c = mean_ci(d, level)
             low[a] = max(low[a], c.low)
             high[a] = max(high[a], c.high)
     best = tuple(a for a in keys if not low[a] > 0)

@@ -20,6 +20,7 @@ from hypotheses.verdict import (
     CONTRADICTED,
     REPRODUCED,
     RUN_KEY,
+    ArmTable,
     Inconclusive,
     Verdict,
     count_stats,
@@ -32,23 +33,16 @@ from hypotheses.verdict import (
     verdict,
 )
 
-_PAIR_KEY = ("size", "wd", "lr_mult", "seed")
+_PAIR_KEY = ("size", "wd", "lr_mult")  # and the seed
 BASE_DISTANCE = 0.24  # FP16 weights' mean distance to the INT6 grid (uniform = 0.25 of a step)
 
 
 def _pairs(t: pd.DataFrame, metric: str, quant_bits: int, ref_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """(q, r): the metric of the finite INT6 and FP16 runs matched on (size, wd, lr_mult, seed)."""
-    ok = t["finite"].to_numpy(dtype=bool)
-    bits = t["bits"].to_numpy()[ok]
-    y = t[metric].to_numpy(dtype=float)[ok]
-    keys = list(zip(*(t[c].to_numpy()[ok].tolist() for c in _PAIR_KEY)))
-    ref = {k: v for k, v, b in zip(keys, y, bits) if b == ref_bits}
-    q, r = [], []
-    for k, v, b in zip(keys, y, bits):
-        if b == quant_bits and k in ref:
-            q.append(v)
-            r.append(ref[k])
-    return np.asarray(q, dtype=float), np.asarray(r, dtype=float)
+    pairs = ArmTable(t, metric, ("bits", *_PAIR_KEY)).matched("bits", quant_bits, ref_bits)
+    if not pairs:
+        return np.array([], dtype=float), np.array([], dtype=float)
+    return np.concatenate([p.a for p in pairs]), np.concatenate([p.b for p in pairs])
 
 
 @decider("C9", uses_delta=False)  # its band [band_low, band_high] is the margin

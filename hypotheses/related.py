@@ -47,6 +47,7 @@ from hypotheses.calibration import Scenario
 from hypotheses.intervals import bonferroni, mean_ci
 from hypotheses.verdict import (
     CONTRADICTED,
+    ArmTable,
     PREMISE_MET,
     REPRODUCED,
     Inconclusive,
@@ -55,6 +56,8 @@ from hypotheses.verdict import (
     claim_delta,
     count_stats,
     decider,
+    paired,
+    paired_difference,
     require_table,
     scenarios,
     three_way,
@@ -68,40 +71,6 @@ BASE_BPB = 2.0  # level of the simulated tables: the paired rules never see it
 # ---------------------------------------------------------------------------------------
 # Shared plumbing
 # ---------------------------------------------------------------------------------------
-
-
-def _arms(t: pd.DataFrame, metric: str, key_cols: list[str], what: str) -> dict[tuple, dict[int, float]]:
-    """{arm key: {seed: metric}} of the finite runs; an (arm, seed) twice is a pipeline error
-    (the slice mixes two designs that differ in a column the claim does not compare). Plain
-    dicts, not pandas selections: calibration decides thousands of tables."""
-    out: dict[tuple, dict[int, float]] = {}
-    keys = zip(*(_key_column(t[c]) for c in key_cols))
-    for key, seed, y, ok in zip(keys, t["seed"].to_numpy().tolist(), t[metric].to_numpy(dtype=float).tolist(),
-                                t["finite"].to_numpy(dtype=bool).tolist()):
-        arm = out.setdefault(key, {})
-        if not ok:
-            continue
-        if int(seed) in arm:
-            raise ValueError(f"{what}: two runs for arm {dict(zip(key_cols, key))} at seed {int(seed)}; "
-                             f"the slice mixes designs that differ in a column this claim does not compare")
-        arm[int(seed)] = y
-    return out
-
-
-def _key_column(col: pd.Series) -> list:
-    """A column as hashable, float-noise-free key parts (floats to 6 decimals; None/NaN -> None)."""
-    if pd.api.types.is_float_dtype(col):
-        return [None if x != x else x for x in np.round(col.to_numpy(dtype=float), 6).tolist()]
-    if pd.api.types.is_integer_dtype(col) or pd.api.types.is_bool_dtype(col):
-        return col.to_numpy().tolist()
-    return [None if (x is None or (isinstance(x, float) and math.isnan(x))) else
-            round(float(x), 6) if isinstance(x, (float, np.floating)) else x for x in col.tolist()]
-
-
-def _paired(a: dict[int, float], b: dict[int, float]) -> tuple[list[int], np.ndarray]:
-    """Seeds finite in both arms and d = a - b per seed."""
-    seeds = sorted(set(a) & set(b))
-    return seeds, np.array([a[s] - b[s] for s in seeds], dtype=float)
 
 
 def _bounds_stats(s, level: float) -> dict:
@@ -218,7 +187,7 @@ def decide_r1(table: pd.DataFrame, claim) -> Verdict:
     if t["bits"].nunique() != 1:
         raise ValueError(f"{what}: one bit-width per table, got {sorted(t['bits'].unique())}")
     t = t.assign(frac=(1.0 - t["qat_start"].astype(float)).round(6))
-    arms = _arms(t, metric, ["size", "steps", "frac"], what)
+    arms = ArmTable(t, metric, ["size", "steps", "frac"], what=what)
     sizes = list(dict.fromkeys(t["size"]))
     budgets = sorted({k[1] for k in arms})
     fracs = sorted({k[2] for k in arms})
@@ -231,8 +200,7 @@ def decide_r1(table: pd.DataFrame, claim) -> Verdict:
     missing = [(z, b, f) for z in sizes for b in budgets for f in fracs if (z, b, f) not in arms]
     if missing:
         raise ValueError(f"{what}: the design is not a full size x budget x fraction grid; missing {missing[:3]}")
-    all_seeds = set().union(*(a.keys() for a in arms.values()))
-    seeds = sorted(s for s in all_seeds if all(s in a for a in arms.values()))
+    seeds, _ = paired(*(arms[k] for k in arms))  # the seeds complete in every (size, budget, fraction)
     w = _budget_weights(len(budgets))
     frac_a = np.array(fracs)
     per_seed, best_by_seed = [], {}
@@ -344,7 +312,7 @@ def decide_r2(table: pd.DataFrame, claim) -> Verdict:
     what = f"{claim.id}[fused]"
     cols = ["size", "bits", "steps", "wd", "qat_start", "qat_lr_restart"]
     t, metric, delta, alpha, min_pairs, stats = _common(claim, table, cols, what)
-    arms = _arms(t, metric, cols, what)
+    arms = ArmTable(t, metric, cols, what=what)
     fused = [k for k in arms if _is_fused(k[4], k[3], k[5])]
     other = [k for k in arms if not _is_fused(k[4], k[3], k[5])]
     if len(fused) != 1 or len(other) != 1 or fused[0][:3] != other[0][:3]:
@@ -355,12 +323,11 @@ def decide_r2(table: pd.DataFrame, claim) -> Verdict:
     stats.update(statistic="fused_minus_separate", region=f"<= {delta:g}", ci_level=level,
                  fused_wd=fk[3], fused_qat_start=fk[4], separate_wd=ok_[3], separate_qat_start=ok_[4],
                  separate_lr_restart=int(bool(ok_[5])))
-    seeds, d = _paired(arms[fk], arms[ok_])
+    seeds, (y_fused, y_separate) = paired(arms[fk], arms[ok_])
     _too_few(what, len(seeds), min_pairs, stats, "fused and separate")
-    s = mean_ci(d, level)
+    s = mean_ci(y_fused - y_separate, level)
     stats.update(_bounds_stats(s, level), n_paired_seeds=len(seeds), fused_better_significant=int(s.high < 0),
-                 mean_fused=float(np.mean([arms[fk][x] for x in seeds])),
-                 mean_separate=float(np.mean([arms[ok_][x] for x in seeds])))
+                 mean_fused=float(np.mean(y_fused)), mean_separate=float(np.mean(y_separate)))
     outcome = three_way(s.high <= delta, s.low > delta)
     restart = ", LR restarted at QAT" if ok_[5] else ""
     head = (f"{what}: fused (wd {fk[3]:g}, QAT from {fk[4]:g}) - separate (wd {ok_[3]:g}, QAT from {ok_[4]:g}{restart}) "
@@ -429,7 +396,7 @@ def _r3_shape(table: pd.DataFrame, claim) -> Verdict:
     t, metric, delta, alpha, min_pairs, stats = _common(claim, table, ["size", "bits", "wd", "wd_shape"], what)
     target = str(claim.threshold("shape_target"))
     others = [str(o) for o in claim.threshold("shape_others")]
-    arms = _arms(t, metric, ["wd_shape"], what)
+    arms = ArmTable(t, metric, ["wd_shape"], what=what)
     need = [target, *others]
     if set(need) - {k[0] for k in arms}:
         raise ValueError(f"{what}: shapes {sorted(set(need) - {k[0] for k in arms})} missing from the table "
@@ -438,17 +405,18 @@ def _r3_shape(table: pd.DataFrame, claim) -> Verdict:
     level_b = bonferroni(level, len(others))
     stats.update(statistic="shape_contrast_min", region=f"> {delta:g}", ci_level=level, ci_level_bonferroni=level_b,
                  shapes=",".join(need))
-    seeds = sorted(set.intersection(*(set(arms[(s,)]) for s in need)))
+    seeds, values = paired(*(arms[(s,)] for s in need))  # every shape finite at each seed
+    y = dict(zip(need, values))
     _too_few(what, len(seeds), min_pairs, stats, ", ".join(need))
     cis, cis_b = {}, {}
     for o in others:
-        d = np.array([arms[(o,)][x] - arms[(target,)][x] for x in seeds])
+        d = y[o] - y[target]
         cis[o], cis_b[o] = mean_ci(d, level), mean_ci(d, level_b)
         stats.update({f"{o}:mean_diff": cis[o].mean, f"{o}:ci_low": cis[o].low, f"{o}:ci_high": cis[o].high,
                       f"{o}:ci_low_bonf": cis_b[o].low, f"{o}:ci_high_bonf": cis_b[o].high,
                       f"{o}:wins": f"{int((d > 0).sum())}/{len(d)}"})
     for sh in need:
-        stats[f"{sh}:mean"] = float(np.mean([arms[(sh,)][x] for x in seeds]))
+        stats[f"{sh}:mean"] = float(np.mean(y[sh]))
     reproduce = all(c.low > delta for c in cis.values())
     failing = [o for o in others if cis_b[o].high < delta]
     outcome = three_way(reproduce, bool(failing))
@@ -476,12 +444,12 @@ def _r3_beta2(table: pd.DataFrame, claim) -> Verdict:
     what = f"{claim.id}[beta2]"
     t, metric, delta, alpha, min_pairs, stats = _common(claim, table, ["size", "bits", "beta2", "cooldown_beta2"], what)
     t = t.assign(beta2_cool=[_beta2_in_cooldown(b, c) for b, c in zip(t["beta2"], t["cooldown_beta2"])])
-    arms = _arms(t, metric, ["beta2_cool"], what)
+    arms = ArmTable(t, metric, ["beta2_cool"], what=what)
     if len(arms) != 2:
         raise ValueError(f"{what}: needs exactly two cooldown beta2 values, got {sorted(k[0] for k in arms)}")
     low, high = sorted(arms)
     stats.update(statistic="low_minus_high_beta2", beta2_low=low[0], beta2_high=high[0])
-    seeds, d = _paired(arms[low], arms[high])
+    seeds, d = paired_difference(arms[low], arms[high])
     _too_few(what, len(seeds), min_pairs, stats, "both beta2 values")
     return _directional_verdict(claim, what, f"beta2 {low[0]:g} - beta2 {high[0]:g} in the cooldown", d, seeds,
                                 delta, alpha, stats)
@@ -536,7 +504,7 @@ def decide_r4(table: pd.DataFrame, claim) -> Verdict:
         raise ValueError(f"{what}: R4 is about {bits}-bit (full-precision) runs; the table has bits "
                          f"{sorted(t['bits'].unique())}")
     wd_default, wd_long = float(claim.threshold("wd_default")), float(claim.threshold("wd_long"))
-    arms = _arms(t, metric, ["wd"], what)
+    arms = ArmTable(t, metric, ["wd"], what=what)
     for w in (wd_default, wd_long):
         if not any(abs(k[0] - w) <= TOL for k in arms):
             raise ValueError(f"{what}: no runs at warmdown {w:g} (the table has {sorted(k[0] for k in arms)})")
@@ -544,14 +512,14 @@ def decide_r4(table: pd.DataFrame, claim) -> Verdict:
     a_long = next(v for k, v in arms.items() if abs(k[0] - wd_long) <= TOL)
     stats.update(statistic="int8_penalty_cut", wd_default=wd_default, wd_long=wd_long,
                  lr_at_step0=1.0 - (wd_long - 1.0) / wd_long if wd_long > 1 else 1.0)
-    seeds, d = _paired(a_def, a_long)
+    seeds, (y_def, y_long) = paired(a_def, a_long)
+    d = y_def - y_long
     _too_few(what, len(seeds), min_pairs, stats, "both warmdowns")
-    stats.update(penalty_default=float(np.mean([a_def[s] for s in seeds])),
-                 penalty_long=float(np.mean([a_long[s] for s in seeds])))
+    stats.update(penalty_default=float(np.mean(y_def)), penalty_long=float(np.mean(y_long)))
     # The claim presupposes a penalty to cut (PR #61: 0.014). Where the default warmdown's own
     # penalty is surely below delta, no cut of delta is possible whether the claim holds or not:
     # the profile cannot test it, which is inconclusive, not evidence against the claim.
-    base = mean_ci(np.array([a_def[s] for s in seeds]), 1 - 2 * alpha)
+    base = mean_ci(y_def, 1 - 2 * alpha)
     stats["penalty_default_high"] = base.high
     stats.update(premise_statistic="int8_penalty_default_upper_bound", premise_bound=base.high,
                  premise_threshold=delta)
@@ -560,18 +528,18 @@ def decide_r4(table: pd.DataFrame, claim) -> Verdict:
             f"{what}: the default warmdown's int8 penalty is {base.mean:+.4f} (upper {100 * (1 - alpha):g}% bound "
             f"{base.high:+.4f}), below delta {delta:g}: there is no penalty of delta to cut at this profile",
             f"no int8 penalty to cut (upper bound {base.high:+.4f} < delta {delta:g})",
-            {**stats, **_bounds_stats(mean_ci(np.array([a_def[s] - a_long[s] for s in seeds]), 1 - 2 * alpha),
+            {**stats, **_bounds_stats(mean_ci(d, 1 - 2 * alpha),
                                       1 - 2 * alpha), "n_paired_seeds": len(seeds), "region": f"> {delta:g}"})
     for col, key in (("val_bpb", "val_bpb"), ("val_bpb_int8", "val_bpb_int8")):
         if col in t.columns:
-            side = _arms(t.assign(**{"finite": t["finite"] & np.isfinite(pd.to_numeric(t[col], errors="coerce"))}),
-                         col, ["wd"], what)
+            side = ArmTable(t.assign(**{"finite": t["finite"] & np.isfinite(pd.to_numeric(t[col], errors="coerce"))}),
+                            col, ["wd"], what=what)
             vd = next(v for k, v in side.items() if abs(k[0] - wd_default) <= TOL)
             vl = next(v for k, v in side.items() if abs(k[0] - wd_long) <= TOL)
-            both = sorted(set(vd) & set(vl))
+            both, (x_def, x_long) = paired(vd, vl)
             if both:
-                stats[f"{key}_default"] = float(np.mean([vd[s] for s in both]))
-                stats[f"{key}_long"] = float(np.mean([vl[s] for s in both]))
+                stats[f"{key}_default"] = float(np.mean(x_def))
+                stats[f"{key}_long"] = float(np.mean(x_long))
     stats["premise"] = PREMISE_MET
     if "val_bpb_int8_default" in stats:
         stats["net_int8_gain"] = stats["val_bpb_int8_default"] - stats["val_bpb_int8_long"]
@@ -625,7 +593,7 @@ def _r5_matched(table: pd.DataFrame, claim) -> Verdict:
                          f"must record it for every ok run (retrain the R5 runs with an engine that does)")
     t, metric, delta, alpha, min_pairs, stats = _common(claim, table, ["size", "bits", "n_params", field], what)
     large_bits, small_bits = int(claim.threshold("large_bits")), int(claim.threshold("small_bits"))
-    arms = _arms(t, metric, ["size", "bits"], what)
+    arms = ArmTable(t, metric, ["size", "bits"], what=what)
     large = [k for k in arms if k[1] == large_bits]
     small = [k for k in arms if k[1] == small_bits]
     if len(large) != 1 or len(small) != 1 or len(arms) != 2:
@@ -645,7 +613,7 @@ def _r5_matched(table: pd.DataFrame, claim) -> Verdict:
     stats.update(statistic="small_int6_minus_large_int5", large=f"{lk[0]}@int{large_bits}",
                  small=f"{sk[0]}@int{small_bits}", bytes_large=b_large, bytes_small=b_small, bytes_ratio=ratio,
                  params_ratio=n_large / n_small, size_field=field)
-    seeds, d = _paired(arms[sk], arms[lk])
+    seeds, d = paired_difference(arms[sk], arms[lk])
     _too_few(what, len(seeds), min_pairs, stats, "both models")
     return _directional_verdict(claim, what, f"{sk[0]}@int{small_bits} - {lk[0]}@int{large_bits}", d, seeds, delta,
                                 alpha, stats, f"; export bytes ratio {ratio:.3f}")
@@ -655,14 +623,14 @@ def _r5_qat(table: pd.DataFrame, claim) -> Verdict:
     what = f"{claim.id}[qat_start]"
     t, metric, delta, alpha, min_pairs, stats = _common(claim, table, ["size", "bits", "qat_start"], what)
     early, late = float(claim.threshold("qat_early")), float(claim.threshold("qat_late"))
-    arms = _arms(t, metric, ["qat_start"], what)
+    arms = ArmTable(t, metric, ["qat_start"], what=what)
     a_e = next((v for k, v in arms.items() if abs(k[0] - early) <= TOL), None)
     a_l = next((v for k, v in arms.items() if abs(k[0] - late) <= TOL), None)
     if a_e is None or a_l is None or len(arms) != 2:
         raise ValueError(f"{what}: needs QAT from {early:g} and from {late:g} only; the table has "
                          f"{sorted(k[0] for k in arms)}")
     stats.update(statistic="late_minus_early_qat", qat_early=early, qat_late=late)
-    seeds, d = _paired(a_l, a_e)
+    seeds, d = paired_difference(a_l, a_e)
     _too_few(what, len(seeds), min_pairs, stats, "both QAT starts")
     return _directional_verdict(claim, what, f"QAT from {late:g} - QAT from {early:g}", d, seeds, delta, alpha, stats)
 

@@ -24,6 +24,7 @@ from hypotheses.verdict import (
     MIN_FINITE_SEEDS,
     PREMISE_MET,
     RUN_KEY,
+    ArmTable,
     Inconclusive,
     PremiseAbsent,
     Verdict,
@@ -42,31 +43,25 @@ _PAIR_KEY = ["size", "wd", "lr_mult", "seed"]
 
 
 def _pair_arrays(t: pd.DataFrame, metric: str, quant_bits: int, ref_bits: int) -> dict:
-    """Matched pairs as arrays (the decider's fast path): size, n_params, wd, lr_mult, seed,
-    penalty, one entry per (size, wd, lr_mult, seed) with both members finite."""
-    sizes = t["size"].to_numpy()
-    size_code, size_names = pd.factorize(sizes)
-    wd, lr = t["wd"].to_numpy(dtype=float), t["lr_mult"].to_numpy(dtype=float)
-    seed = t["seed"].to_numpy(dtype=float)
-    key = np.column_stack([size_code, wd, lr, seed])
-    first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)[1:]
-    inv = inv.ravel()
-    bits, fin = t["bits"].to_numpy(), t["finite"].to_numpy(dtype=bool)
-    val = t[metric].to_numpy(dtype=float)
-    q, r = np.full(len(first), np.nan), np.full(len(first), np.nan)
-    mq, mr = fin & (bits == quant_bits), fin & (bits == ref_bits)
-    q[inv[mq]] = val[mq]
-    r[inv[mr]] = val[mr]
-    ok = np.isfinite(q) & np.isfinite(r)
-    rows = first[ok]
-    return {
-        "size": np.asarray(size_names, dtype=object)[size_code[rows]],
-        "n_params": t["n_params"].to_numpy(dtype=float)[rows],
-        "wd": wd[rows],
-        "lr_mult": lr[rows],
-        "seed": seed[rows],
-        "penalty": (q - r)[ok],
-    }
+    """Matched pairs as arrays: size, n_params, wd, lr_mult, seed, penalty, one entry per
+    (size, wd, lr_mult, seed) with both members finite, ordered by size (as the table first
+    shows it), wd, lr_mult, seed."""
+    pairs = ArmTable(t, metric, ("bits", "size", "wd", "lr_mult")).matched("bits", quant_bits, ref_bits)
+    order = {z: i for i, z in enumerate(dict.fromkeys(t["size"].tolist()))}
+    pairs.sort(key=lambda p: (order[p.key["size"]], p.key["wd"], p.key["lr_mult"]))
+    n_params = dict(zip(t["size"].tolist(), t["n_params"].to_numpy(dtype=float).tolist()))
+    cols: dict[str, list] = {"size": [], "n_params": [], "wd": [], "lr_mult": [], "seed": [], "penalty": []}
+    for p in pairs:
+        k = len(p.seeds)
+        cols["size"] += [p.key["size"]] * k
+        cols["n_params"] += [n_params[p.key["size"]]] * k
+        cols["wd"] += [p.key["wd"]] * k
+        cols["lr_mult"] += [p.key["lr_mult"]] * k
+        cols["seed"] += p.seeds
+        cols["penalty"] += p.d.tolist()
+    out = {c: np.array(v, dtype=float) for c, v in cols.items() if c != "size"}
+    out["size"] = np.array(cols["size"], dtype=object)
+    return out
 
 
 def matched_penalties(t: pd.DataFrame, metric: str, quant_bits: int, ref_bits: int) -> pd.DataFrame:

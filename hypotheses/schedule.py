@@ -39,6 +39,7 @@ from hypotheses.verdict import (
     fmt_bits,
     fmt_wd,
     is_wd,
+    paired,
     require_table,
     require_unique_runs,
     scenarios,
@@ -52,12 +53,6 @@ _FACTORS = ("size", "bits", "wd", "lr_mult")
 # ---------------------------------------------------------------------------------------
 # C1
 # ---------------------------------------------------------------------------------------
-
-
-def _paired(*arms: dict[int, float]) -> tuple[list[int], list[np.ndarray]]:
-    """The seeds every arm has, and each arm's values on them (same order)."""
-    seeds = sorted(set.intersection(*(set(a) for a in arms))) if arms else []
-    return seeds, [np.array([a[s] for s in seeds], dtype=float) for a in arms]
 
 
 def _c1_best_set(ranked: dict, alpha: float, stats: dict):
@@ -168,7 +163,7 @@ def decide_c1(table: pd.DataFrame, claim, *, bits: int, size: str):
         if w not in ranked:  # diverged at every LR: ranks last under the shared rule, nothing to compare
             dropped.append(fmt_wd(w))
             continue
-        _, (a, b) = _paired(y_ref, ranked[w])
+        _, (a, b) = paired(y_ref, ranked[w])
         if len(a) >= MIN_FINITE_SEEDS:
             diffs[w] = a - b
         else:
@@ -257,7 +252,7 @@ def _group_contrasts(cell: pd.DataFrame, claim, label: str, stats: dict) -> tupl
             if w == ref:
                 continue
             name = f"{label} {fmt_bits(b)} wd{fmt_wd(w)}"
-            seeds, (bw, br, rw, rr) = _paired(arm(b, w), arm(b, ref), arm(ref_bits, w), arm(ref_bits, ref))
+            seeds, (bw, br, rw, rr) = paired(arm(b, w), arm(b, ref), arm(ref_bits, w), arm(ref_bits, ref))
             if len(seeds) < MIN_FINITE_SEEDS:
                 missing.append(name)
                 continue
@@ -277,7 +272,7 @@ def _penalty(arm, bits: int, ref_bits: int, wds: list, label: str, alpha: float,
         return None
     arms_q = [arm(bits, w) for w in usable]
     arms_r = [arm(ref_bits, w) for w in usable]
-    seeds, vals = _paired(*arms_q, *arms_r)
+    seeds, vals = paired(*arms_q, *arms_r)
     if len(seeds) < MIN_FINITE_SEEDS:
         return None
     n = len(usable)

@@ -12,7 +12,10 @@ Owns:
   *inconclusive* verdict and fills the statistics every verdict must carry.
 - input validation of a results table (``require_table``): a malformed table is a
   pipeline error (``ValueError``), never a verdict.
-- the shared diverged-run rule and the best-LR ranking (``ArmTable``), used by
+- pairing by seed, written once: ``ArmTable`` ({arm: {seed: value}} of a slice's finite runs,
+  ``matched`` pairs of arms that differ in one column), ``paired`` / ``paired_difference``
+  (the seeds arms share, their values aligned); every decider pairs through them;
+- the shared diverged-run rule and the best-LR ranking (``ArmTable.ranking``), used by
   every schedule claim so that C1..C5 rank warmdowns the same way.
 
 Three outcomes, each a statistical decision with a stated smallest effect of interest
@@ -405,32 +408,138 @@ class WdRanking:
         )
 
 
+# ---------------------------------------------------------------------------------------
+# Pairing by seed: the suite's central operation, written once
+# ---------------------------------------------------------------------------------------
+
+# The arm key of the schedule claims: one (bit-width, warmdown, LR) combination.
+ARM_KEY = ("bits", "wd", "lr_mult")
+_KEY_DECIMALS = 6  # float key parts are rounded so 0.33 and 0.3300000001 are one arm (WD_DECIMALS)
+
+
+def _key_column(col: pd.Series) -> list:
+    """A column as hashable, float-noise-free key parts (floats to 6 decimals; None/NaN -> None)."""
+    if pd.api.types.is_float_dtype(col):
+        return [None if x != x else x for x in np.round(col.to_numpy(dtype=float), _KEY_DECIMALS).tolist()]
+    if pd.api.types.is_integer_dtype(col) or pd.api.types.is_bool_dtype(col):
+        return col.to_numpy().tolist()
+    return [None if (x is None or (isinstance(x, float) and math.isnan(x))) else
+            round(float(x), _KEY_DECIMALS) if isinstance(x, (float, np.floating)) else x for x in col.tolist()]
+
+
+def paired(*arms: Mapping[int, float]) -> tuple[list[int], list[np.ndarray]]:
+    """The seeds every arm has (ascending), and each arm's values on them, in the same order.
+
+    An arm is ``{seed: value}`` of its finite runs (``ArmTable``); a seed missing from any arm
+    (diverged, or never run) leaves the pairing."""
+    seeds = sorted(set.intersection(*(set(a) for a in arms))) if arms else []
+    return seeds, [np.array([a[s] for s in seeds], dtype=float) for a in arms]
+
+
+def paired_difference(a: Mapping[int, float], b: Mapping[int, float]) -> tuple[list[int], np.ndarray]:
+    """The seeds finite in both arms, and d = a - b per seed."""
+    seeds, (x, y) = paired(a, b)
+    return seeds, x - y
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two arms that differ only in one column (``ArmTable.matched``), on the seeds both have."""
+
+    key: dict  # the values of the columns the two arms share, e.g. {'size': 't20k', 'wd': 0.33, 'lr_mult': 1.0}
+    seeds: list  # ascending
+    a: np.ndarray  # the first arm's values on ``seeds``
+    b: np.ndarray  # the second arm's
+
+    @property
+    def d(self) -> np.ndarray:
+        """a - b per seed."""
+        return self.a - self.b
+
+
+def _is_value(x, target, tol: float) -> bool:
+    if isinstance(x, numbers.Real) and isinstance(target, numbers.Real) and x is not None:
+        return abs(float(x) - float(target)) <= tol
+    return x == target
+
+
 class ArmTable:
-    """The finite runs of one slice as {(bits, wd, lr_mult): {seed: value}}, and each
-    (bits, wd) ranked at its best LR under the shared diverged-run rule: an (wd, lr_mult)
-    arm scores the mean of its finite seeds if at least MIN_FINITE_SEEDS remain, else +inf.
+    """The finite runs of one slice by arm and seed: ``{arm key: {seed: value}}``.
+
+    An arm is one combination of the ``key`` columns (default ``ARM_KEY``: bits, wd, lr_mult);
+    every arm of the table is present, an arm whose runs all diverged as ``{}``. Arms keep the
+    order in which the table first shows them. Pair by seed with ``paired`` /
+    ``paired_difference`` (any arms) or ``matched`` (every arm with its partner that differs
+    only in one column: INT6 vs FP16 at each setting, wd10 vs wd33 at each LR).
+    With ``what`` (the verdict's name), an (arm, seed) twice is a pipeline error: the slice
+    mixes designs that differ in a column the claim does not compare.
+
+    ``ranking(bits)`` ranks each warmdown at its best LR under the shared diverged-run rule
+    (default key only): an (wd, lr_mult) arm scores the mean of its finite seeds if at least
+    MIN_FINITE_SEEDS remain, else +inf.
 
     Plain dicts instead of pandas selections: calibration decides thousands of tables,
     and a boolean-mask selection per arm made one C2 decision cost ~60 ms."""
 
-    def __init__(self, cell: pd.DataFrame, metric: str):
-        self.values: dict[tuple, dict[int, float]] = {}
-        self.lrs: dict[tuple, set] = {}
-        cols = [cell[c].to_numpy() for c in ("bits", "wd", "lr_mult", "seed", metric, "finite")]
-        for b, w, lr, seed, y, ok in zip(*cols):
-            key = (int(b), float(w))
-            self.lrs.setdefault(key, set()).add(float(lr))
-            if ok:
-                self.values.setdefault((int(b), float(w), float(lr)), {})[int(seed)] = float(y)
+    def __init__(self, table: pd.DataFrame, metric: str, key: Iterable[str] = ARM_KEY, *, what: str = ""):
+        self.key = tuple(key)
+        self.arms: dict[tuple, dict[int, float]] = {}
+        keys = zip(*(_key_column(table[c]) for c in self.key))
+        for k, seed, y, ok in zip(keys, table["seed"].to_numpy().tolist(), table[metric].to_numpy(dtype=float).tolist(),
+                                  table["finite"].to_numpy(dtype=bool).tolist()):
+            arm = self.arms.setdefault(k, {})
+            if not ok:
+                continue
+            if what and int(seed) in arm:
+                raise ValueError(f"{what}: two runs for arm {dict(zip(self.key, k))} at seed {int(seed)}; "
+                                 f"the slice mixes designs that differ in a column this claim does not compare")
+            arm[int(seed)] = y
+        self.values = self.arms  # the name hypotheses/report reads
+
+    def __getitem__(self, key: tuple) -> dict[int, float]:
+        return self.arms[key]
+
+    def __contains__(self, key: tuple) -> bool:
+        return key in self.arms
+
+    def __iter__(self):
+        return iter(self.arms)
+
+    def __len__(self) -> int:
+        return len(self.arms)
+
+    def items(self):
+        return self.arms.items()
+
+    def matched(self, column: str, a, b, tol: float = 1e-6) -> list[Pair]:
+        """Every arm whose ``column`` is ``a`` with its partner whose ``column`` is ``b`` and every
+        other key column equal, on the seeds both have finite (floats within ``tol``). In the
+        order of the ``a`` arms; an arm without a partner is left out, a pair may have no seeds."""
+        i = self.key.index(column)
+        rest = [c for c in self.key if c != column]
+        partner = {k[:i] + k[i + 1:]: arm for k, arm in self.arms.items() if _is_value(k[i], b, tol)}
+        out = []
+        for k, left in self.arms.items():
+            other = k[:i] + k[i + 1:]
+            if not _is_value(k[i], a, tol) or other not in partner:
+                continue
+            seeds, (x, y) = paired(left, partner[other])
+            out.append(Pair(dict(zip(rest, other)), seeds, x, y))
+        return out
 
     def ranking(self, bits: int) -> WdRanking:
+        if self.key != ARM_KEY:
+            raise ValueError(f"ArmTable.ranking needs the key {ARM_KEY}, not {self.key}")
+        lrs: dict[tuple, set] = {}
+        for b, w, lr in self.arms:
+            lrs.setdefault((b, w), set()).add(lr)
         scores, best_lr = {}, {}
-        for (b, w), lrs in sorted(self.lrs.items()):
+        for (b, w), arm_lrs in sorted(lrs.items()):
             if b != bits:
                 continue
             arm_scores = {}
-            for lr in sorted(lrs):
-                vals = self.values.get((b, w, lr), {})
+            for lr in sorted(arm_lrs):
+                vals = self.arms[(b, w, lr)]
                 arm_scores[lr] = sum(vals.values()) / len(vals) if len(vals) >= MIN_FINITE_SEEDS else math.inf
             lr_best = min(arm_scores, key=arm_scores.get)
             scores[w] = arm_scores[lr_best]
@@ -438,7 +547,8 @@ class ArmTable:
         return WdRanking(scores, best_lr, tuple(sorted(scores, key=lambda w: (scores[w], w))))
 
     def at(self, bits: int, wd: float, lr: float) -> dict[int, float]:
-        return self.values.get((int(bits), float(wd), float(lr)), {}) if math.isfinite(lr) else {}
+        """The arm (bits, wd, lr_mult); {} when absent or lr is NaN (no LR ranked)."""
+        return self.arms.get((bits, wd, lr), {}) if math.isfinite(lr) else {}
 
 
 def fmt_wd(wd: float) -> str:
