@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -336,146 +337,150 @@ def _size_order(t: pd.DataFrame) -> list:
     return sorted(smallest, key=lambda s: (smallest[s], str(s)))
 
 
+@dataclass
+class _SizeTest:
+    """One small size of C8: its paired differences and their intervals (stats keys ``<size>:...``)."""
+
+    size: str
+    d: np.ndarray  # per-seed wd10 - wd33
+    ci: object  # MeanCI at 1 - 2 alpha
+    ci_b: object = None  # MeanCI at the Bonferroni level (set once the tested sizes are known)
+    p_holm: float = math.nan
+
+    def stats(self) -> dict:
+        z, s, b = self.size, self.ci, self.ci_b
+        return {f"{z}:mean_diff": s.mean, f"{z}:sd_diff": s.sd, f"{z}:dz": s.dz, f"{z}:ci_low": s.low,
+                f"{z}:ci_high": s.high, f"{z}:ci_low_bonf": b.low, f"{z}:ci_high_bonf": b.high,
+                f"{z}:p": s.p_two_sided}
+
+
+def _c8_test_sizes(t: pd.DataFrame, claim, sizes: list, level: float, what: str, stats: dict) -> tuple[list[_SizeTest], list]:
+    """Pair each size's warmdowns by seed; the sizes with ``min_pairs`` paired seeds are tested, with
+    their Bonferroni intervals over the tested sizes and Holm-adjusted p-values; the others listed."""
+    metric, min_pairs = claim.threshold("metric"), int(claim.threshold("min_pairs"))
+    wd_short, wd_long, tol = (float(claim.threshold(k)) for k in ("wd_short", "wd_long", "wd_tol"))
+    size_a = t["size"].to_numpy()
+    tested, untestable = [], []
+    for size in sizes:
+        seeds, d, n_pairs = _seed_differences(t[size_a == size], metric, wd_short, wd_long, tol)
+        stats[f"{size}:n_pairs"] = n_pairs
+        stats[f"{size}:n_paired_seeds"] = len(seeds)
+        if len(seeds) < min_pairs:
+            untestable.append(size)
+        else:
+            tested.append(_SizeTest(size, d, mean_ci(d, level)))
+    stats["untestable_sizes"] = ",".join(map(str, untestable))
+    stats["n_sizes_tested"] = len(tested)
+    if not tested:
+        raise Inconclusive(f"{what}: no size has {min_pairs}+ paired seeds.",
+                           f"every size has fewer than {min_pairs} paired seeds", stats)
+    level_b = bonferroni(level, len(tested))
+    stats["ci_level_bonferroni"] = level_b
+    for z in tested:
+        z.ci_b = mean_ci(z.d, level_b)
+        stats.update(z.stats())
+    for z, ph in zip(tested, _holm([z.ci.p_two_sided for z in tested])):
+        z.p_holm = float(ph)
+        stats[f"{z.size}:p_holm"] = z.p_holm
+    return tested, untestable
+
+
 @decider("C8")
 def decide_c8(table: pd.DataFrame, claim) -> Verdict:
-    """C8: at INT4 below 50M, every size's schedule preference is within delta, and no size
-    is a region where wd10 wins.
+    """C8: at INT4 below 50M, every size's schedule preference is within delta, and no size is a
+    region where wd10 wins. The rule and premise: fixtures/claims.toml [C8].
 
-    Rule (fixtures/claims.toml [C8]): per size (ordered by n_params when present), d =
-    ``metric``(wd 0.10) - ``metric``(wd 0.33) per seed as in C7. Reproduced iff every size's
-    (1 - 2 alpha) = 90 % CI of mean(d) lies inside [-delta, delta]; contradicted iff some
-    size's Bonferroni-corrected CI (level ``bonferroni(1 - 2 alpha, m)``, m = the number of
-    sizes tested) lies wholly outside [-delta, delta]: a material preference, either wd33
-    better by more than delta or wd10 better by more than delta ("a region where wd10 wins";
-    the size is named in ``observed``); else inconclusive. The two conditions exclude each
-    other (the corrected CI contains the 90 % CI). A significant but immaterial preference
-    (a corrected CI wholly on one side of 0 but not beyond +-delta) is reported
-    (``wd10_immaterial_sizes`` / ``wd33_immaterial_sizes`` and in ``observed``), never
-    decisive: "wd10 wins" means wins by an effect of interest, as every other claim.
-    Inconclusive with fewer than ``min_sizes`` sizes, or when a size has fewer than
-    ``min_pairs`` paired seeds and no tested size contradicts.
-    Premise (``_int4_penalty_premise``, checked before the outcome is returned): where the
-    INT4 penalty is surely below delta at every tested size with FP16 partners in the table,
-    inconclusive (premise absent).
-    Reported, not decided on: per size ('<size>:' keys) n_pairs, mean_diff, sd_diff, dz,
-    the 90 % and Bonferroni CIs, the paired t p-value and its Holm-adjusted value.
-    Headline (statistic_value, ci_low/ci_high): the size with the largest |mean(d)| and its
-    90 % CI; when contradicted, the contradicting size with the largest |mean(d)| and the
-    Bonferroni CI that decided.
+    Steps: validate (``_int4_slice``), pair per size (``_c8_test_sizes``: one ``_SizeTest`` each,
+    sizes ordered by n_params when present), decide (``_c8_decide``: contradicted only by a
+    material preference, a Bonferroni CI wholly beyond +-delta; a significant but immaterial one
+    is reported in ``wd10_immaterial_sizes`` / ``wd33_immaterial_sizes``), check the premise
+    (``_int4_penalty_premise``), explain (``_c8_explain``). Headline: the size with the largest
+    |mean(d)| and its 90 % CI; when contradicted, the contradicting one and its Bonferroni CI.
     """
     what = f"{claim.id}[{claim.role or claim.design}]"
     t, metric, wd_short, wd_long, tol = _int4_slice(table, claim, what)
     if t.empty:
         raise ValueError(f"{what}: no INT4 runs at wd {wd_short}/{wd_long}")
     require_unique_runs(t, RUN_KEY, what=what)
-    delta = claim_delta(claim)
-    alpha, min_pairs = float(claim.threshold("alpha")), int(claim.threshold("min_pairs"))
+    delta, alpha = claim_delta(claim), float(claim.threshold("alpha"))
     min_sizes = int(claim.threshold("min_sizes"))
     level = 1 - 2 * alpha
     sizes = _size_order(t)
-    stats = {
-        **count_stats(t),
-        "metric": metric,
-        "delta": delta,
-        "alpha": alpha,
-        "n_sizes": len(sizes),
-        "sizes": ",".join(map(str, sizes)),
-        "statistic": "mean_diff_max_abs",
-        "ci_level": level,
-        "region": f"[{-delta:g}, {delta:g}]",
-    }
+    stats = {**count_stats(t), "metric": metric, "delta": delta, "alpha": alpha, "n_sizes": len(sizes),
+             "sizes": ",".join(map(str, sizes)), "statistic": "mean_diff_max_abs", "ci_level": level,
+             "region": f"[{-delta:g}, {delta:g}]"}
     if len(sizes) < min_sizes:
         raise Inconclusive(f"{what}: only {len(sizes)} size(s) present.", f"fewer than {min_sizes} sizes", stats)
-    size_a = t["size"].to_numpy()
-    tested: dict = {}  # size -> MeanCI at the TOST level
-    d_of: dict = {}  # size -> its per-seed differences
-    untestable = []
-    for size in sizes:
-        m = size_a == size
-        seeds, d, n_pairs = _seed_differences(t[m], metric, wd_short, wd_long, tol)
-        stats[f"{size}:n_pairs"] = n_pairs
-        stats[f"{size}:n_paired_seeds"] = len(seeds)
-        if len(seeds) < min_pairs:
-            untestable.append(size)
-        else:
-            tested[size], d_of[size] = mean_ci(d, level), d
-    stats["untestable_sizes"] = ",".join(map(str, untestable))
-    m = len(tested)
-    stats["n_sizes_tested"] = m
-    if m == 0:
-        raise Inconclusive(f"{what}: no size has {min_pairs}+ paired seeds.",
-                           f"every size has fewer than {min_pairs} paired seeds", stats)
-    level_b = bonferroni(level, m)
-    stats["ci_level_bonferroni"] = level_b
-    ci, ci_b = {}, {}
-    for size, s in tested.items():
-        b = mean_ci(d_of[size], level_b)
-        ci[size], ci_b[size] = (s.low, s.high), (b.low, b.high)
-        stats.update({
-            f"{size}:mean_diff": s.mean, f"{size}:sd_diff": s.sd, f"{size}:dz": s.dz,
-            f"{size}:ci_low": ci[size][0], f"{size}:ci_high": ci[size][1],
-            f"{size}:ci_low_bonf": ci_b[size][0], f"{size}:ci_high_bonf": ci_b[size][1],
-            f"{size}:p": s.p_two_sided,
-        })
-    p_holm = _holm([tested[s].p_two_sided for s in tested])
-    for size, ph in zip(tested, p_holm):
-        stats[f"{size}:p_holm"] = float(ph)
+    tested, untestable = _c8_test_sizes(t, claim, sizes, level, what, stats)
+    outcome, sides = _c8_decide(tested, untestable, delta, stats)
+    _int4_penalty_premise(table, claim, [z.size for z in tested], what, stats)
+    return _c8_explain(claim, what, outcome, tested, untestable, sides, stats)
+
+
+def _c8_decide(tested: list[_SizeTest], untestable: list, delta: float, stats: dict) -> tuple[str, dict]:
+    """The outcome and the sizes on each side. Contradicted only by a material preference: a
+    corrected CI wholly beyond +-delta. A corrected CI wholly on one side of 0 but not beyond delta
+    is a significant yet immaterial preference: reported, never decisive (a point-null test would
+    contradict a true claim ever more often as seeds grow)."""
+    p_holm = np.array([z.p_holm for z in tested])
     stats["min_p_holm"] = float(p_holm.min())
-    stats["significant_sizes_holm"] = f"{int((p_holm < alpha).sum())}/{m}"
-    # Contradicted only by a material preference: a corrected CI wholly beyond +-delta. A
-    # corrected CI wholly on one side of 0 but not beyond delta is a significant yet
-    # immaterial preference: reported, never decisive (a point-null test would contradict a
-    # true claim ever more often as seeds grow).
-    outside_band = [s for s in tested if outside(*ci_b[s], -delta, delta)]
-    wd10_wins = [s for s in outside_band if ci_b[s][1] < -delta]
-    wd10_immaterial = [s for s in tested if ci_b[s][1] < 0 and s not in outside_band]
-    wd33_immaterial = [s for s in tested if ci_b[s][0] > 0 and s not in outside_band]
-    contradicting = outside_band
-    all_inside = not untestable and all(inside(*ci[s], -delta, delta) for s in tested)
-    contradict = bool(contradicting)
-    outcome = three_way(all_inside, contradict)
+    stats["significant_sizes_holm"] = f"{int((p_holm < stats['alpha']).sum())}/{len(tested)}"
+    outside_band = [z for z in tested if outside(z.ci_b.low, z.ci_b.high, -delta, delta)]
+    sides = {
+        "outside": outside_band,
+        "wd10_wins": [z for z in outside_band if z.ci_b.high < -delta],
+        "wd10_immaterial": [z for z in tested if z.ci_b.high < 0 and z not in outside_band],
+        "wd33_immaterial": [z for z in tested if z.ci_b.low > 0 and z not in outside_band],
+    }
+    all_inside = not untestable and all(inside(z.ci.low, z.ci.high, -delta, delta) for z in tested)
+    outcome = three_way(all_inside, bool(outside_band))
     if outcome == CONTRADICTED:
-        head = max(contradicting, key=lambda s: abs(tested[s].mean))
-        stats.update(statistic_value=tested[head].mean, ci_low=ci_b[head][0], ci_high=ci_b[head][1],
-                     ci_level=level_b, headline_size=str(head))
+        head = max(outside_band, key=lambda z: abs(z.ci.mean))
+        stats.update(statistic_value=head.ci.mean, ci_low=head.ci_b.low, ci_high=head.ci_b.high,
+                     ci_level=stats["ci_level_bonferroni"], headline_size=str(head.size))
     else:
-        head = max(tested, key=lambda s: abs(tested[s].mean))
-        stats.update(statistic_value=tested[head].mean, ci_low=ci[head][0], ci_high=ci[head][1],
-                     headline_size=str(head))
-    stats["wd10_immaterial_sizes"] = ",".join(map(str, wd10_immaterial))
-    stats["wd33_immaterial_sizes"] = ",".join(map(str, wd33_immaterial))
-    stats["wd10_wins_sizes"] = ",".join(map(str, wd10_wins))
-    _int4_penalty_premise(table, claim, list(tested), what, stats)
-    per_size = "; ".join(
-        f"{s} {tested[s].mean:+.4f} [{ci[s][0]:+.4f}, {ci[s][1]:+.4f}]" for s in tested
-    )
+        head = max(tested, key=lambda z: abs(z.ci.mean))
+        stats.update(statistic_value=head.ci.mean, ci_low=head.ci.low, ci_high=head.ci.high,
+                     headline_size=str(head.size))
+    for key in ("wd10_immaterial", "wd33_immaterial", "wd10_wins"):
+        stats[f"{key}_sizes"] = ",".join(str(z.size) for z in sides[key])
+    return outcome, sides
+
+
+def _c8_explain(claim, what: str, outcome: str, tested: list[_SizeTest], untestable: list, sides: dict,
+                stats: dict) -> Verdict:
+    """The sentence, and the verdict (or the reason it is inconclusive)."""
+    delta, level, level_b = stats["delta"], 1 - 2 * stats["alpha"], stats["ci_level_bonferroni"]
+    wd_short, wd_long = float(claim.threshold("wd_short")), float(claim.threshold("wd_long"))
+    per_size = "; ".join(f"{z.size} {z.ci.mean:+.4f} [{z.ci.low:+.4f}, {z.ci.high:+.4f}]" for z in tested)
     summary = (
         f"{what}: wd{fmt_wd(wd_short)} - wd{fmt_wd(wd_long)} per size ({_fmt_level(level)} CI): {per_size}; "
         f"delta {delta:g}; {stats['significant_sizes_holm']} significant after Holm; "
         f"{stats['n_diverged']} diverged run(s)"
     )
-    immaterial = [f"wd{fmt_wd(w)} at {', '.join(map(str, z))}" for w, z in ((wd_short, wd10_immaterial),
-                                                                          (wd_long, wd33_immaterial)) if z]
+    immaterial = [f"wd{fmt_wd(w)} at {', '.join(str(z.size) for z in zs)}"
+                  for w, zs in ((wd_short, sides["wd10_immaterial"]), (wd_long, sides["wd33_immaterial"])) if zs]
     if immaterial:
         summary += (f"; significant but within delta (Bonferroni {_fmt_level(level_b)} CI beside 0, not beyond "
                     f"+-delta; reported, not decisive): preferred {'; '.join(immaterial)}")
     if outcome == CONTRADICTED:
         parts = []
-        if wd10_wins:
-            parts.append(f"wd10 wins at {', '.join(map(str, wd10_wins))} by more than delta")
-        beyond = [s for s in outside_band if s not in wd10_wins]
+        if sides["wd10_wins"]:
+            parts.append(f"wd10 wins at {', '.join(str(z.size) for z in sides['wd10_wins'])} by more than delta")
+        beyond = [str(z.size) for z in sides["outside"] if z not in sides["wd10_wins"]]
         if beyond:
-            parts.append(f"wd33 better by more than delta at {', '.join(map(str, beyond))}")
+            parts.append(f"wd33 better by more than delta at {', '.join(beyond)}")
         return verdict(claim, outcome, summary + f"; {'; '.join(parts)} "
                        f"(Bonferroni {_fmt_level(level_b)} CI).", stats)
     if outcome == REPRODUCED:
         return verdict(claim, outcome, summary + "; every CI lies inside [-delta, delta].", stats)
     if untestable:
-        reason = f"sizes {', '.join(map(str, untestable))} have fewer than {min_pairs} paired seeds"
+        reason = (f"sizes {', '.join(map(str, untestable))} have fewer than {int(claim.threshold('min_pairs'))} "
+                  f"paired seeds")
         summary += f"; untestable: {', '.join(map(str, untestable))}"
     else:
-        wide = [s for s in tested if not inside(*ci[s], -delta, delta)]
-        reason = f"the CI of {', '.join(map(str, wide))} reaches beyond [-delta, delta] without lying outside it"
+        wide = [str(z.size) for z in tested if not inside(z.ci.low, z.ci.high, -delta, delta)]
+        reason = f"the CI of {', '.join(wide)} reaches beyond [-delta, delta] without lying outside it"
     raise Inconclusive(summary + ".", reason, stats)
 
 

@@ -13,6 +13,7 @@ Pure: a results table in, a Verdict out.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -169,50 +170,101 @@ def _check_premise(p: dict, mask: np.ndarray, sizes: list[str], delta: float, al
     stats["premise"] = PREMISE_MET
 
 
-@decider("C6")
-def decide_c6(
-    table: pd.DataFrame, claim, fit_sizes: list[str], heldout_sizes: list[str]
-) -> Verdict:
-    """C6: a log-linear fit of the INT6 penalty on the fit sizes predicts every held-out
-    size to within delta.
+@dataclass(frozen=True)
+class _Line:
+    """The OLS fit of the penalty on ln(n_params) over the fit sizes' pairs."""
 
-    Rule (fixtures/claims.toml [C6]): penalty = ``metric``(quant_bits) - ``metric``(ref_bits)
-    for runs matched on (size, wd, lr_mult, seed), restricted to the (wd, lr_mult) settings
-    the fit sizes share with every held-out size. OLS penalty ~ ln(n_params) on the fit
-    sizes' per-run penalties (n_params from the table, never the size name; closed-form
-    simple regression, the same numbers as statsmodels OLS at a fraction of the cost). For
-    each held-out size with k >= 2 pairs, the prediction error e = mean penalty -
-    prediction has se = sqrt(se_mean^2 + sigma^2 / k) and t quantiles with the fit's
-    residual df. Reproduced iff every held-out size's 90 % CI (1 - 2 alpha) of e lies in
-    [-delta, delta]; contradicted iff some size's Bonferroni-corrected CI (level
-    bonferroni(1 - 2 alpha, m), m = held-out sizes compared) lies wholly outside; else
-    inconclusive.
+    a: float  # intercept
+    b: float  # slope per ln(n_params)
+    rss: float
+    xbar: float
+    sxx: float
+    n: int  # fit pairs
+    x: np.ndarray  # ln(n_params) of the fit pairs
+    y: np.ndarray  # their penalties
 
-    Reported, not decided on: Chow's predictive-failure F test of all held-out runs
-    together, the paper's per-size ``pi_level`` prediction interval for a mean (k/n
-    inside), the single-run PI, R^2, the slope and its p-value.
+    @property
+    def df(self) -> int:
+        return self.n - 2
 
-    Diverged runs: a pair with a diverged member is dropped and the run counted in
-    n_diverged. Inconclusive if no setting is shared, fewer than ``min_fit_sizes`` fit
-    sizes (distinct n_params) have pairs, no held-out size has >= 2 pairs, or a requested
-    held-out size has fewer than 2 pairs (listed: the claim is about every held-out size).
-    Premise (``_check_premise``, checked before the fit): some size's INT6 penalty is
-    clearly above delta; else inconclusive ("premise absent at this profile: ...").
-    """
+    @property
+    def sigma2(self) -> float:
+        return self.rss / self.df
+
+    def stats(self) -> dict:
+        tss = float(((self.y - self.y.mean()) ** 2).sum())
+        se_b = math.sqrt(self.sigma2 / self.sxx)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p_slope = float(2 * sps.t.sf(abs(self.b / se_b), self.df)) if se_b > 0 else (0.0 if self.b else math.nan)
+        return {"intercept": self.a, "slope_per_log_param": self.b, "p_slope": p_slope,
+                "r_squared": 1 - self.rss / tss if tss > 0 else math.nan, "sigma_resid": math.sqrt(self.sigma2),
+                "df_resid": self.df}
+
+
+@dataclass(frozen=True)
+class _HeldOut:
+    """One held-out size: its mean penalty against the law's prediction, with three intervals
+    (stats keys ``<size>:...``, as the verdict has always carried them)."""
+
+    size: str
+    n_params: float
+    k: int  # pairs
+    mean_penalty: float
+    predicted: float
+    se: float
+    ci: tuple  # (1 - 2 alpha) interval of the error
+    corr: tuple  # Bonferroni-corrected interval
+    pi_half: float  # half-width of the paper's per-size prediction interval for a mean
+    single_half: float  # half-width of the single-run prediction interval
+    within_delta: bool
+    outside_delta: bool
+
+    @property
+    def error(self) -> float:
+        return self.mean_penalty - self.predicted
+
+    @property
+    def inside(self) -> bool:
+        return abs(self.error) <= self.pi_half
+
+    def stats(self) -> dict:
+        z = self.size
+        return {f"{z}:n_params": self.n_params, f"{z}:k": self.k, f"{z}:mean_penalty": self.mean_penalty,
+                f"{z}:predicted": self.predicted, f"{z}:error": self.error, f"{z}:se": self.se,
+                f"{z}:ci_low": self.ci[0], f"{z}:ci_high": self.ci[1], f"{z}:corr_low": self.corr[0],
+                f"{z}:corr_high": self.corr[1], f"{z}:within_delta": int(self.within_delta),
+                f"{z}:outside_delta": int(self.outside_delta), f"{z}:pi_low": self.predicted - self.pi_half,
+                f"{z}:pi_high": self.predicted + self.pi_half, f"{z}:pi_single_low": self.predicted - self.single_half,
+                f"{z}:pi_single_high": self.predicted + self.single_half,
+                f"{z}:inside": int(self.inside)}
+
+
+@dataclass(frozen=True)
+class _Slice:
+    """C6's validated input: the requested sizes' runs at the two bit-widths, their matched pairs
+    and the fit / held-out masks over the pairs at the shared (wd, lr_mult) settings."""
+
+    t: pd.DataFrame
+    p: dict  # _pair_arrays
+    n_params: dict  # size -> n_params
+    fit_mask: np.ndarray
+    held_mask: np.ndarray
+    settings: list  # the shared (wd, lr_mult) settings
+    fit_present: list  # fit sizes with pairs, by n_params
+    held_counts: dict  # held-out size -> pairs
+    held_usable: list  # held-out sizes with MIN_FINITE_SEEDS+ pairs, by n_params
+    missing: list  # requested held-out sizes without
+
+
+def _c6_slice(table: pd.DataFrame, claim, fit_sizes: list[str], heldout_sizes: list[str], what: str) -> _Slice:
+    """Validate (a malformed request or table is a pipeline error) and pair."""
     metric = claim.threshold("metric")
     quant_bits, ref_bits = int(claim.threshold("quant_bits")), int(claim.threshold("ref_bits"))
-    pi_level = float(claim.threshold("pi_level"))
-    min_fit = int(claim.threshold("min_fit_sizes"))
-    alpha = float(claim.threshold("alpha"))
-    delta = claim_delta(claim)
-    what = f"{claim.id}[{fmt_bits(quant_bits)} vs {fmt_bits(ref_bits)}]"
-    fit_sizes, heldout_sizes = [str(s) for s in fit_sizes], [str(s) for s in heldout_sizes]
     if not fit_sizes or not heldout_sizes:
         raise ValueError(f"{what}: fit_sizes and heldout_sizes must be non-empty")
     overlap = sorted(set(fit_sizes) & set(heldout_sizes))
     if overlap:
         raise ValueError(f"{what}: sizes both fitted and held out: {overlap}")
-
     t = require_table(table, ["size", "n_params", "bits", "wd", "lr_mult"], metric, what=what)
     t["size"] = t["size"].astype(str)
     t = t[t["bits"].isin([quant_bits, ref_bits]) & t["size"].isin(fit_sizes + heldout_sizes)]
@@ -222,171 +274,158 @@ def decide_c6(
     n_params = _n_params_by_size(t, what)
     p = _pair_arrays(t, metric, quant_bits, ref_bits)
     fit_mask, held_mask, settings = _common_settings(p, fit_sizes, heldout_sizes)
-    fit_present = sorted(set(p["size"][fit_mask]), key=n_params.get)
-    held_size = p["size"][held_mask]
-    held_pen = p["penalty"][held_mask]
-    held_x = np.log(p["n_params"][held_mask])
-    names, counts = np.unique(held_size.astype(str), return_counts=True)
+    names, counts = np.unique(p["size"][held_mask].astype(str), return_counts=True)
     held_counts = dict(zip(names.tolist(), counts.tolist()))
     held_usable = sorted((s for s, k in held_counts.items() if k >= MIN_FINITE_SEEDS), key=n_params.get)
-    missing = [s for s in heldout_sizes if s not in held_usable]
-    tost_level = 1 - 2 * alpha
-    region = f"[{-delta:g}, {delta:g}]"
-    # The counts are of the runs the verdict rests on: the requested sizes at the shared
-    # settings (all of them while no setting is shared), diverged runs included.
-    if settings:
-        shared = set(settings)
+    return _Slice(t, p, n_params, fit_mask, held_mask, settings, sorted(set(p["size"][fit_mask]), key=n_params.get),
+                  held_counts, held_usable, [s for s in heldout_sizes if s not in held_usable])
+
+
+def _c6_stats(sl: _Slice, claim, delta: float, alpha: float) -> dict:
+    """The statistics every C6 verdict carries. The counts are of the runs the verdict rests on:
+    the requested sizes at the shared settings (all of them while no setting is shared),
+    diverged runs included."""
+    t = sl.t
+    if sl.settings:
+        shared = set(sl.settings)
         rests_on = t[[st in shared for st in zip(t["wd"].tolist(), t["lr_mult"].tolist())]]
     else:
         rests_on = t
-    stats = {
-        **count_stats(rests_on),
-        "n_runs_slice": int(len(t)),
-        "metric": metric,
-        "delta": delta,
-        "alpha": alpha,
-        "region": region,
-        "ci_level": tost_level,
-        "statistic": "max_abs_prediction_error",
-        "n_pairs_fit": int(fit_mask.sum()),
-        "settings": ";".join(f"wd{w:g}/lr{lr:g}" for w, lr in settings),
-        "fit_sizes": _fmt_sizes(fit_present),
-        "heldout_compared": _fmt_sizes(held_usable),
-        "heldout_missing": _fmt_sizes(missing),
-        "pi_level": pi_level,
-    }
-    if not len(p["penalty"]):
+    return {**count_stats(rests_on), "n_runs_slice": int(len(t)), "metric": claim.threshold("metric"),
+            "delta": delta, "alpha": alpha, "region": f"[{-delta:g}, {delta:g}]", "ci_level": 1 - 2 * alpha,
+            "statistic": "max_abs_prediction_error", "n_pairs_fit": int(sl.fit_mask.sum()),
+            "settings": ";".join(f"wd{w:g}/lr{lr:g}" for w, lr in sl.settings),
+            "fit_sizes": _fmt_sizes(sl.fit_present), "heldout_compared": _fmt_sizes(sl.held_usable),
+            "heldout_missing": _fmt_sizes(sl.missing), "pi_level": float(claim.threshold("pi_level"))}
+
+
+def _c6_require_data(sl: _Slice, claim, heldout_sizes: list[str], what: str, stats: dict) -> None:
+    """Inconclusive (too few seeds) without pairs, a shared setting, enough fit sizes or a usable
+    held-out size."""
+    quant, ref = fmt_bits(int(claim.threshold("quant_bits"))), fmt_bits(int(claim.threshold("ref_bits")))
+    min_fit = int(claim.threshold("min_fit_sizes"))
+    if not len(sl.p["penalty"]):
+        raise Inconclusive(f"{what}: no (size, wd, lr_mult, seed) has both a finite {quant} and {ref} run.",
+                           f"no matched {quant}/{ref} pairs", stats)
+    if not sl.settings:
+        raise Inconclusive(f"{what}: the fit and held-out sizes share no (wd, lr_mult) setting.",
+                           "no (wd, lr_mult) setting shared by the fit sizes and every held-out size", stats)
+    if len({sl.n_params[s] for s in sl.fit_present}) < max(min_fit, 2):  # a line needs 2 x values
         raise Inconclusive(
-            f"{what}: no (size, wd, lr_mult, seed) has both a finite {fmt_bits(quant_bits)} and "
-            f"{fmt_bits(ref_bits)} run.",
-            f"no matched {fmt_bits(quant_bits)}/{fmt_bits(ref_bits)} pairs", stats)
-    if not settings:
-        raise Inconclusive(
-            f"{what}: the fit and held-out sizes share no (wd, lr_mult) setting.",
-            "no (wd, lr_mult) setting shared by the fit sizes and every held-out size", stats)
-    if len({n_params[s] for s in fit_present}) < max(min_fit, 2):  # a line needs 2 x values
-        raise Inconclusive(
-            f"{what}: only {len(fit_present)} fit size(s) with matched pairs ({stats['fit_sizes'] or 'none'}).",
+            f"{what}: only {len(sl.fit_present)} fit size(s) with matched pairs ({stats['fit_sizes'] or 'none'}).",
             f"fewer than {min_fit} fit sizes with distinct n_params and matched pairs", stats)
-    if not held_usable:
+    if not sl.held_usable:
         raise Inconclusive(
             f"{what}: none of the held-out sizes {heldout_sizes} has {MIN_FINITE_SEEDS}+ matched pairs.",
-            f"no held-out size with {MIN_FINITE_SEEDS}+ matched pairs (missing: {', '.join(missing)})", stats)
+            f"no held-out size with {MIN_FINITE_SEEDS}+ matched pairs (missing: {', '.join(sl.missing)})", stats)
 
-    _check_premise(p, fit_mask | held_mask, fit_present + held_usable, delta, alpha, quant_bits, what, stats)
 
-    # The fit: simple OLS on the per-run penalties of the fit sizes.
-    x = np.log(p["n_params"][fit_mask])
-    y = p["penalty"][fit_mask]
-    n_fit = len(y)
-    df = n_fit - 2
-    if df < 1:
-        raise Inconclusive(f"{what}: {n_fit} fit pairs leave no residual degree of freedom.",
+def _c6_fit(sl: _Slice, what: str, stats: dict) -> _Line:
+    """Simple OLS on the per-run penalties of the fit sizes."""
+    x, y = np.log(sl.p["n_params"][sl.fit_mask]), sl.p["penalty"][sl.fit_mask]
+    if len(y) - 2 < 1:
+        raise Inconclusive(f"{what}: {len(y)} fit pairs leave no residual degree of freedom.",
                            "too few fit pairs to estimate the residual variance", stats)
-    a, b, rss_fit, xbar, sxx = _line(x, y)
-    sigma2 = rss_fit / df
-    tss = float(((y - y.mean()) ** 2).sum())
-    se_b = math.sqrt(sigma2 / sxx)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p_slope = float(2 * sps.t.sf(abs(b / se_b), df)) if se_b > 0 else (0.0 if b else math.nan)
-    stats.update(
-        intercept=a,
-        slope_per_log_param=b,
-        p_slope=p_slope,
-        r_squared=1 - rss_fit / tss if tss > 0 else math.nan,
-        sigma_resid=math.sqrt(sigma2),
-        df_resid=df,
-    )
+    a, b, rss, xbar, sxx = _line(x, y)
+    return _Line(a, b, rss, xbar, sxx, len(y), x, y)
 
-    # Per held-out size: the prediction error of its mean and three intervals.
-    m = len(held_usable)
-    corr_level = bonferroni(tost_level, m)
+
+def _c6_heldout(sl: _Slice, line: _Line, delta: float, alpha: float, pi_level: float) -> tuple[list[_HeldOut], float]:
+    """Per held-out size: the prediction error of its mean and its intervals; and the corrected level."""
+    tost_level = 1 - 2 * alpha
+    corr_level = bonferroni(tost_level, len(sl.held_usable))
     t_tost, t_corr, t_pi = (float(v) for v in sps.t.ppf(
-        [0.5 + tost_level / 2, 0.5 + corr_level / 2, 0.5 + pi_level / 2], df))
-    rows, notes = [], []
-    for size in held_usable:
+        [0.5 + tost_level / 2, 0.5 + corr_level / 2, 0.5 + pi_level / 2], line.df))
+    held_size, held_pen = sl.p["size"][sl.held_mask], sl.p["penalty"][sl.held_mask]
+    rows = []
+    for size in sl.held_usable:
         at = held_pen[held_size == size]
-        k = len(at)
-        x0 = math.log(n_params[size])
-        pred = a + b * x0
-        se_mean2 = sigma2 * (1 / n_fit + (x0 - xbar) ** 2 / sxx)
-        se = math.sqrt(se_mean2 + sigma2 / k)
-        obs = float(at.mean())
-        e = obs - pred
-        lo, hi = e - t_tost * se, e + t_tost * se
-        clo, chi = e - t_corr * se, e + t_corr * se
-        pi_half = t_pi * se
-        single_half = t_pi * math.sqrt(se_mean2 + sigma2)
-        eq, off, in_pi = inside(lo, hi, -delta, delta), outside(clo, chi, -delta, delta), abs(e) <= pi_half
-        rows.append((size, e, lo, hi, eq, off))
-        stats.update({
-            f"{size}:n_params": n_params[size],
-            f"{size}:k": k,
-            f"{size}:mean_penalty": obs,
-            f"{size}:predicted": pred,
-            f"{size}:error": e,
-            f"{size}:se": se,
-            f"{size}:ci_low": lo,
-            f"{size}:ci_high": hi,
-            f"{size}:corr_low": clo,
-            f"{size}:corr_high": chi,
-            f"{size}:within_delta": int(eq),
-            f"{size}:outside_delta": int(off),
-            f"{size}:pi_low": pred - pi_half,
-            f"{size}:pi_high": pred + pi_half,
-            f"{size}:pi_single_low": pred - single_half,
-            f"{size}:pi_single_high": pred + single_half,
-            f"{size}:inside": int(in_pi),
-        })
-        notes.append(f"{size} {e:+.4f} [{lo:+.4f}, {hi:+.4f}]")
+        x0 = math.log(sl.n_params[size])
+        pred = line.a + line.b * x0
+        se_mean2 = line.sigma2 * (1 / line.n + (x0 - line.xbar) ** 2 / line.sxx)
+        se = math.sqrt(se_mean2 + line.sigma2 / len(at))
+        e = float(at.mean()) - pred
+        ci, corr = (e - t_tost * se, e + t_tost * se), (e - t_corr * se, e + t_corr * se)
+        rows.append(_HeldOut(size, sl.n_params[size], len(at), float(at.mean()), pred, se, ci, corr, t_pi * se,
+                             t_pi * math.sqrt(se_mean2 + line.sigma2), inside(*ci, -delta, delta),
+                             outside(*corr, -delta, delta)))
+    return rows, corr_level
 
-    # Chow's predictive-failure test: all compared held-out runs against the fit line.
-    used = np.isin(held_size, held_usable)
+
+def _chow(sl: _Slice, line: _Line) -> tuple[float, float, int]:
+    """Chow's predictive-failure test: all compared held-out runs against the fit line (F, p, df num)."""
+    held_size, held_pen = sl.p["size"][sl.held_mask], sl.p["penalty"][sl.held_mask]
+    used = np.isin(held_size, sl.held_usable)
     m_obs = int(used.sum())
-    x_all = np.concatenate([x, held_x[used]])
-    y_all = np.concatenate([y, held_pen[used]])
-    rss_all = _line(x_all, y_all)[2]
-    if rss_fit > 0:
-        chow_f = ((rss_all - rss_fit) / m_obs) / (rss_fit / df)
-        chow_p = float(sps.f.sf(chow_f, m_obs, df))
-    else:
-        chow_f, chow_p = math.nan, math.nan
-    n_pi = sum(stats[f"{s}:inside"] for s in held_usable)
-    worst = max(rows, key=lambda r: abs(r[1]))
-    n_eq = sum(r[4] for r in rows)
-    breaking = [r[0] for r in rows if r[5]]
-    stats.update(
-        statistic_value=worst[1],
-        ci_low=worst[2],
-        ci_high=worst[3],
-        worst_size=worst[0],
-        n_heldout=m,
-        corrected_level=corr_level,
-        n_within_delta=n_eq,
-        breaking_sizes=_fmt_sizes(breaking),
-        chow_f=chow_f,
-        chow_df_num=m_obs,
-        chow_df_den=df,
-        chow_p=chow_p,
-        inside=f"{n_pi}/{m}",
-    )
+    x_all = np.concatenate([line.x, np.log(sl.p["n_params"][sl.held_mask])[used]])
+    rss_all = _line(x_all, np.concatenate([line.y, held_pen[used]]))[2]
+    if line.rss > 0:
+        chow_f = ((rss_all - line.rss) / m_obs) / (line.rss / line.df)
+        return chow_f, float(sps.f.sf(chow_f, m_obs, line.df)), m_obs
+    return math.nan, math.nan, m_obs
+
+
+@decider("C6")
+def decide_c6(
+    table: pd.DataFrame, claim, fit_sizes: list[str], heldout_sizes: list[str]
+) -> Verdict:
+    """C6: a log-linear fit of the INT6 penalty on the fit sizes predicts every held-out size to
+    within delta. The rule and premise: fixtures/claims.toml [C6] (``python -m hypotheses rules``).
+
+    Steps: ``_c6_slice`` (validate, pair on (size, wd, lr_mult, seed) at the shared settings),
+    ``_c6_require_data`` and ``_check_premise`` (inconclusive before any fit), ``_c6_fit`` (OLS,
+    closed form: statsmodels' numbers at a fraction of the cost), ``_c6_heldout`` (one ``_HeldOut``
+    per size), ``_chow``, then ``_c6_explain``. Held-out sizes missing (< 2 pairs) leave it
+    inconclusive unless a present size contradicts.
+    """
+    alpha, delta = float(claim.threshold("alpha")), claim_delta(claim)
+    quant_bits, ref_bits = int(claim.threshold("quant_bits")), int(claim.threshold("ref_bits"))
+    what = f"{claim.id}[{fmt_bits(quant_bits)} vs {fmt_bits(ref_bits)}]"
+    fit_sizes, heldout_sizes = [str(s) for s in fit_sizes], [str(s) for s in heldout_sizes]
+    sl = _c6_slice(table, claim, fit_sizes, heldout_sizes, what)
+    stats = _c6_stats(sl, claim, delta, alpha)
+    _c6_require_data(sl, claim, heldout_sizes, what, stats)
+    _check_premise(sl.p, sl.fit_mask | sl.held_mask, sl.fit_present + sl.held_usable, delta, alpha, quant_bits,
+                   what, stats)
+    line = _c6_fit(sl, what, stats)
+    stats.update(line.stats())
+    rows, corr_level = _c6_heldout(sl, line, delta, alpha, float(claim.threshold("pi_level")))
+    for r in rows:
+        stats.update(r.stats())
+    return _c6_explain(claim, sl, line, rows, corr_level, what, stats)
+
+
+def _c6_explain(claim, sl: _Slice, line: _Line, rows: list[_HeldOut], corr_level: float, what: str,
+                stats: dict) -> Verdict:
+    """The headline (the largest |error|), the reported tests, the sentence and the outcome."""
+    alpha, delta, pi_level = float(claim.threshold("alpha")), claim_delta(claim), float(claim.threshold("pi_level"))
+    tost_level, m = 1 - 2 * alpha, len(rows)
+    chow_f, chow_p, m_obs = _chow(sl, line)
+    n_pi = sum(r.inside for r in rows)
+    worst = max(rows, key=lambda r: abs(r.error))
+    n_eq = sum(r.within_delta for r in rows)
+    breaking = [r.size for r in rows if r.outside_delta]
+    stats.update(statistic_value=worst.error, ci_low=worst.ci[0], ci_high=worst.ci[1], worst_size=worst.size,
+                 n_heldout=m, corrected_level=corr_level, n_within_delta=n_eq, breaking_sizes=_fmt_sizes(breaking),
+                 chow_f=chow_f, chow_df_num=m_obs, chow_df_den=line.df, chow_p=chow_p, inside=f"{n_pi}/{m}")
+    notes = "; ".join(f"{r.size} {r.error:+.4f} [{r.ci[0]:+.4f}, {r.ci[1]:+.4f}]" for r in rows)
     observed = (
-        f"{what}: penalty = {a:.4f} {b:+.4f} ln(n_params) fitted on {len(fit_present)} sizes "
-        f"({n_fit} pairs, R^2 = {stats['r_squared']:.2f}); held-out prediction errors with "
-        f"{tost_level:.0%} CIs: " + "; ".join(notes)
-        + f"; largest |e| {worst[1]:+.4f} at {worst[0]} against delta {delta:g}; {n_eq}/{m} within "
+        f"{what}: penalty = {line.a:.4f} {line.b:+.4f} ln(n_params) fitted on {len(sl.fit_present)} sizes "
+        f"({line.n} pairs, R^2 = {stats['r_squared']:.2f}); held-out prediction errors with "
+        f"{tost_level:.0%} CIs: " + notes
+        + f"; largest |e| {worst.error:+.4f} at {worst.size} against delta {delta:g}; {n_eq}/{m} within "
         f"+-delta" + (f", outside +-delta at the corrected level: {', '.join(breaking)}" if breaking else "")
         + f"; paper's {pi_level:.0%} PI check {n_pi}/{m}; Chow F = {chow_f:.2f} (p = {chow_p:.3g}); "
         f"{stats['n_diverged']} diverged run(s)."
     )
-    if missing and not breaking:  # a present size far off the law contradicts whatever is missing (as C2)
-        k_of = {s: held_counts.get(s, 0) for s in missing}
+    if sl.missing and not breaking:  # a present size far off the law contradicts whatever is missing (as C2)
+        k_of = {s: sl.held_counts.get(s, 0) for s in sl.missing}
         raise Inconclusive(
             observed,
             "held-out size(s) without " + f"{MIN_FINITE_SEEDS}+ matched pairs: "
             + ", ".join(f"{s} ({k} pair{'s' if k != 1 else ''})" for s, k in k_of.items())
             + "; the claim is about every held-out size", stats)
-    outcome = three_way(n_eq == m and not missing, bool(breaking))
+    outcome = three_way(n_eq == m and not sl.missing, bool(breaking))
     reason = ""
     if outcome == "inconclusive":
         reason = (f"{m - n_eq} held-out size(s) have a {tost_level:.0%} CI of the prediction error "
