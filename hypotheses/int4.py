@@ -186,22 +186,15 @@ def _fmt_level(level: float) -> str:
 
 @decider("C7")
 def decide_c7(table: pd.DataFrame, claim, *, size: str) -> Verdict:
-    """C7 at one large size: at INT4, wd33 is better than wd10 by more than delta.
+    """C7 at one large size: at INT4, wd33 is better than wd10 by more than delta. The rule and
+    premise: fixtures/claims.toml [C7] (``python -m hypotheses rules``).
 
-    Rule (fixtures/claims.toml [C7]): d = ``metric``(wd_short 0.10) - ``metric``(wd_long
-    0.33) per seed (paired on (seed, lr_mult), averaged over a seed's LRs). Reproduced iff
-    the one-sided (1 - alpha) lower t bound of mean(d) exceeds delta; contradicted iff the
-    one-sided (1 - alpha) upper bound is below delta; else inconclusive. The two bounds are
-    the ends of the two-sided (1 - 2 alpha) interval reported as ci_low / ci_high.
-    Reported, not decided on: the paired z (= paired t) and its two-sided p, the sign count
-    ``wins_wd_long`` ("k/n" seeds with d > 0), Cohen's d_z, and the small-telescopes check:
-    ``d33`` = the d_z the paper's design (``paper_seeds`` pairs, one-sided test at alpha) had
-    33 % power to detect, ``upper_dz`` = the upper bound over sd(d), and
-    ``upper_dz_below_d33`` (1: even an effect the paper could barely see is ruled out).
-    Inconclusive with fewer than ``min_pairs`` paired seeds. A size absent from the table is
-    a pipeline error (ValueError). Premise (``_int4_penalty_premise``, checked before the
-    rule): where the table has FP16 partners at this size and the INT4 penalty is surely
-    below delta, inconclusive (premise absent); without FP16 partners it is 'unchecked'.
+    d per seed from ``_seed_differences`` (paired on (seed, lr_mult), averaged over a seed's
+    LRs); ci_low / ci_high are the ends of the two-sided (1 - 2 alpha) interval, i.e. the two
+    one-sided bounds. Reported, not decided on: the paired z and its p, ``wins_wd_long`` ("k/n"
+    seeds with d > 0), Cohen's d_z, and the small-telescopes check (``d33``: the d_z the paper's
+    ``paper_seeds``-pair design had 33 % power to detect; ``upper_dz_below_d33``). A size absent
+    from the table is a pipeline error (ValueError).
     """
     what = f"{claim.id}[{size}]"
     t, metric, wd_short, wd_long, tol = _int4_slice(table, claim, what)

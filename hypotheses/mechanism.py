@@ -47,19 +47,14 @@ def _pairs(t: pd.DataFrame, metric: str, quant_bits: int, ref_bits: int) -> tupl
 
 @decider("C9", uses_delta=False)  # its band [band_low, band_high] is the margin
 def decide_c9(table: pd.DataFrame, claim) -> Verdict:
-    """C9: before warmdown, INT6-QAT weights are about as far from the INT6 grid as FP16's.
+    """C9: before warmdown, INT6-QAT weights are about as far from the INT6 grid as FP16's. The
+    rule: fixtures/claims.toml [C9] (``python -m hypotheses rules``).
 
-    Rule (fixtures/claims.toml [C9]): R = mean(q) / mean(r), q = ``metric``
-    (grid_dist_int6_prewd) of the INT6 (``quant_bits``) runs, r = that of the FP16
-    (``ref_bits``) runs matched on (size, wd, lr_mult, seed); Fieller's interval for a ratio
-    of paired means (``intervals.fieller_paired``). Reproduced iff the (1 - 2 alpha) = 90 %
-    interval lies inside [band_low, band_high]; contradicted iff the (1 - alpha) = 95 %
-    interval lies wholly outside the band (below: the INT6 weights snap to the grid; above:
-    QAT pushes them off it); else inconclusive, also when Fieller's set is unbounded (the
-    FP16 mean is not distinguishable from 0) or with fewer than ``min_pairs`` pairs.
-    A pair with a diverged member is dropped (the run is counted in ``n_diverged``).
-    Headline ci_low/ci_high: the 90 % interval, or the 95 % one that decided a
-    contradiction; both are reported (ci90_*, ci95_*).
+    Steps: validate and pair INT6 with FP16 runs on (size, wd, lr_mult, seed) (``_pairs``; a pair
+    with a diverged member is dropped, the run counted in ``n_diverged``), Fieller's 90 % and 95 %
+    intervals of the ratio of paired means (``intervals.fieller_paired``), then ``_c9_explain``.
+    Headline ci_low/ci_high: the 90 % interval, or the 95 % one that decided a contradiction;
+    both are reported (ci90_*, ci95_*).
     """
     metric = claim.threshold("metric")
     quant_bits, ref_bits = int(claim.threshold("quant_bits")), int(claim.threshold("ref_bits"))
@@ -109,9 +104,19 @@ def decide_c9(table: pd.DataFrame, claim) -> Verdict:
         mean_dist_quant=qb,
         mean_dist_ref=rb,
     )
+    return _c9_explain(claim, what, ci_r, ci_c, stats)
+
+
+def _c9_explain(claim, what: str, ci_r, ci_c, stats: dict) -> Verdict:
+    """The outcome (the 90 % interval inside the band reproduces, the 95 % one wholly outside it
+    contradicts) and the sentence."""
+    quant_bits, ref_bits = int(claim.threshold("quant_bits")), int(claim.threshold("ref_bits"))
+    low, high = stats["band_low"], stats["band_high"]
+    level_c, ratio = 1 - stats["alpha"], ci_r.ratio
+    qb, rb, n = stats["mean_dist_quant"], stats["mean_dist_ref"], stats["n_pairs"]
     head = (
         f"{what}: pre-warmdown INT6-grid distance ratio R = {ratio:.3f} "
-        f"({qb:.4f} vs {rb:.4f} over {len(q)} matched pairs; Fieller 90% [{ci_r.low:.3f}, {ci_r.high:.3f}], "
+        f"({qb:.4f} vs {rb:.4f} over {n} matched pairs; Fieller 90% [{ci_r.low:.3f}, {ci_r.high:.3f}], "
         f"95% [{ci_c.low:.3f}, {ci_c.high:.3f}]; band [{low:g}, {high:g}]; "
         f"{stats['n_diverged']} diverged run(s))"
     )

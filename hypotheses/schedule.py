@@ -40,6 +40,7 @@ from hypotheses.verdict import (
     fmt_wd,
     is_wd,
     paired,
+    paired_difference,
     require_table,
     require_unique_runs,
     scenarios,
@@ -94,35 +95,33 @@ def _c1_premise(what: str, mcb, delta: float, stats: dict) -> None:
 
 @decider("C1")
 def decide_c1(table: pd.DataFrame, claim, *, bits: int, size: str):
-    """C1 on one (bits, size) cell: is wd33 within delta of the best warmdown?
+    """C1 on one (bits, size) cell: is wd33 within delta of the best warmdown? The rule and
+    premise: fixtures/claims.toml [C1] (``python -m hypotheses rules``).
 
-    Rule (multiple comparison with the best, Hsu's MCB with a Bonferroni critical value,
-    paired by seed): every warmdown at its best lr_mult (lowest mean ``metric`` over finite
-    seeds); theta = mu(0.33) - min over the other warmdowns w of mu(w). For each of the k-1
-    other warmdowns, the paired differences y(0.33) - y(w) give one-sided t bounds at level
-    1 - alpha/(k-1); U = max of the upper bounds and L = max of the lower bounds bound theta
-    simultaneously (P(theta <= U) >= 1 - alpha, P(theta >= L) >= 1 - alpha).
-    Reproduced iff U <= delta (wd33 is within delta of the best warmdown), contradicted
-    iff L > delta (some warmdown beats wd33 by more than delta), else inconclusive.
-    Why Bonferroni and not Hsu's exact constant: Hsu's d assumes equally correlated
-    comparisons with one variance, which paired differences of unequal spread are not;
-    with 2-3 comparisons Bonferroni costs little. The bare argmin and the margin to the
-    runner-up are reported, not decided on (near ties the argmin is a coin flip).
-    Premise (``_c1_premise``, checked before the rule): some warmdown is surely worse than
-    the best by more than delta (its MCB lower bound exceeds delta); else inconclusive with
-    "premise absent at this profile: ...". Reported, not decided on: ``mcb_best_set``, the
-    warmdowns that cannot be excluded as best (``intervals.mcb_min``, Hsu's MCB).
-    Diverged runs: excluded and counted; a warmdown with fewer than 2 finite seeds at every
-    LR ranks last under the shared rule (it cannot beat wd33 on data) and is not compared
-    (``dropped_wd``). Inconclusive (too few seeds) if fewer than 2 seeds have a finite run,
-    0.33 is not in the design or has no LR with 2 finite seeds, or a ranked warmdown has
-    fewer than 2 seeds paired with wd33 at their best LRs (``too_few_pairs_wd``: the rule's
-    "a comparison with fewer than 2 paired seeds is inconclusive").
+    Steps: ``_c1_cell`` (validate, rank every warmdown at its best LR under the shared
+    diverged-run rule), ``_c1_best_set`` + ``_c1_premise`` (Hsu's MCB set, reported; the
+    landscape premise), ``_c1_differences`` (pair each ranked warmdown with wd33 by seed:
+    ``dropped_wd`` diverged at every LR, ``too_few_pairs_wd`` under 2 paired seeds),
+    ``_c1_explain`` (Bonferroni MCB bounds of theta, the outcome, the sentence). Why Bonferroni
+    and not Hsu's exact constant: Hsu's d assumes equally correlated comparisons with one
+    variance, which paired differences of unequal spread are not; with 2-3 comparisons
+    Bonferroni costs little.
     """
+    what = f"{claim.id}[{fmt_bits(bits)}-{size}]"
+    cell, ref, ranking, arms, stats = _c1_cell(table, claim, bits, size, what)
+    wds = sorted(cell["wd"].unique())
+    ranked = {w: arms.at(bits, w, ranking.best_lr[w]) for w in wds if math.isfinite(ranking.scores[w])}
+    _c1_premise(what, _c1_best_set(ranked, stats["alpha"], stats), stats["delta"], stats)
+    diffs = _c1_differences(ranked, wds, ref, what, stats)
+    return _c1_explain(claim, what, diffs, ref, ranking, stats)
+
+
+def _c1_cell(table: pd.DataFrame, claim, bits: int, size: str, what: str):
+    """The cell's validated runs, wd33, the ranking at the best LRs, the arm table and the stats so
+    far; inconclusive (too few seeds) with < 2 finite seeds or no wd33 with 2 finite seeds."""
     metric = claim.threshold("metric")
     expected, tol = float(claim.threshold("expected_wd")), float(claim.threshold("wd_tol"))
     alpha, delta = float(claim.threshold("alpha")), claim_delta(claim)
-    what = f"{claim.id}[{fmt_bits(bits)}-{size}]"
     t = require_table(table, _FACTORS, metric, what=what)
     cell = t[(t["bits"] == bits) & (t["size"] == size)]
     if cell.empty:
@@ -153,9 +152,12 @@ def decide_c1(table: pd.DataFrame, claim, *, bits: int, size: str):
     if not math.isfinite(ranking.scores[ref]):
         raise Inconclusive(f"{what}: wd {fmt_wd(ref)} has no LR with {MIN_FINITE_SEEDS} finite seeds.",
                            f"wd {fmt_wd(ref)} diverged at every LR; its mean cannot be compared", stats)
-    ranked = {w: arms.at(bits, w, ranking.best_lr[w]) for w in wds if math.isfinite(ranking.scores[w])}
-    _c1_premise(what, _c1_best_set(ranked, alpha, stats), delta, stats)
-    y_ref = ranked[ref]
+    return cell, ref, ranking, arms, stats
+
+
+def _c1_differences(ranked: dict, wds: list, ref: float, what: str, stats: dict) -> dict:
+    """{w: y(wd33) - y(w) per paired seed} for every other ranked warmdown; inconclusive when one
+    has fewer than 2 seeds paired with wd33 or none can be compared."""
     diffs, dropped, too_few = {}, [], []
     for w in wds:
         if w == ref:
@@ -163,9 +165,9 @@ def decide_c1(table: pd.DataFrame, claim, *, bits: int, size: str):
         if w not in ranked:  # diverged at every LR: ranks last under the shared rule, nothing to compare
             dropped.append(fmt_wd(w))
             continue
-        _, (a, b) = paired(y_ref, ranked[w])
-        if len(a) >= MIN_FINITE_SEEDS:
-            diffs[w] = a - b
+        _, d = paired_difference(ranked[ref], ranked[w])
+        if len(d) >= MIN_FINITE_SEEDS:
+            diffs[w] = d
         else:
             too_few.append(fmt_wd(w))
     stats["compared_wd"] = ",".join(fmt_wd(w) for w in diffs)
@@ -179,7 +181,14 @@ def decide_c1(table: pd.DataFrame, claim, *, bits: int, size: str):
     if not diffs:
         raise Inconclusive(f"{what}: no other warmdown has {MIN_FINITE_SEEDS} seeds paired with wd {fmt_wd(ref)}.",
                            "nothing to compare wd 0.33 with", stats)
-    level = 1 - 2 * alpha / len(diffs)  # two-sided level whose ends are the one-sided 1 - alpha/(k-1) bounds
+    return diffs
+
+
+def _c1_explain(claim, what: str, diffs: dict, ref: float, ranking: WdRanking, stats: dict):
+    """Simultaneous bounds of theta (U = max upper, L = max lower of the one-sided 1 - alpha/(k-1)
+    bounds), the outcome (U <= delta reproduces, L > delta contradicts) and the sentence."""
+    delta = stats["delta"]
+    level = 1 - 2 * stats["alpha"] / len(diffs)  # two-sided level whose ends are the one-sided 1 - alpha/(k-1) bounds
     cis = {w: mean_ci(d, level) for w, d in diffs.items()}
     upper = max(c.high for c in cis.values())
     lower = max(c.low for c in cis.values())
