@@ -272,6 +272,22 @@ def _parse_claim(path: Path, claim_id: str, body) -> Claim:
     )
 
 
+RULES_BEGIN = "<!-- rules: generated from fixtures/claims.toml by `python -m hypotheses rules --markdown`; edit the claims file, not this block -->"
+RULES_END = "<!-- /rules -->"
+
+
+def rules_markdown(claims: Mapping[str, Claim]) -> str:
+    """Every claim's decision rule (and premise) as claims.toml states them: the block docs/claims.md
+    carries between ``RULES_BEGIN`` and ``RULES_END`` (a test keeps the two equal)."""
+    lines = [RULES_BEGIN, ""]
+    for c in claims.values():
+        lines.append(f"**{c.id}** ({c.source}). {c.rule}")
+        if c.premise:
+            lines += ["", f"*Premise ({c.id}):* {c.premise}"]
+        lines.append("")
+    return "\n".join(lines + [RULES_END])
+
+
 def load_claims(path: str | Path | None = None) -> dict[str, Claim]:
     """All claims of ``path`` (default ``fixtures/claims.toml``), keyed by id, file order."""
     path = Path(path) if path is not None else DEFAULT_CLAIMS_PATH

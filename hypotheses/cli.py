@@ -223,6 +223,19 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_rules(args) -> int:
+    """Every claim's rule as fixtures/claims.toml states it (the one place it is written)."""
+    from hypotheses.claims import load_claims, rules_markdown
+
+    claims = load_claims(args.claims_file)
+    if args.markdown:
+        print(rules_markdown(claims))
+    else:
+        for c in claims.values():
+            print(f"{c.id}: {c.rule}" + (f"\n  premise: {c.premise}" if c.premise else "") + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hypotheses", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -257,6 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--report-dir", type=Path, default=Path("reports"))
     r.add_argument("--no-decide", action="store_true", help="only re-render from the verdicts.json in --report-dir")
     r.set_defaults(func=cmd_report)
+    ru = sub.add_parser("rules", help="every claim's decision rule, as fixtures/claims.toml states it")
+    ru.add_argument("--markdown", action="store_true", help="the block docs/claims.md carries")
+    ru.add_argument("--claims-file", type=Path, default=None, help="default: fixtures/claims.toml")
+    ru.set_defaults(func=cmd_rules)
     from hypotheses.compare import add_compare_parser
 
     add_compare_parser(sub)

@@ -371,7 +371,7 @@ def _beta2_in_cooldown(row_beta2, row_cool) -> float:
 
 @decider("R3")
 def decide_r3(table: pd.DataFrame, claim, *, part: str) -> Verdict:
-    """R3, one sub-claim per test case.
+    """R3, one sub-claim per test case. The rules: fixtures/claims.toml [R3].
 
     ``part='shape'``: 1-sqrt (``shape_target``) beats both linear and step
     (``shape_others``). Per other shape o, d_o = ``metric``(o) - ``metric``(1-sqrt) per seed.
@@ -564,7 +564,7 @@ def scenarios_r4(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
 
 @decider("R5")
 def decide_r5(table: pd.DataFrame, claim, *, part: str) -> Verdict:
-    """R5 (parameter-golf PR #469), one sub-claim per test case.
+    """R5 (parameter-golf PR #469), one sub-claim per test case. The rules: fixtures/claims.toml [R5].
 
     ``part='matched'``: at matched export size, the larger model at ``large_bits`` (int5)
     beats the smaller one at ``small_bits`` (int6). The table holds one size per bit-width;

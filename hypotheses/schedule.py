@@ -379,22 +379,15 @@ def _null_slice(table: pd.DataFrame, claim, what: str) -> pd.DataFrame:
 
 @decider("C2")
 def decide_c2(table: pd.DataFrame, claim, *, size: str):
-    """C2 at one size: the warmdown landscape does not depend on bit-width.
+    """C2 at one size: the warmdown landscape does not depend on bit-width. The rule and premise:
+    fixtures/claims.toml [C2] (``python -m hypotheses rules``).
 
-    Rule: for every QAT bit-width b (INT8, INT6) and every warmdown w other than 0.33,
-    the within-seed interaction contrast I(b, w) = (y(b, w) - y(b, 0.33)) - (y(16, w) -
-    y(16, 0.33)), each (bits, wd) at its best lr_mult, paired by seed (the seed is the
-    block: it fixes initialisation and data order across bit-widths and warmdowns, so its
-    offset cancels; an ANOVA that treats runs as independent inflates its error term
-    7-32x and favours this null claim). Equivalence: reproduced iff every contrast's 90 %
-    CI lies inside [-delta, +delta] (two one-sided tests at alpha; an intersection of
-    equivalence tests needs no correction); contradicted iff some contrast's
-    Bonferroni-corrected CI (level 1 - 2 alpha / m) lies wholly outside it; else
-    inconclusive. The argmin per bit-width ("same optimal wd") is reported, not decided.
-    Diverged runs: excluded; a contrast whose four arms share fewer than 2 finite seeds is
-    not formed, which leaves the claim inconclusive unless another contrast contradicts.
-    Premise (``_check_penalty_premise``, checked before the rule): the INT6 - FP16 penalty's
-    one-sided lower bound exceeds delta; else inconclusive ("premise absent at this profile").
+    Steps: ``_group_contrasts`` (the within-seed interaction contrasts, each (bits, wd) at its best
+    lr_mult, paired by seed: the seed is the block, so its offset cancels; an ANOVA that treats runs
+    as independent inflates its error term 7-32x and favours this null claim), the premise
+    (``_check_penalty_premise``), then ``_decide_contrasts`` (equivalence within +-delta). A
+    contrast whose four arms share fewer than 2 finite seeds is not formed, which leaves the claim
+    inconclusive unless another contrast contradicts.
     """
     what = f"{claim.id}[{size}]"
     t = _null_slice(table, claim, what)
@@ -427,7 +420,8 @@ def _arm_groups(t: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 @decider("C3", "C4", "C5")
 def decide_null_arm(table: pd.DataFrame, claim):
-    """C3/C4/C5: C2's contrasts (see ``decide_c2``) on another design's table.
+    """C3/C4/C5: C2's contrasts (see ``decide_c2``) on another design's table. The rules:
+    fixtures/claims.toml [C3], [C4], [C5].
 
     The arm's table (AdamW arm, cosine arm, long-training arm) is cut per size, and per
     step count where a size was trained for several lengths; every group's contrasts
