@@ -75,16 +75,18 @@ def build_report(cache_dir: Path | str | None, report_dir: Path | str, profile: 
     designs = load_designs(cache, prof)
     params = size_params(designs)
     figures = plots.draw_all(claims, verdicts.rows, designs, prof, params, report_dir / PLOTS_DIR)
+    summaries = summarise_claims(claims, verdicts.rows, prof, params, plots.plots_for_claim)
     ctx = page.PageContext(
         profile=prof,
         generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         verdicts=verdicts,
-        claims=summarise_claims(claims, verdicts.rows, prof, params, plots.plots_for_claim),
+        claims=summaries,
         designs=designs,
         cache=summarise_cache(cache, designs),
         plots=figures,
-        calibration=load_calibration(report_dir, prof),
+        calibration=load_calibration(report_dir, prof, claims),
         params=params,
+        overview=plots.overview_figure(summaries, report_dir / PLOTS_DIR),
     )
     (report_dir / SUMMARY_MD).write_text(page.render_markdown(ctx))
     out = report_dir / REPORT_HTML

@@ -92,12 +92,67 @@ def fmt_count(n: int | float | None) -> str:
     return str(int(n))
 
 
+def fmt_bpb(v: float | None) -> str:
+    """Every statistic, bound, region edge and δ of a verdict (bits per byte; C9's a ratio):
+    4 decimals, the resolution of the smallest δ in any profile (0.001)."""
+    return "n/a" if v is None else f"{v:.4f}"
+
+
 def fmt_pct(p: float | None) -> str:
-    return "n/a" if p is None else f"{p:.0%}"
+    """Every percentage of the report (stabilities, levels, shares): '42 %', '97.5 %'."""
+    return "n/a" if p is None else f"{round(100 * p, 1):g} %"
 
 
-def fmt_level(level: float | None) -> str:
-    return "" if level is None else f"{100 * level:.4g} %"
+def fmt_ci(level: float | None) -> str:
+    """The one name the report gives a verdict's interval: two-sided, at its level."""
+    return "CI (level not reported)" if level is None else f"{fmt_pct(level)} CI"
+
+
+def column_level(cells) -> float | None:
+    """The level a table column of bounds is labelled with: its cells' most common one (a
+    cell at another level says so beside its bounds)."""
+    levels = [c.ci_level for c in cells if c.ci_level is not None and c.ci_low is not None]
+    return max(sorted(set(levels)), key=levels.count) if levels else None
+
+
+# --- the region a claim predicts -------------------------------------------------------------
+
+_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+
+
+@dataclass(frozen=True)
+class Region:
+    """A verdict's ``region`` string ('[-0.025, 0.025]', '> 0.025', '<= 0.025') as numbers."""
+
+    low: float  # -inf when open below
+    high: float  # +inf when open above
+    text: str
+
+    @property
+    def edges(self) -> list[float]:
+        return [e for e in (self.low, self.high) if math.isfinite(e)]
+
+    def contains(self, x: float) -> bool:
+        return self.low <= x <= self.high
+
+    def holds(self, lo: float, hi: float) -> bool:
+        return self.low <= lo and hi <= self.high
+
+    def excludes(self, lo: float, hi: float) -> bool:
+        return hi < self.low or lo > self.high
+
+
+def parse_region(text: str) -> Region | None:
+    """None for a region the report cannot read (it is then shown only as text)."""
+    t = (text or "").strip()
+    m = re.fullmatch(rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*\]", t)
+    if m:
+        return Region(float(m.group(1)), float(m.group(2)), t)
+    m = re.fullmatch(rf"(<=|<|>=|>)\s*({_NUM})", t)
+    if m:
+        edge = float(m.group(2))
+        return Region(edge, math.inf, t) if m.group(1).startswith(">") else Region(-math.inf, edge, t)
+    return None
 
 
 # --- designs in the cache ----------------------------------------------------------------
@@ -321,26 +376,78 @@ class CellSummary:
     nodeid: str
     inconclusive_kind: str = ""  # 'premise' (not testable here) | 'seeds' (too few seeds) | '' when decided
     mcb_best_set: str = ""  # C1: the warmdowns that cannot be excluded as best (Hsu's MCB)
+    # P(outcome) of a re-run, where the row carries it (keys stability_<outcome>); else only
+    # the probability of its own outcome (``stability``) is known.
+    rerun: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def has_bounds(self) -> bool:
+        return self.ci_low is not None and self.ci_high is not None
 
     @property
     def statistic_text(self) -> str:
         if self.verdict == ERROR or not self.statistic:
             return "n/a"
-        text = f"{self.statistic} = {fmt_num(self.value)}"
-        return text + (f" (δ = {fmt_num(self.delta)})" if self.delta is not None else "")
+        text = f"{self.statistic} = {fmt_bpb(self.value)}"
+        return text + (f" (δ = {fmt_bpb(self.delta)})" if self.delta is not None else "")
 
-    @property
-    def bounds_text(self) -> str:
+    def bounds_text(self, column_level: float | None = None) -> str:
+        """'[lo, hi]; claim predicts R', the level named only where it is not the column's."""
         if self.verdict == ERROR:
             return "n/a"
-        ci = (f"[{self.ci_low:.4g}, {self.ci_high:.4g}]" if self.ci_low is not None and self.ci_high is not None
-              else "no bounds")
-        level = f" at {fmt_level(self.ci_level)}" if self.ci_level is not None and ci != "no bounds" else ""
-        return f"{ci}{level}; claim predicts {self.region or 'n/a'}"
+        if not self.has_bounds:
+            return f"no bounds; claim predicts {self.region or 'n/a'}"
+        level = f" ({fmt_ci(self.ci_level)})" if self.ci_level != column_level else ""
+        return f"[{fmt_bpb(self.ci_low)}, {fmt_bpb(self.ci_high)}]{level}; claim predicts {self.region or 'n/a'}"
 
     @property
     def stability_text(self) -> str:
         return fmt_pct(self.stability) + (" FRAGILE" if self.fragile else "")
+
+    def why_inconclusive(self) -> str:
+        """Why bounds the reader may take for decisive (e.g. a CI wholly below 0) decide
+        nothing, in words, and which outcome a re-run most likely gives; '' where the
+        reason alone says it (premise absent, no bounds)."""
+        if self.verdict != INCONCLUSIVE or self.inconclusive_kind == INCONCLUSIVE_PREMISE or not self.has_bounds:
+            return ""
+        region = parse_region(self.region)
+        if region is None:
+            return ""
+        lo, hi = self.ci_low, self.ci_high
+        ci = f"{fmt_ci(self.ci_level)} [{fmt_bpb(lo)}, {fmt_bpb(hi)}]"
+        sign = "below" if hi < 0 else "above" if lo > 0 else ""
+        crossed = " and ".join(fmt_bpb(e) for e in region.edges if lo < e < hi)
+        if crossed and sign:
+            why = (f"Its {ci} lies wholly {sign} 0, so the data show a direction; but the claim predicts "
+                   f"{region.text}, not a sign, and the interval crosses the region's edge {crossed}: part inside, "
+                   "part outside, so it is neither wholly inside (reproduced) nor wholly outside (contradicted).")
+        elif crossed:
+            why = (f"Its {ci} crosses the edge {crossed} of the region the claim predicts ({region.text}): part "
+                   "inside, part outside, so it is neither wholly inside (reproduced) nor wholly outside "
+                   "(contradicted).")
+        else:
+            where = "inside" if region.holds(lo, hi) else "wholly outside" if region.excludes(lo, hi) else "on the edge of"
+            why = (f"Its {ci} lies {where} {region.text}, but the rule decides on more than this interval (its "
+                   "reason says what).")
+        return f"{why} {self._rerun_text(region)}"
+
+    def _rerun_text(self, region: Region) -> str:
+        if self.rerun:
+            likely = max(sorted(self.rerun), key=self.rerun.__getitem__)
+            return f"A re-run with new seeds most likely gives {likely} ({fmt_pct(self.rerun[likely])})."
+        if self.stability is None:
+            return ""
+        if self.stability >= 0.5:
+            return (f"A re-run with new seeds most likely gives inconclusive again (stability "
+                    f"{fmt_pct(self.stability)}).")
+        text = (f"A re-run with new seeds repeats inconclusive with probability {fmt_pct(self.stability)} only, so "
+                "it more likely decides; the verdict records the probability of its own outcome, not how the rest "
+                "splits between reproduced and contradicted")
+        if self.value is None:
+            return text + "."
+        inside = region.contains(self.value)
+        return (text + f". Its statistic {fmt_bpb(self.value)} lies {'inside' if inside else 'outside'} the region, "
+                f"so the nearer decided outcome is {REPRODUCED if inside else CONTRADICTED}.")
 
 
 def cell_summary(row: dict) -> CellSummary:
@@ -372,6 +479,8 @@ def cell_summary(row: dict) -> CellSummary:
         nodeid=str(row.get("nodeid") or ""),
         inconclusive_kind=inconclusive_kind(row),
         mcb_best_set=str(row.get("stat_mcb_best_set") or ""),
+        rerun={k: p for k in (REPRODUCED, CONTRADICTED, INCONCLUSIVE)
+               if (p := as_float(row.get(f"stability_{k}"))) is not None},
     )
 
 
@@ -479,9 +588,17 @@ class CacheSummary:
     runs_expected: int
     diverged: list[tuple[str, dict]]  # (design, record)
     tokens: int
-    train_s: float
-    wall_s: float
+    train_s: float  # device time: each pack's once
+    wall_s: float  # wall time: each pack's once
     devices: list[str]
+    n_packed: int = 0  # runs trained in a pack of more than one
+
+
+def pack_share(result: dict) -> float:
+    """The share of a record's times that is its own: every run of a pack of K records the
+    whole pack's train_time_s (engine.runlog) and ``packed: K``, so K records count it once."""
+    k = as_float(result.get("packed"))
+    return 1.0 / k if k is not None and k >= 1 else 1.0
 
 
 def summarise_cache(cache: ResultsCache, designs: dict[str, DesignData]) -> CacheSummary:
@@ -495,15 +612,24 @@ def summarise_cache(cache: ResultsCache, designs: dict[str, DesignData]) -> Cach
                 diverged.append((name, rec))
             present.setdefault(rid, rec)
 
-    def total(key):
-        return sum(float(r["result"].get(key) or 0.0) for r in present.values())
+    def total(key, per_pack=False):
+        return sum(float(r["result"].get(key) or 0.0) * (pack_share(r["result"]) if per_pack else 1.0)
+                   for r in present.values())
 
     devices = sorted({str(r["result"].get("device")) for r in present.values() if r["result"].get("device")})
+    n_packed = sum(pack_share(r["result"]) < 1.0 for r in present.values())
     return CacheSummary(cache.root, len(present), len(expected), diverged, int(total("tokens_seen")),
-                        total("train_time_s"), total("wall_time_s"), devices)
+                        total("train_time_s", per_pack=True), total("wall_time_s", per_pack=True), devices, n_packed)
 
 
 # --- calibration ------------------------------------------------------------------------
+
+
+# The slack over alpha that tests/hypotheses/test_calibration.py allows a simulated error
+# rate (its SLACK; a test of the report pins the two equal): the report states the bound
+# the table is held to, not alpha alone beside rates the test accepts above it.
+CALIBRATION_SLACK = 0.03
+CALIBRATION_TEST = "tests/hypotheses/test_calibration.py"
 
 
 @dataclass
@@ -516,17 +642,25 @@ class CalibrationInput:
     command: str = ""  # the command that produced it (recorded in the file)
     draws: int | None = None
     note: str = ""  # why there is no table
+    alpha: dict[str, float] = field(default_factory=dict)  # claim id -> its alpha (fixtures/claims.toml)
+    slack: float = CALIBRATION_SLACK
 
     @property
     def available(self) -> bool:
         return bool(self.rows)
 
+    def bound(self, claim_id: str) -> float | None:
+        """The most a type-I error rate of this claim may be for the calibration test to pass."""
+        a = self.alpha.get(claim_id)
+        return None if a is None else a + self.slack
 
-def load_calibration(report_dir: Path, profile: Profile) -> CalibrationInput:
+
+def load_calibration(report_dir: Path, profile: Profile, claims: dict[str, Claim] | None = None) -> CalibrationInput:
     directory = report_dir / CALIBRATION_DIR
     path = directory / f"{profile.name}.json"
     how = f"python -m hypotheses calibrate --profile {profile.name} --out {directory}"
-    out = CalibrationInput(path, how)
+    alpha = {cid: a for cid, c in (claims or {}).items() if (a := as_float(c.thresholds.get("alpha"))) is not None}
+    out = CalibrationInput(path, how, alpha=alpha)
     if not path.exists():
         out.note = f"no calibration table for profile {profile.name!r} at {path}"
         return out

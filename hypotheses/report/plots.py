@@ -27,12 +27,26 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from engine.design import Profile
 from engine.spec import RunSpec
 from hypotheses.claims import Claim
-from hypotheses.report.inputs import ERROR, OUTCOMES, DesignData, as_float, fmt_count, outcome_counts
-from hypotheses.verdict import ArmTable, fmt_bits
+from hypotheses.report.inputs import (
+    ERROR,
+    OUTCOMES,
+    ClaimSummary,
+    DesignData,
+    Region,
+    as_float,
+    fmt_bpb,
+    fmt_count,
+    fmt_pct,
+    outcome_counts,
+    parse_region,
+)
+from hypotheses.verdict import FRAGILE_BELOW, ArmTable, fmt_bits
 
 log = logging.getLogger(__name__)
 
@@ -955,3 +969,104 @@ def draw_all(claims: dict[str, Claim], rows: list[dict], designs: dict[str, Desi
             plot = replace(plot, caption=f"{plot.caption} Drawn from a partly filled cache ({fi.note}).")
         plots.append(replace(plot, claims=spec.claim_ids))
     return plots
+
+
+# --- the overview: every test case against its claim's region ---------------------------------
+
+OVERVIEW = "overview_forest"
+NO_OUTCOME_COLOUR = "#7f7f7f"
+
+
+def _scale(region: Region | None) -> tuple[float, float] | None:
+    """(centre, unit) that put a region's edges at ±1 (two-sided) or its one edge at ±1
+    (one-sided): claims whose statistics differ in unit (bpb, a ratio) and in δ share one axis."""
+    if region is None:
+        return None
+    if len(region.edges) == 2:
+        half = (region.high - region.low) / 2
+        return ((region.high + region.low) / 2, half) if half > 0 else None
+    edge = region.edges[0] if region.edges else 0.0
+    return (0.0, abs(edge)) if edge else None
+
+
+def overview_figure(claims: list[ClaimSummary], out_dir: Path) -> Plot:
+    """One forest plot of every test case: its statistic and CI (the verdict's own numbers)
+    against the region its claim predicts, coloured by outcome, its stability beside it."""
+    heading = "Every test case against the region its claim predicts"
+    caption = ("One row per test case, in the order of the claims. Left: the verdict's statistic (dot) and CI (bar) "
+               "against the region the claim predicts (green band), each row scaled so that the region's edges sit at "
+               "±1 (two-sided regions such as ±δ or C9's band) or its one edge at 1 (one-sided regions such as > δ or "
+               "≤ δ); the scale differs between rows, so compare each bar with its own band. Colour: the outcome. "
+               "Middle: the same numbers as the verdict reports them, unscaled. Right: the stability, the probability "
+               f"that a re-run with new seeds repeats the outcome (dashed: {fmt_pct(FRAGILE_BELOW)}; below it the "
+               "verdict is FRAGILE). A row without a bar has no bounds (premise absent, an error, or too few seeds to "
+               "compute any).")
+    cells = [(c.claim_id, cell) for c in claims for cell in c.cells]
+    if all(cell.verdict == ERROR for _, cell in cells):
+        return Plot(OVERVIEW, heading, "", caption, skipped=f"no test case has a verdict ({len(cells)} error rows)"
+                    if cells else "no verdicts to show")
+    n = len(cells)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig = _figure(13.0, 0.3 * n + 1.9)
+    forest, middle, right = fig.subplots(1, 3, sharey=True, width_ratios=[5, 3.4, 1.5])
+    scaled = []
+    for _, cell in cells:
+        region = parse_region(cell.region)
+        s = _scale(region) if cell.verdict != ERROR else None
+        pts = [cell.ci_low, cell.value, cell.ci_high] if cell.has_bounds else []
+        scaled.append((region, s, [(x - s[0]) / s[1] if s and x is not None else None for x in pts]))
+    spread = [abs(v) for _, _, pts in scaled for v in pts if v is not None]
+    lim = min(max([1.6, *spread]) * 1.1, 8.0)
+    numbers = {}
+    for i, ((claim_id, cell), (region, s, pts)) in enumerate(zip(cells, scaled)):
+        y = n - 1 - i
+        colour = OUTCOME_COLOUR.get(cell.verdict, NO_OUTCOME_COLOUR)
+        if s and region is not None:
+            lo_r, hi_r = ((e - s[0]) / s[1] for e in (region.low, region.high))
+            forest.fill_betweenx([y - 0.4, y + 0.4], max(lo_r, -lim), min(hi_r, lim), color=REGION_COLOUR,
+                                 alpha=0.15, lw=0)
+        if pts and s:
+            lo, mid, hi = (min(max(v, -lim), lim) if v is not None else None for v in pts)
+            forest.plot([lo, hi], [y, y], color=colour, lw=2.2, solid_capstyle="butt")
+            for end, raw, mark in ((lo, pts[0], "<"), (hi, pts[2], ">")):
+                if abs(raw) > lim:  # beyond the axis: an arrow at its edge, the number in the middle column
+                    forest.plot([end], [y], marker=mark, color=colour, ms=6)
+            if mid is not None:
+                forest.plot([mid], [y], "o", color=colour, mec="black", mew=0.5, ms=6)
+            text = f"{fmt_bpb(cell.value)} [{fmt_bpb(cell.ci_low)}, {fmt_bpb(cell.ci_high)}] vs {cell.region}"
+        elif cell.verdict == ERROR:
+            text = "ERROR: no verdict"
+        else:
+            why = "premise absent" if cell.inconclusive_kind == "premise" else cell.reason or "no bounds"
+            text = f"no bounds ({why[:60]}{'…' if len(why) > 60 else ''})"
+        middle.text(0.0, y, text, va="center", ha="left", fontsize=7.5, color=colour)
+        if cell.stability is not None and cell.verdict != ERROR:
+            right.barh([y], [cell.stability], color=colour, height=0.6, alpha=0.8)
+            right.text(min(cell.stability, 1.0) + 0.02, y, fmt_pct(cell.stability), va="center", fontsize=7)
+        numbers[f"{claim_id} {cell.cell}"] = {"verdict": cell.verdict, "value": cell.value, "low": cell.ci_low,
+                                             "high": cell.ci_high, "region": cell.region, "stability": cell.stability}
+    forest.set_yticks(range(n))
+    forest.set_yticklabels([f"{cid} {cell.cell}" for cid, cell in reversed(cells)], fontsize=8)
+    forest.set_ylim(-0.7, n - 0.3)
+    forest.set_xlim(-lim, lim)
+    for x in (-1, 0, 1):
+        forest.axvline(x, color="grey", lw=0.6, ls=":" if x else "-")
+    forest.set_xlabel("statistic and CI, in units of the region (its edges at ±1 or 1)")
+    forest.grid(alpha=0.25, axis="x")
+    middle.set_xlim(0, 1)
+    middle.axis("off")
+    middle.set_title("statistic [CI] vs the region (the verdict's numbers)", fontsize=8)
+    right.axvline(FRAGILE_BELOW, color="black", ls="--", lw=0.8)
+    right.set_xlim(0, 1.25)
+    right.set_xticks([0, 0.5, 1])
+    right.set_xticklabels(["0", "50 %", "100 %"], fontsize=7)
+    right.set_title("stability", fontsize=8)
+    handles = [Line2D([], [], color=OUTCOME_COLOUR[k], lw=2.2, marker="o", label=k) for k in OUTCOME_COLOUR]
+    handles.append(Patch(color=REGION_COLOUR, alpha=0.15, label="region the claim predicts"))
+    fig.legend(handles=handles, fontsize=8, loc="outside lower center", ncols=len(handles))
+    counts = outcome_counts([cell.verdict for _, cell in cells])
+    title = (f"{n} test cases: " + ", ".join(f"{counts[k]} {k}" for k in OUTCOMES if counts[k])
+             + " — each against the region its claim predicts")
+    _suptitle(fig, title, "")
+    return Plot(OVERVIEW, heading, title, caption, _save(fig, out_dir, OVERVIEW), numbers=numbers,
+                arms={"test cases": tuple(numbers)})

@@ -76,7 +76,7 @@ seed = 0.002
 seed_wd = 0.0
 run = 0.002
 """
-N_FIGURES_FULL = 7  # c1 optimum, c1 loss curves, c2, c3 contrasts, c6, c7/c8, c9 (no cosine/long designs)
+N_FIGURES_FULL = 8  # the overview, c1 optimum, c1 loss curves, c2, c3 contrasts, c6, c7/c8, c9 (no cosine/long designs)
 
 
 def write_profile(directory: Path) -> Path:
@@ -240,11 +240,12 @@ def test_each_verdict_shows_bounds_delta_seeds_profile_and_stability(rows_report
     md = (rows_report / SUMMARY_MD).read_text()
     line = next(ln for ln in md.splitlines() if ln.startswith("| int6-t20k"))
     assert "**CONTRADICTED** **FRAGILE**" in line
-    assert "wd33_minus_best_other_bpb = 0.031 (δ = 0.02)" in line
-    assert "[0.024, 0.038] at 90 %; claim predicts <= 0.02" in line
-    assert "| 73% |" in line and "0,1,2" in line and "| reporttest |" in line
+    assert "wd33_minus_best_other_bpb = 0.0310 (δ = 0.0200)" in line
+    assert "| [0.0240, 0.0380]; claim predicts <= 0.02 |" in line  # the level is the column's
+    assert "| Bounds: 90 % CI unless marked; region the claim predicts |" in md
+    assert "| 73 % |" in line and "0,1,2" in line and "| reporttest |" in line
     ok = next(ln for ln in md.splitlines() if ln.startswith("| fp16-t20k"))
-    assert "| 97% |" in ok and "FRAGILE" not in ok
+    assert "| 97 % |" in ok and "FRAGILE" not in ok
     assert "1 verdict(s) FRAGILE" in md
 
 
@@ -333,14 +334,14 @@ def test_calibration_table_is_shown_when_written(tmp_path, profile_path):
     cal.mkdir(parents=True)
     row = {"claim_id": "C1", "profile": "reporttest", "cell": "fp16-t20k", "n_seeds": 3, "draws": 50, "delta": 0.02,
            "noise": "seed 0.01", "false_contradict": 0.012, "false_reproduce": 0.034, "power_reproduce": 0.61,
-           "power_contradict": 0.97}
+           "power_contradict": 0.97, "edge_contradict": 0.09}
     (cal / "reporttest.json").write_text(json.dumps({
         "profile": "reporttest", "draws": 50, "rows": [row],
         "command": "python -m hypotheses calibrate --profile reporttest --draws 50"}))
     build_report(tmp_path / "cache", report_dir, str(profile_path), decide=False)
     md = (report_dir / SUMMARY_MD).read_text()
     assert "P(contradicted \\| true)" in md and "P(reproduced \\| false at δ)" in md
-    assert "| C1 | fp16-t20k | 3 | 0.02 | 0.012 | 0.034 | 0.610 | 0.970 |" in md
+    assert "| C1 | fp16-t20k | 3 | 0.0200 | 0.012 | 0.090 ABOVE | 0.034 | 0.080 | 0.610 | 0.970 |" in md
     assert "`python -m hypotheses calibrate --profile reporttest --draws 50`" in md
 
 
