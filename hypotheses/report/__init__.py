@@ -5,7 +5,8 @@ with their bounds, stability and seeds, and figures whose numbers are the decide
 
 - ``inputs``: the profile, the verdict rows (given, decided from the cache, or re-read),
   the cache's runs, the claims, the calibration table, and their summaries;
-- ``plots``: the figures (claim ids -> drawing function), numbers read from the rows;
+- ``plots``: the figures (claim ids -> drawing function) and the overview forest plot of every
+  test case, numbers read from the rows;
 - ``page``: the layout of ``summary.md`` and the self-contained ``report.html``.
 
 Entry points: ``python -m hypotheses report`` and the pytest plugin at the end of a suite run.

@@ -7,7 +7,9 @@ here: a figure cannot tell a different story from the verdict beside it. The cac
 enter only as data (per-seed points, histograms, loss curves). Where a row lacks the
 numbers (an error, an inconclusive verdict that stopped early), the figure says so.
 
-Which figures a claim gets is the small table ``FIGURES`` (claim ids -> drawing function);
+Every figure records the arms it tells apart (``Plot.arms``), so a test can hold them to the
+arms its verdict compares. ``overview_figure`` draws every test case at once, against its
+claim's region. Which figures a claim gets is the small table ``FIGURES`` (claim ids -> drawing function);
 each function takes the claims' designs and thresholds from their ``Claim`` records, so no
 design name is written here. Figures are built on ``matplotlib.figure.Figure`` with the Agg
 canvas, never pyplot, so making a report changes no global backend state.
@@ -41,6 +43,7 @@ from hypotheses.report.inputs import (
     Region,
     as_float,
     fmt_bpb,
+    fmt_ci,
     fmt_count,
     fmt_pct,
     outcome_counts,
@@ -370,9 +373,9 @@ def contrast_figure(fi: FigureInput) -> Plot:
     ax.set_xlabel("interaction contrast of final val_bpb_q (bits/byte)")
     ax.grid(alpha=0.3, axis="x")
     fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="outside lower center", ncols=4)
-    lvl = f"{level:.0%} " if level is not None else ""
+    ci = fmt_ci(level) if level is not None else "CI"
     band = f"±{delta:g} bpb" if delta is not None else "±δ (no δ reported)"
-    title = f"{claim.id}: {n_in}/{len(items)} interaction contrasts have their {lvl}CI inside {band}; verdict: {counts_text(rows)}"
+    title = f"{claim.id}: {n_in}/{len(items)} interaction contrasts have their {ci} inside {band}; verdict: {counts_text(rows)}"
     _suptitle(fig, title, fi.note)
     numbers = {f"{r.get('cell')}|{label}": {"mean": m, "low": lo, "high": hi} for r, label, m, lo, hi in items}
     arms = {"contrasts": tuple(label for _, label, *_ in items)}
@@ -406,8 +409,8 @@ def penalty_figure(fi: FigureInput) -> Plot:
                f"{held_design} sizes red). Line: the decider's OLS fit (stats intercept, slope_per_log_param). At each "
                f"held-out size, from the row: green bar = the region the claim predicts (prediction ± δ); red diamond "
                f"and bar = the observed mean penalty with the CI of its prediction error"
-               + (f" ({level:.0%})" if level else "") + "; black caps = the paper's "
-               + (f"{pi_level:.0%} " if pi_level else "") + "prediction interval for a mean of k runs (reported, "
+               + (f" ({fmt_ci(level)})" if level else "") + "; black caps = the paper's "
+               + (f"{fmt_pct(pi_level)} " if pi_level else "") + "prediction interval for a mean of k runs (reported, "
                "not decided on). Reproduced iff every red bar lies inside its green bar.")
     t = pd.concat([_finite(fi.table(d), metric) for d in dict.fromkeys(claim.designs)], ignore_index=True)
     t = t[t["bits"].isin([q_bits, r_bits])] if len(t) else t
@@ -598,8 +601,8 @@ def grid_figure(fi: FigureInput) -> Plot:
     caption = (f"Left (cache data): per-matrix mean distance |w/s − round(w/s)| to the {ql} grid at the pre_warmdown "
                f"probe of runs paired on size, warmdown, lr_mult and seed (design {design}); 0 = on the grid, 0.25 = "
                f"uniform within a grid cell. Right (the decider's numbers): R = ratio of the mean distances, "
-               f"{ql}/{rl}, with Fieller's 90 % (thick) and 95 % (thin) intervals (stats ratio, ci90_*, ci95_*); "
-               f"green: the band the claim predicts [{low:g}, {high:g}]. Reproduced iff the 90 % interval lies "
+               f"{ql}/{rl}, with Fieller's 90 % CI (thick) and 95 % CI (thin) (stats ratio, ci90_*, ci95_*); "
+               f"green: the band the claim predicts [{low:g}, {high:g}]. Reproduced iff the 90 % CI lies "
                f"inside the band.")
     by_bits: dict[int, dict[tuple, list[float]]] = {q_bits: {}, r_bits: {}}
     for rec in fi.records(design):
@@ -641,13 +644,13 @@ def grid_figure(fi: FigureInput) -> Plot:
     numbers = {}
     if ratio is not None:
         colour = OUTCOME_COLOUR.get(str(row.get("verdict")), "black")
-        for key, lw, cap, lbl in (("ci95", 1.0, 8, "95 % Fieller"), ("ci90", 3.0, 0, "90 % Fieller")):
+        for key, lw, cap, lbl in (("ci95", 1.0, 8, "95 % CI (Fieller)"), ("ci90", 3.0, 0, "90 % CI (Fieller)")):
             lo, hi = stat(row, f"{key}_low"), stat(row, f"{key}_high")
             if lo is not None and hi is not None:
                 right.errorbar([0], [ratio], yerr=[[ratio - lo], [hi - ratio]], fmt="none", ecolor=colour, lw=lw,
                                capsize=cap, label=lbl)
                 numbers[key] = (lo, hi)
-        right.plot([0], [ratio], "o", color=colour, mec="black", ms=8, label=f"R = {ratio:.3f}")
+        right.plot([0], [ratio], "o", color=colour, mec="black", ms=8, label=f"R = {fmt_bpb(ratio)}")
         numbers["ratio"] = ratio
         right.legend(fontsize=8, loc="upper right")
     else:
@@ -661,8 +664,8 @@ def grid_figure(fi: FigureInput) -> Plot:
     right.grid(alpha=0.3, axis="y")
     if ratio is not None and "ci90" in numbers:
         lo, hi = numbers["ci90"]
-        title = (f"{claim.id}: before the warmdown, R = {ql}/{rl} grid distance = {ratio:.3f} (90 % CI "
-                 f"[{lo:.3f}, {hi:.3f}], band [{low:g}, {high:g}]); verdict: {counts_text(rows)}")
+        title = (f"{claim.id}: before the warmdown, R = {ql}/{rl} grid distance = {fmt_bpb(ratio)} (90 % CI "
+                 f"[{fmt_bpb(lo)}, {fmt_bpb(hi)}], band [{low:g}, {high:g}]); verdict: {counts_text(rows)}")
     else:
         title = f"{claim.id}: the decider reported no ratio; verdict: {counts_text(rows)}"
     _suptitle(fig, title, fi.note)
@@ -790,7 +793,9 @@ def arm_columns(t: pd.DataFrame) -> list[str]:
 
 def _verdict_text(row: dict) -> str:
     m, lo, hi = stat(row, "statistic_value"), stat(row, "ci_low"), stat(row, "ci_high")
-    nums = f"{stat_text(row, 'statistic')} = {m:+.4f} [{lo:+.4f}, {hi:+.4f}]" if None not in (m, lo, hi) else "no bounds"
+    level = stat(row, "ci_level")
+    nums = (f"{stat_text(row, 'statistic')} = {fmt_bpb(m)} [{fmt_bpb(lo)}, {fmt_bpb(hi)}] ({fmt_ci(level)})"
+            if None not in (m, lo, hi) else "no bounds")
     return f"{row.get('cell')}: {_cell_label(row)}; {nums}; claim predicts {stat_text(row, 'region')}"
 
 

@@ -306,7 +306,7 @@ def test_c6_c7_c8_c9_figures_read_the_rows(tmp_path, profile_path, fake_result):
     assert int4["t60k"] == {"mean": 0.123, "low": 0.1, "high": 0.15, "claim": "C7"}
     assert int4["t20k"]["mean"] == -0.002 and int4["t20k"]["claim"] == "C8"
     assert plots["c9_grid_distance"].numbers["ratio"] == 1.5
-    assert "R = INT6/FP16 grid distance = 1.500" in plots["c9_grid_distance"].title
+    assert "R = INT6/FP16 grid distance = 1.5000" in plots["c9_grid_distance"].title
     assert all(p.path for p in plots.values() if p.name.startswith(("c6", "c7", "c9")))
 
 
