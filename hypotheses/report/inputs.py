@@ -376,6 +376,7 @@ class CellSummary:
     nodeid: str
     inconclusive_kind: str = ""  # 'premise' (not testable here) | 'seeds' (too few seeds) | '' when decided
     mcb_best_set: str = ""  # C1: the warmdowns that cannot be excluded as best (Hsu's MCB)
+    bits_substitution: str = ""  # the profile tests other bit-widths than the paper's (e.g. tiny: INT6 -> INT3)
     # P(outcome) of a re-run, where the row carries it (keys stability_<outcome>); else only
     # the probability of its own outcome (``stability``) is known.
     rerun: dict[str, float] = field(default_factory=dict)
@@ -479,6 +480,7 @@ def cell_summary(row: dict) -> CellSummary:
         nodeid=str(row.get("nodeid") or ""),
         inconclusive_kind=inconclusive_kind(row),
         mcb_best_set=str(row.get("stat_mcb_best_set") or ""),
+        bits_substitution=str(row.get("stat_bits_substitution") or ""),
         rerun={k: p for k in (REPRODUCED, CONTRADICTED, INCONCLUSIVE)
                if (p := as_float(row.get(f"stability_{k}"))) is not None},
     )

@@ -231,6 +231,10 @@ def claim_blocks(ctx: PageContext, plots: dict[str, Plot]) -> list:
         out.append(Heading(3, f"{c.claim_id}: {VERDICT_TEXT.get(c.verdict, c.verdict)}",
                            f"claim-{c.claim_id.lower()}"))
         out.append(Para([c.statement, " ", Em(c.source)]))
+        swaps = sorted({cell.bits_substitution for cell in c.cells if cell.bits_substitution})
+        if swaps:  # the verdicts below are not on the paper's bit-widths: say so before any of them
+            out.append(Para(f"Tested at this profile's stand-in bit-widths: {'; '.join(swaps)} "
+                            "(the paper's cost nothing measurable at this scale; docs/profiles.md).", "note"))
         out.append(Para([f"Test cases: {counts_text(c.counts)}"
                          + (f" (inconclusive: {inconclusive_text(c.cells)})" if c.counts["inconclusive"] else "")
                          + (f"; {c.n_fragile} FRAGILE" if c.n_fragile else "") + ". ",

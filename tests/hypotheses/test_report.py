@@ -444,3 +444,14 @@ def test_premise_absent_is_counted_apart_from_too_few_seeds(tmp_path, profile_pa
     assert "(inconclusive: 1 not testable here (premise absent), 1 too few seeds)" in md  # C1's own
     assert "not testable here (premise absent) / too few seeds" in md  # the summary table's column
     assert "cannot be excluded as best (Hsu's MCB): wd 0.1,0.33,0.5" in md
+
+
+def test_stand_in_bit_widths_are_said_before_the_claims_verdicts(tmp_path, profile_path):
+    """Issue 22 item 2: a profile that tests C1-C6 at other bit-widths than the paper's
+    ([verdicts.bit_substitution]) says so in the claim's section, from the verdicts' stats."""
+    note = "INT8 -> INT4, INT6 -> INT3 (tiny [verdicts.bit_substitution])"
+    rows = [dict(r, stat_bits_substitution=note) if r["claim_id"] == "C1" else r for r in ROWS]
+    write_verdicts(tmp_path / "reports", profile_path, rows)
+    build_report(tmp_path / "cache", tmp_path / "reports", None, decide=False)
+    md = (tmp_path / "reports" / SUMMARY_MD).read_text()
+    assert md.count(f"Tested at this profile's stand-in bit-widths: {note}") == 1
