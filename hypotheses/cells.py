@@ -40,8 +40,14 @@ def _matches(spec: RunSpec, filters: dict) -> bool:
 
 
 def cell_specs(profile: Profile, cell: Cell) -> list[RunSpec]:
-    """The specs of the profile that one cell's table is made of."""
-    return [s for d in cell.designs for s in profile.design(d).specs if _matches(s, cell.filters)]
+    """The specs of the profile that one cell's table is made of; a run two of its designs share
+    (same spec, same run id: e.g. tiny's INT4 runs of phase2 and phase5_int4) counts once."""
+    seen: dict[str, RunSpec] = {}
+    for d in cell.designs:
+        for s in profile.design(d).specs:
+            if _matches(s, cell.filters):
+                seen.setdefault(s.run_id, s)
+    return list(seen.values())
 
 
 def cell_decider(claim, cell: Cell):

@@ -10,7 +10,8 @@ command loads the profile), never a FAILED test after every run has trained:
   `[verdicts.bit_substitution]` names known claims, allowed bit-widths and its reason;
 - `check_claim(claim, profile)`: the claim's decider (and its calibration scenarios) import
   and are callable; a decider that uses the smallest effect of interest has the profile's
-  `[verdicts.delta]` entry; every size of the claim's role is a size its designs train.
+  `[verdicts.delta]` entry; every size of the claim's role is a size its first design (the one
+  its cases are made of) trains.
 Both raise `ProfileError` (the profile is wrong) or `ClaimsFileError` (the claims file is).
 """
 
@@ -88,9 +89,9 @@ def check_claim(claim: Claim, profile: Profile) -> None:
     if getattr(decide, "uses_delta", True) and claim.id not in deltas:
         raise ProfileError(f"{profile.path}: [verdicts.delta] has no entry for {claim.id}, whose decider "
                            f"{claim.decider} needs the smallest effect of interest; add `{claim.id} = <value>`")
-    if claim.role:
-        trained = list(dict.fromkeys(size for d in claim.designs for size in profile.design(d).sizes))
+    if claim.role:  # the cases are made of the first design's sizes (the others may only add partners)
+        trained = profile.design(claim.designs[0]).sizes
         outside = [s for s in profile.role(claim.role) if s not in trained]
         if outside:
             raise ProfileError(f"{profile.path}: [roles] {claim.role} names size(s) {outside} that claim "
-                               f"{claim.id}'s design(s) {claim.designs} do not train; they train {trained}")
+                               f"{claim.id}'s design {claim.designs[0]} (its cases') does not train; it trains {trained}")

@@ -504,8 +504,10 @@ def scenarios_c1(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
     }
 
 
-# The scenarios' quantisation penalty per bit-width, in deltas (no interaction in itself).
-_PENALTY_DELTAS = {8: 1.0, 6: 3.0, 5: 4.0, 4: 6.0}
+# The scenarios' quantisation penalty in deltas (no interaction in itself), by rank among the
+# claim's QAT bit-widths: the lowest (INT6, or its stand-in at a profile that substitutes
+# bit-widths) 3 delta, clearly above the premise's delta; every milder one (INT8) 1 delta.
+_PENALTY_LOWEST, _PENALTY_MILDER = 3.0, 1.0
 
 
 @scenarios("C2", "C3", "C4", "C5")
@@ -513,9 +515,10 @@ def scenarios_null(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]
     """C2-C5 on one cell (one size, or an arm's sizes and lengths).
 
     All scenarios share a warmdown bowl (wd10 worse than wd33 by delta at FP16) and an
-    additive quantisation penalty per bit-width in deltas (``_PENALTY_DELTAS``: INT8 1,
-    INT6 3, INT4 6; no interaction in itself; INT6's is clearly above delta, so the premise
-    holds with high probability and the scenarios measure the rule). true: nothing else. boundary: INT6's bowl is deeper by an amount
+    additive quantisation penalty in deltas (``_PENALTY_LOWEST``: the lowest QAT bit-width,
+    INT6 or its stand-in, 3; ``_PENALTY_MILDER``: INT8 1; no interaction in itself; the
+    lowest's is clearly above delta, so the premise holds with high probability and the
+    scenarios measure the rule). true: nothing else. boundary: INT6's bowl is deeper by an amount
     that makes its largest interaction contrast exactly delta (the paper's primary
     hypothesis at the edge of mattering). violation: 3 delta.
     """
@@ -525,9 +528,10 @@ def scenarios_null(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]
     bits = arms["bits"].to_numpy(dtype=int)
     shape = (wd - ref_wd) ** 2
     shape = shape / shape.max() if shape.max() > 0 else shape
-    penalty = delta * np.select([bits == b for b in _PENALTY_DELTAS], list(_PENALTY_DELTAS.values()), 0.0)
+    qat = bits == min(bits)  # the lowest QAT bit-width carries the penalty the premise needs and the planted interaction
+    milder = (bits != int(claim.threshold("ref_bits"))) & ~qat
+    penalty = delta * (_PENALTY_LOWEST * qat + _PENALTY_MILDER * milder)
     base = _BASE + _lr_term(arms, delta) + delta * shape + penalty
-    qat = bits == min(bits)  # the lowest QAT bit-width carries the planted interaction
 
     def deeper(amount: float) -> pd.DataFrame:
         return arms.assign(mu=base + amount * shape * qat)

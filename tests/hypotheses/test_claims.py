@@ -59,8 +59,10 @@ def test_paper_figures_are_recorded(claims):
 
 
 def test_int4_claims_name_their_size_role(claims):
-    assert (claims["C7"].design, claims["C7"].role) == ("phase5_int4", "int4_large")
-    assert (claims["C8"].design, claims["C8"].role) == ("phase5_int4", "int4_small")
+    # the INT4 sweep first (it makes the cells), then the designs whose FP16 runs are the premise's partners
+    assert (claims["C7"].designs, claims["C7"].role) == (["phase5_int4", "phase2", "phase5_sizes"], "int4_large")
+    assert (claims["C8"].designs, claims["C8"].role) == (["phase5_int4", "phase2", "phase5_sizes"], "int4_small")
+    assert all(list(claims[c].cells["filters"]["bits"]) == [4, 16] for c in ("C7", "C8"))
     assert claims["C1"].role == ""
 
 
