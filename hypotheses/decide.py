@@ -19,7 +19,7 @@ from engine.design import Profile, ProfileError, sweep_command
 from hypotheses.cells import Cell, cell_decider, cell_specs, cells_for
 from hypotheses.checks import check_claim, stability_draws
 from hypotheses.claims import Claim, load_claims
-from hypotheses.simulate import stability
+from hypotheses.simulate import rerun_outcomes
 from hypotheses.verdict import Verdict
 
 
@@ -30,8 +30,10 @@ def decide_cell(claim: Claim, cell: Cell, table, profile: Profile) -> Verdict:
     draws = stability_draws(profile)
     if draws == 0:
         return verdict
-    p = stability(decide, table, claim.threshold("metric"), verdict.outcome, draws, rng_seed=0)
-    return verdict.with_stability(p)
+    split = rerun_outcomes(decide, table, claim.threshold("metric"), draws, rng_seed=0)
+    if not split:  # too few finite seeds to fit the noise
+        return verdict.with_stability(math.nan)
+    return verdict.with_stability(split.get(verdict.outcome, 0.0), split)
 
 
 def verdict_row(verdict: Verdict, profile: Profile, cell_id: str) -> dict:
@@ -46,6 +48,7 @@ def verdict_row(verdict: Verdict, profile: Profile, cell_id: str) -> dict:
         "reason": verdict.reason,
         "stability": verdict.stability,
         "fragile": int(verdict.fragile),
+        **{f"stability_{k}": p for k, p in sorted(verdict.rerun.items())},
         **{f"stat_{k}": v for k, v in verdict.stats.items()},
     }
 

@@ -430,6 +430,19 @@ def outcome_projection(decide: Decide, table: pd.DataFrame, metric: str, n_seeds
     return _projection(decide, _fit(table, metric), metric, n_seeds, n_draws, rng_seed, truth=truth)
 
 
+def rerun_outcomes(decide: Decide, table: pd.DataFrame, metric: str, n_draws: int, rng_seed: int = 0, *,
+                   truth: str = "posterior") -> dict[str, float]:
+    """P(outcome) of a re-run with new seeds (same design, same seed count), for every outcome
+    a draw gave: the same draws as ``stability`` (whose value is this dict's entry for the
+    verdict's own outcome), so the report can name the outcome a re-run most likely gives.
+    {} when the table has too few finite seeds to fit the noise."""
+    try:
+        fit = _fit(table, metric)
+    except ValueError:
+        return {}
+    return _projection(decide, fit, metric, len(fit.seeds), n_draws, rng_seed, truth=truth) or {}
+
+
 def stability(decide: Decide, table: pd.DataFrame, metric: str, outcome: str, n_draws: int,
               rng_seed: int = 0, *, truth: str = "posterior") -> float:
     """Probability that a re-run with new seeds (same design, same seed count) repeats ``outcome``.

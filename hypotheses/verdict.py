@@ -125,6 +125,9 @@ class Verdict:
     stats: dict = field(default_factory=dict)
     reason: str = ""  # why inconclusive
     stability: float = math.nan
+    # P(outcome) of a re-run for each outcome the stability draws gave (stability = the entry for
+    # ``outcome``); {} until computed. The report names the outcome a re-run most likely gives.
+    rerun: Mapping = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -163,8 +166,9 @@ class Verdict:
             return ""
         return INCONCLUSIVE_PREMISE if self.stats.get("inconclusive_kind") == INCONCLUSIVE_PREMISE else INCONCLUSIVE_SEEDS
 
-    def with_stability(self, p: float) -> "Verdict":
-        return replace(self, stability=float(p))
+    def with_stability(self, p: float, rerun: Mapping[str, float] | None = None) -> "Verdict":
+        """With its stability and, where known, P(each outcome) of a re-run (``rerun``)."""
+        return replace(self, stability=float(p), rerun=dict(rerun or {}))
 
 
 class Inconclusive(Exception):

@@ -64,3 +64,17 @@ def test_a_claim_that_cannot_be_decided_is_an_error_row_per_cell(unit):
     rows = [r for r in decide_all(profile, cache) if r.claim_id == "C2"]
     assert [r.cell_id for r in rows] == ["t10k"]
     assert all(r.verdict is None and "[verdicts.delta] has no entry for C2" in r.error for r in rows)
+
+
+def test_a_verdict_carries_the_outcomes_a_rerun_gives(unit):
+    """Issue 23 item 4: the report names the outcome a re-run most likely gives; the split
+    comes from the stability draws themselves (stability = the verdict's own outcome's share)."""
+    _, profile, cache = unit
+    _fill(cache, profile, best_wd=0.33)
+    for r in (r for r in decide_all(profile, cache) if r.verdict):
+        v = r.verdict
+        assert v.rerun and abs(sum(v.rerun.values()) - 1) < 1e-9 and set(v.rerun) <= {
+            "reproduced", "contradicted", "inconclusive"}
+        assert v.stability == v.rerun.get(v.outcome, 0.0)
+        row = verdict_row(v, profile, r.cell_id)
+        assert {k: row[f"stability_{k}"] for k in v.rerun} == v.rerun
