@@ -1,7 +1,8 @@
 """C1-C5: the optimal warmdown is 33 % and does not depend on bit-width, under three setup changes.
 
 Cells come from each claim's `cells` table in fixtures/claims.toml; `decide` runs the
-claim's decider (named there) and measures the verdict's stability; `judge` records it.
+claim's decider (registered under its id, `@decider("C1")` in hypotheses/schedule.py) and
+measures the verdict's stability; `judge` records it.
 """
 
 import pytest
