@@ -527,7 +527,8 @@ class VerdictCollector:
         try:
             from hypotheses.report import build_report
 
-            out = build_report(cache_dir=st.cache.root, report_dir=st.report_dir, profile=str(st.profile.path), rows=st.verdicts)
+            out = build_report(cache_dir=st.cache.root, report_dir=st.report_dir, profile=str(st.profile.path),
+                               rows=st.verdicts, claims_file=session.config.getoption("qat_claims"))
             if tr:
                 tr.write_line(f"qat report: {out}")
         except Exception as e:  # a broken report must not hide the verdicts themselves

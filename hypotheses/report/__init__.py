@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 
 def build_report(cache_dir: Path | str | None, report_dir: Path | str, profile: str | Path | None,
-                 decide: bool = True, rows: list[dict] | None = None) -> Path:
+                 decide: bool = True, rows: list[dict] | None = None, claims_file: str | Path | None = None) -> Path:
     """Write report_dir/summary.md, report_dir/report.html (one self-contained file: PNGs
     embedded as data URIs, inline CSS, nothing fetched) and report_dir/plots/*.png; return
     the path of report.html.
@@ -56,13 +56,14 @@ def build_report(cache_dir: Path | str | None, report_dir: Path | str, profile: 
       to report_dir/verdicts.json in the plugin's format;
     - else (``decide=False``): re-rendered from the verdicts.json already in report_dir.
     ``profile`` is a profile name or .toml path; None takes it from report_dir/verdicts.json
-    and is an error naming the fix (--profile NAME) when there is none.
+    and is an error naming the fix (--profile NAME) when there is none. ``claims_file``: the
+    claims the verdicts are of (the suite's --qat-claims; default fixtures/claims.toml).
     """
     report_dir = Path(report_dir)
     prof = resolve_profile(profile, report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     cache = ResultsCache(cache_dir)
-    claims = load_claims()
+    claims = load_claims(claims_file) if claims_file else load_claims()
     if rows is not None:
         verdicts = VerdictsInput(report_dir / VERDICTS_FILE, normalise_rows(rows), "the rows of this suite run",
                                  prof.name, available=True, trained_run_ids=_trained(report_dir, prof))

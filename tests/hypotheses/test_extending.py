@@ -107,10 +107,9 @@ def test_the_report_shows_the_toy_claims_verdicts(study, suite_run):
     assert 'id="claim-x1"' in (study["reports"] / "report.html").read_text()
 
 
-@pytest.mark.xfail(strict=True, reason="the report reads fixtures/claims.toml only: build_report calls load_claims() "
-                                       "without the suite's --qat-claims, so it titles X1 '(not in fixtures/claims.toml)' "
-                                       "and lists the study's 14 claims as 'no verdict'")
 def test_the_report_states_the_toy_claim_from_its_claims_file(study, suite_run):
+    """The plugin hands the report its --qat-claims file: X1's statement is shown, and the
+    study's own claims (not in that file) are not listed as 'no verdict'."""
     summary = (study["reports"] / "summary.md").read_text()
     assert "At FP16 a warmdown of 0.33 beats one of 0.10" in summary and "[C1](#claim-c1)" not in summary
 
