@@ -48,7 +48,7 @@ def cases(tmp: Path, sp: Path) -> dict[str, tuple[list[str], str]]:
     not_json.write_text("size: t20k")
     return {
         "unknown size": (["train", "--size", "t7k"], "'t7k' is not a ladder name"),
-        "bits 3": (["train", "--size", "t20k", "--bits", "3"], "bits=3 is not allowed"),
+        "bits 2": (["train", "--size", "t20k", "--bits", "2"], "bits=2 is not allowed"),
         "bits 17": (["train", "--size", "t20k", "--bits", "17"], "bits=17 is not allowed"),
         "warmdown above 4": (["train", "--size", "t20k", "--wd", "4.5"], "wd=4.5"),
         "warmdown negative": (["train", "--size", "t20k", "--wd", "-0.1"], "wd=-0.1"),

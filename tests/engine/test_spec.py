@@ -41,7 +41,7 @@ def test_round_trip_through_dict():
     "fields, needle",
     [
         ({"size": "t21k"}, "not a ladder name"),
-        ({"bits": 3}, "bits=3 is not allowed"),
+        ({"bits": 2}, "bits=2 is not allowed"),
         ({"bits": 17}, "bits=17 is not allowed"),
         ({"wd": 4.5}, "must be in [0, 4]"),
         ({"wd": -0.1}, "must be in [0, 4]"),
