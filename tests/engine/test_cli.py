@@ -85,7 +85,7 @@ def test_at_least_fifteen_kinds(tmp_path, sp_model):
 
 
 @pytest.mark.parametrize("kind", [
-    "unknown size", "bits 3", "bits 17", "warmdown above 4", "warmdown negative", "zero steps", "negative steps",
+    "unknown size", "bits 2", "bits 17", "warmdown above 4", "warmdown negative", "zero steps", "negative steps",
     "batch not divisible", "negative lr", "unknown optimizer", "missing data path", "text dir without txt",
     "unreadable tokenizer", "missing tokenizer", "shard wrong magic", "shard wrong size", "unknown profile",
     "malformed profile", "unknown design", "unknown spec field", "spec not json", "unknown run id",
