@@ -453,11 +453,8 @@ def stability(decide: Decide, table: pd.DataFrame, metric: str, outcome: str, n_
     ``outcome_projection`` at the observed seed count. NaN when the table has too few finite
     seeds to fit the noise.
     """
-    try:
-        fit = _fit(table, metric)
-    except ValueError:
-        return math.nan
-    return _projection(decide, fit, metric, len(fit.seeds), n_draws, rng_seed, truth=truth).get(outcome, 0.0)
+    split = rerun_outcomes(decide, table, metric, n_draws, rng_seed, truth=truth)
+    return split.get(outcome, 0.0) if split else math.nan
 
 
 def stability_outcomes(decide: Decide, table: pd.DataFrame, metric: str, n_draws: int,
