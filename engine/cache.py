@@ -53,7 +53,7 @@ from engine.claims import DRIVERS_SUBDIR, RUN_LOCK, claimed_by_driver
 from engine.identity import ON_MISMATCH_CHOICES, IdentityMismatchError, differences, mismatch_message
 from engine.paths import QUARANTINE_SUBDIR, default_cache_dir
 from engine.paths import data_dir as data_dir_of
-from engine.spec import RESULT_FORMAT_VERSION, RunSpec, with_added_fields
+from engine.spec import RESULT_FORMAT_VERSION, RunSpec, SpecError, renamed_fields, with_added_fields
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +191,10 @@ class ResultsCache:
         problem = record_problem(record)
         if problem:
             raise CorruptRecordError(f"{path}: broken run record ({problem}). {fix}")
+        try:  # a record written before a field was renamed (`wd` -> `warmdown`) is read under the new name
+            record["spec"] = renamed_fields(record["spec"])
+        except SpecError as e:
+            raise CorruptRecordError(f"{path}: broken run record ({e}). {fix}") from None
         return record
 
     def quarantine(self, path: Path) -> Path | None:

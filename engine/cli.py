@@ -52,12 +52,12 @@ def _parse_value(kind: str, text: str):
     return text
 
 
-# The warmdown fields keep their short RunSpec names (`wd` is hashed into every run id), but the
-# command line spells them out; the short flags stay as aliases so old commands still work.
-SPEC_FLAGS = {"wd": ("--warmdown", "--wd"), "wd_shape": ("--warmdown-shape", "--wd-shape")}
+# The command line spells the warmdown fields out, like RunSpec; the short flags stay as aliases so
+# old commands still work.
+SPEC_FLAGS = {"warmdown": ("--warmdown", "--wd"), "warmdown_shape": ("--warmdown-shape", "--wd-shape")}
 SPEC_HELP = {
-    "wd": "warmdown: the fraction of all steps over which the LR decays to its floor (RunSpec.wd)",
-    "wd_shape": "shape of the warmdown decay: linear, cosine, 1-sqrt or step (RunSpec.wd_shape)",
+    "warmdown": "warmdown: the fraction of all steps over which the LR decays to its floor (RunSpec.warmdown)",
+    "warmdown_shape": "shape of the warmdown decay: linear, cosine, 1-sqrt or step (RunSpec.warmdown_shape)",
 }
 
 
@@ -106,7 +106,7 @@ def summary(record: dict) -> str:
     v = r.get("versions") if isinstance(r.get("versions"), dict) else {}
     lines = [
         f"run {str(record.get('run_id'))[:12]}  {s.get('size')} ({_num(r.get('n_params'), ',')} params)  "
-        f"{_bits(s.get('bits'))}  warmdown {s.get('wd')} {s.get('wd_shape')}  lr x{s.get('lr_mult')}  "
+        f"{_bits(s.get('bits'))}  warmdown {s.get('warmdown')} {s.get('warmdown_shape')}  lr x{s.get('lr_mult')}  "
         f"{s.get('optimizer')}  seed {s.get('seed')}"
         + (f"  QAT from {_num(s.get('qat_start'), 'g')}, LR restarted there" if s.get("qat_lr_restart") else ""),
         f"  status      {r.get('status')}"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.paths import fixtures_dir
-from engine.spec import RunSpec, SpecError, field_names
+from engine.spec import OLD_FIELD_NAMES, RunSpec, SpecError, field_names
 
 PROFILE_DIR = fixtures_dir() / "profiles"  # the checkout's fixtures/profiles, else an installed copy's
 
@@ -141,6 +141,19 @@ def _typed(meta: dict, key: str, kind: type, default: Any, path: Path, minimum: 
     return v
 
 
+# Old field names a profile may still use (`wd` = `warmdown`, `wd_shape` = `warmdown_shape`: renamed
+# because `wd` reads as weight decay).
+FIELD_ALIASES = OLD_FIELD_NAMES
+
+
+def _aliased(table: dict, path: Path, where: str) -> dict:
+    """`table` (defaults, a grid or a set) with each old field name under its new name."""
+    for old, new in FIELD_ALIASES.items():
+        if old in table and new in table:
+            raise ProfileError(f"{path}: {where}names both {old!r} and {new!r} (the same field): keep {new!r}")
+    return {FIELD_ALIASES.get(k, k): v for k, v in table.items()}  # in place: the grid's order is the runs' order
+
+
 def _parse(raw: dict, path: Path) -> Profile:
     _check_keys(raw, TOP_LEVEL_KEYS, path, "the top level (sections)")
     meta = _require(raw, "profile", dict, path)
@@ -148,6 +161,7 @@ def _parse(raw: dict, path: Path) -> Profile:
     defaults = raw.get("defaults", {})
     if not isinstance(defaults, dict):
         raise ProfileError(f"{path}: [defaults] must be a table of RunSpec fields")
+    defaults = _aliased(defaults, path, "[defaults] ")
     known = set(field_names())
     bad = set(defaults) - known
     if bad:
@@ -194,10 +208,11 @@ def _check_roles(roles: dict, designs: dict[str, Design], path: Path) -> None:
 def _parse_design(name: str, d: dict, defaults: dict, path: Path) -> Design:
     where = f"[designs.{name}] "
     _check_keys(d, DESIGN_KEYS, path, f"[designs.{name}]")
-    grid = _require(d, "grid", dict, path, where)
+    grid = _aliased(_require(d, "grid", dict, path, where), path, f"{where}grid ")
     fixed = d.get("set", {})
     if not isinstance(fixed, dict):
         raise ProfileError(f"{path}: {where}set must be a table of RunSpec fields")
+    fixed = _aliased(fixed, path, f"{where}set ")
     description = d.get("description", "")
     if not isinstance(description, str):
         raise ProfileError(f"{path}: {where}description must be a string")

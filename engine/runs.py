@@ -105,8 +105,8 @@ def _fmt(value, spec: str) -> str:
 def run_row(record: dict) -> dict:
     """One listing row: the spec fields that tell runs apart and the result's headline numbers."""
     s, r = record["spec"], record["result"]
-    return {"run_id": record["run_id"], "size": s.get("size"), "bits": s.get("bits"), "warmdown": s.get("wd"),
-            "shape": s.get("wd_shape"), "optimizer": s.get("optimizer"), "seed": s.get("seed"),
+    return {"run_id": record["run_id"], "size": s.get("size"), "bits": s.get("bits"), "warmdown": s.get("warmdown"),
+            "shape": s.get("warmdown_shape"), "optimizer": s.get("optimizer"), "seed": s.get("seed"),
             "steps": s.get("steps"), "status": r.get("status"), "val_bpb": r.get("val_bpb"),
             "val_bpb_q": r.get("val_bpb_q"), "diverged_step": r.get("diverged_step"),
             "finished_at": record.get("finished_at")}
@@ -197,7 +197,7 @@ def run_folder_name(record: dict) -> str:
     """A run's TensorBoard folder: readable in the run list, unique by its run id prefix."""
     s = record["spec"]
     bits = bits_label(s["bits"]) if isinstance(s.get("bits"), int) else s.get("bits")
-    return f"{record['run_id'][:RUN_ID_SHOWN]}-{s.get('size')}-{bits}-wd{s.get('wd')}-seed{s.get('seed')}"
+    return f"{record['run_id'][:RUN_ID_SHOWN]}-{s.get('size')}-{bits}-wd{s.get('warmdown')}-seed{s.get('seed')}"
 
 
 def val_points(record: dict) -> list[tuple[int, float]]:

@@ -38,7 +38,7 @@ class Task:
     def __str__(self) -> str:
         s = self.specs[0]
         more = f" (+{len(self.specs) - 1} packed)" if len(self.specs) > 1 else ""
-        return f"{s.size} bits {s.bits} wd {s.wd:g} seed {s.seed} [{s.short_id}]{more}"
+        return f"{s.size} bits {s.bits} wd {s.warmdown:g} seed {s.seed} [{s.short_id}]{more}"
 
 
 def make_tasks(specs: list[RunSpec], pack: int = 1) -> list[Task]:

@@ -40,7 +40,7 @@ FULL_PRECISION_BITS = 16  # the paper's "FP16" arm: no fake quantisation, fp16 e
 ALLOWED_BITS = (FULL_PRECISION_BITS, 8, 6, 5, 4, 3)
 ALLOWED_OPTIMIZERS = ("muon", "adamw")
 ALLOWED_SCHEDULES = ("wsd", "cosine_to_zero")
-ALLOWED_WD_SHAPES = ("linear", "cosine", "1-sqrt", "step")
+ALLOWED_WARMDOWN_SHAPES = ("linear", "cosine", "1-sqrt", "step")
 ALLOWED_DATA_ORDERS = ("random", "sequential")
 MAX_SCALE_FLOOR = 100.0  # above 100 / qmax every trained weight rounds to 0: a typo, not a grid
 _KEEP_FLOAT_PATTERN = re.compile(r"^[A-Za-z0-9_.]+$")
@@ -80,13 +80,16 @@ class RunSpec:
     keep_float: str = ""  # name patterns of matrices kept float (fp16, no QAT) at any size, e.g. "c_k" ("" = none)
     # --- schedule -------------------------------------------------------------------
     schedule: str = "wsd"  # warm-up, constant, warmdown; or plain cosine to zero
-    wd: float = 0.33  # warmdown length as a fraction of all steps; > 1 = the run starts part-way down (R4)
-    wd_shape: str = "linear"
+    # warmdown length as a fraction of all steps; > 1 = the run starts part-way down (R4). Stored under
+    # the key "wd" in the identity (`_STORED_AS`), so the rename from `wd` kept every run id; likewise
+    # `warmdown_shape` under "wd_shape".
+    warmdown: float = 0.33
+    warmdown_shape: str = "linear"
     warmup_steps: int = 0  # parameter-golf has no LR warm-up (its WARMUP_STEPS only primes compile)
     lr_mult: float = 1.0  # multiplies every base LR below
     # True: the schedule restarts when QAT switches on (R2's separate pipeline): the full-precision
-    # steps cool down over their last `wd` x steps, then QAT's steps start again at the peak LR and
-    # decay to the end in `wd_shape` (engine.schedule.restart_lr_factor). False: one schedule.
+    # steps cool down over their last `warmdown` x steps, then QAT's steps start again at the peak LR and
+    # decay to the end in `warmdown_shape` (engine.schedule.restart_lr_factor). False: one schedule.
     qat_lr_restart: bool = False
     # --- optimiser (parameter-golf base values) ------------------------------------
     optimizer: str = "muon"  # Muon for matrices + Adam for embeddings/scalars, or AdamW for all
@@ -123,7 +126,8 @@ class RunSpec:
         return d
 
     def canonical_json(self) -> str:
-        spec = {k: v for k, v in self.to_dict().items() if not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
+        spec = {_STORED_AS.get(k, k): v for k, v in self.to_dict().items()
+                if not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
         payload = {"result_format": RESULT_FORMAT_VERSION, "spec": spec}
         return json.dumps(payload, sort_keys=True, separators=(",", ":"))
 
@@ -147,8 +151,8 @@ class RunSpec:
         from engine.schedule import restart_warmdown_start, warmdown_start
 
         if self.qat_lr_restart:  # the FP cooldown ends where QAT starts
-            return restart_warmdown_start(self.steps, self.qat_start_step, self.wd)
-        return max(0, warmdown_start(self.steps, self.wd if self.schedule == "wsd" else 1.0))
+            return restart_warmdown_start(self.steps, self.qat_start_step, self.warmdown)
+        return max(0, warmdown_start(self.steps, self.warmdown if self.schedule == "wsd" else 1.0))
 
     @property
     def quantised(self) -> bool:
@@ -183,6 +187,7 @@ class RunSpec:
     def from_dict(cls, d: dict[str, Any]) -> "RunSpec":
         if not isinstance(d, dict):
             raise SpecError(f"a RunSpec is a JSON object of fields, e.g. {{\"size\": \"t20k\"}}; got {d!r}")
+        d = renamed_fields(d)
         unknown = set(d) - set(field_names())
         if unknown:
             raise SpecError(f"unknown RunSpec field(s) {sorted(unknown)}; known: {field_names()}")
@@ -199,11 +204,34 @@ class RunSpec:
 # (and cache) valid; set to anything else it is part of the identity like any field.
 _ADDED_LATER = {"qat_lr_restart": False}
 
+# Fields renamed after run ids were pinned: field name -> the key the identity (canonical JSON) keeps,
+# so a rename changes no run id. Records written before the rename store the old key; `renamed_fields`
+# reads them (records now store field names: `to_dict`).
+# `wd` reads as weight decay; the fields are the warmdown fraction and its shape
+_STORED_AS = {"warmdown": "wd", "warmdown_shape": "wd_shape"}
+OLD_FIELD_NAMES = {old: new for new, old in _STORED_AS.items()}
+
+
+def renamed_fields(d: dict[str, Any]) -> dict[str, Any]:
+    """`d` with every old field name (a record written before a rename, `wd`) under its field name."""
+    if not any(k in d for k in OLD_FIELD_NAMES):
+        return d
+    out = dict(d)
+    for old, new in OLD_FIELD_NAMES.items():
+        if old in out:
+            v = out.pop(old)
+            if new in out and out[new] != v:
+                raise SpecError(f"RunSpec: both {old!r} (the old name) and {new!r} are given, with different "
+                                f"values ({v!r}, {out[new]!r}); give {new!r} only")
+            out[new] = v
+    return out
+
 
 def with_added_fields(stored: dict[str, Any]) -> dict[str, Any]:
     """A stored spec dict completed with the fields added since it was written, at their defaults
-    (what it meant then): compare and tabulate records through this, never the raw dict."""
-    return {**_ADDED_LATER, **stored}
+    (what it meant then), old field names renamed: compare and tabulate records through this, never
+    the raw dict."""
+    return {**_ADDED_LATER, **renamed_fields(stored)}
 
 
 def field_names() -> list[str]:
@@ -274,23 +302,23 @@ def _validate(s: RunSpec) -> None:
            f"RunSpec.keep_float_numel={s.keep_float_numel} must be >= 0 (0 = quantise every matrix; parameter-golf: 65536)")
     _validate_keep_float(s)
     _check(s.schedule in ALLOWED_SCHEDULES, f"RunSpec.schedule={s.schedule!r}; allowed: {ALLOWED_SCHEDULES}")
-    _check(0.0 <= s.wd <= MAX_WD, f"RunSpec.wd={s.wd} (warmdown fraction) must be in [0, {MAX_WD:g}] "
-                                  f"(> 1: a warmdown longer than the run, starting part-way down)")
-    _check(s.wd_shape in ALLOWED_WD_SHAPES, f"RunSpec.wd_shape={s.wd_shape!r}; allowed: {ALLOWED_WD_SHAPES}")
+    _check(0.0 <= s.warmdown <= MAX_WD, f"RunSpec.warmdown={s.warmdown} (warmdown fraction) must be in [0, {MAX_WD:g}] "
+                                        f"(> 1: a warmdown longer than the run, starting part-way down)")
+    _check(s.warmdown_shape in ALLOWED_WARMDOWN_SHAPES, f"RunSpec.warmdown_shape={s.warmdown_shape!r}; allowed: {ALLOWED_WARMDOWN_SHAPES}")
     if s.qat_lr_restart:
         _check(s.quantised and s.schedule == "wsd" and 0 < s.qat_start_step < s.steps,
                f"RunSpec.qat_lr_restart=true restarts the LR when QAT starts: it needs a QAT bit-width (bits="
                f"{s.bits}), schedule 'wsd' (is {s.schedule!r}) and QAT starting inside the run (qat_start="
                f"{s.qat_start} x steps={s.steps} must round to a step in (0, steps))")
-        _check(s.warmup_steps + round(s.wd * s.steps) <= s.qat_start_step,
+        _check(s.warmup_steps + round(s.warmdown * s.steps) <= s.qat_start_step,
                f"RunSpec.qat_lr_restart=true: the full-precision warm-up ({s.warmup_steps} steps) and warmdown "
-               f"({s.wd} x {s.steps} steps) must fit before QAT starts at step {s.qat_start_step}; "
-               f"give wd <= qat_start")
+               f"({s.warmdown} x {s.steps} steps) must fit before QAT starts at step {s.qat_start_step}; "
+               f"give warmdown <= qat_start")
     _check(s.steps > 0, f"RunSpec.steps={s.steps} must be a positive number of optimiser steps")
     _check(0 <= s.warmup_steps < s.steps, f"RunSpec.warmup_steps={s.warmup_steps} must be in [0, steps={s.steps})")
     _check(
-        s.schedule != "wsd" or s.warmup_steps + min(round(s.wd * s.steps), s.steps) <= s.steps,
-        f"RunSpec warm-up ({s.warmup_steps} steps) and warmdown ({s.wd} x {s.steps} steps) overlap",
+        s.schedule != "wsd" or s.warmup_steps + min(round(s.warmdown * s.steps), s.steps) <= s.steps,
+        f"RunSpec warm-up ({s.warmup_steps} steps) and warmdown ({s.warmdown} x {s.steps} steps) overlap",
     )
     for name in ("lr_mult", "matrix_lr", "scalar_lr", "embed_lr", "adamw_matrix_lr"):
         v = getattr(s, name)

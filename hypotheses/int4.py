@@ -56,7 +56,7 @@ from hypotheses.verdict import (
     verdict,
 )
 
-_FACTORS = ("size", "bits", "wd", "lr_mult")
+_FACTORS = ("size", "bits", "warmdown", "lr_mult")
 SMALL_TELESCOPE_POWER = 0.33  # Simonsohn (2015): the effect the original design had 33 % power to detect
 
 
@@ -70,7 +70,7 @@ def _seed_differences(cell: pd.DataFrame, metric: str, wd_short: float, wd_long:
 
     ``cell``: a validated table (``require_table``) of one size. Returns (seeds, d, n_pairs)
     with seeds ascending."""
-    pairs = ArmTable(cell, metric, ("wd", "lr_mult")).matched("wd", wd_short, wd_long, tol)
+    pairs = ArmTable(cell, metric, ("warmdown", "lr_mult")).matched("warmdown", wd_short, wd_long, tol)
     by_seed: dict[int, list[float]] = {}
     for p in pairs:
         for seed, d in zip(p.seeds, p.d.tolist()):
@@ -123,7 +123,7 @@ def _int4_slice(table: pd.DataFrame, claim, what: str):
     wd_short, wd_long = float(claim.threshold("wd_short")), float(claim.threshold("wd_long"))
     tol = float(claim.threshold("wd_tol"))
     t = require_table(table, _FACTORS, metric, what=what)
-    wd = t["wd"].to_numpy(dtype=float)
+    wd = t["warmdown"].to_numpy(dtype=float)
     near = (np.abs(wd - wd_short) <= tol) | (np.abs(wd - wd_long) <= tol)
     return t[(t["bits"].to_numpy() == bits) & near], metric, wd_short, wd_long, tol
 
@@ -146,7 +146,7 @@ def _int4_penalty_premise(table: pd.DataFrame, claim, sizes: list, what: str, st
     t = require_table(table, _FACTORS, metric, what=what)
     t = t[t["finite"].to_numpy(dtype=bool) & t["size"].isin(sizes).to_numpy()]
     per_seed: dict = {}  # size -> {seed: [penalty of each (wd, lr_mult) pair]}
-    for p in ArmTable(t, metric, ("bits", "size", "wd", "lr_mult")).matched("bits", bits, ref_bits):
+    for p in ArmTable(t, metric, ("bits", "size", "warmdown", "lr_mult")).matched("bits", bits, ref_bits):
         for seed, d in zip(p.seeds, p.d.tolist()):
             per_seed.setdefault(p.key["size"], {}).setdefault(seed, []).append(d)
     if not per_seed:
@@ -277,7 +277,7 @@ def _base_bpb(row: dict) -> float:
 
 def _wd_shift(claim, row: dict, d: float) -> float:
     """The true y = baseline + d at wd_short (wd_long is the baseline): mean(d) = d."""
-    is_short = abs(float(row["wd"]) - float(claim.threshold("wd_short"))) <= float(claim.threshold("wd_tol"))
+    is_short = abs(float(row["warmdown"]) - float(claim.threshold("wd_short"))) <= float(claim.threshold("wd_tol"))
     # FP16 partners (where the claim's designs join them, for the premise) sit 3 delta below the
     # INT4 runs: an INT4 penalty the premise finds, so the scenarios calibrate the rule itself.
     is_ref = int(row.get("bits", -1)) == int(claim.threshold("ref_bits"))

@@ -33,7 +33,7 @@ from hypotheses.verdict import (
     verdict,
 )
 
-_PAIR_KEY = ("size", "wd", "lr_mult")  # and the seed
+_PAIR_KEY = ("size", "warmdown", "lr_mult")  # and the seed
 BASE_DISTANCE = 0.24  # FP16 weights' mean distance to the INT6 grid (uniform = 0.25 of a step)
 
 
@@ -61,7 +61,7 @@ def decide_c9(table: pd.DataFrame, claim) -> Verdict:
     low, high = float(claim.threshold("band_low")), float(claim.threshold("band_high"))
     alpha, min_pairs = float(claim.threshold("alpha")), int(claim.threshold("min_pairs"))
     what = f"{claim.id}[{fmt_bits(quant_bits)} vs {fmt_bits(ref_bits)}]"
-    t = require_table(table, ["size", "bits", "wd", "lr_mult"], metric, what=what)
+    t = require_table(table, ["size", "bits", "warmdown", "lr_mult"], metric, what=what)
     t = t[np.isin(t["bits"].to_numpy(), [quant_bits, ref_bits])]
     if t.empty:
         raise ValueError(f"{what}: no runs at bits {quant_bits}/{ref_bits}")

@@ -310,7 +310,7 @@ def decide_r2(table: pd.DataFrame, claim) -> Verdict:
     inconclusive. Reported: whether fusion is significantly better (upper bound < 0).
     """
     what = f"{claim.id}[fused]"
-    cols = ["size", "bits", "steps", "wd", "qat_start", "qat_lr_restart"]
+    cols = ["size", "bits", "steps", "warmdown", "qat_start", "qat_lr_restart"]
     t, metric, delta, alpha, min_pairs, stats = _common(claim, table, cols, what)
     arms = ArmTable(t, metric, cols, what=what)
     fused = [k for k in arms if _is_fused(k[4], k[3], k[5])]
@@ -349,7 +349,7 @@ def scenarios_r2(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
     delta = claim_delta(claim)
 
     def arm(d):
-        return _with_mu(arms, lambda r: BASE_BPB + (d if _is_fused(r["qat_start"], r["wd"], r["qat_lr_restart"])
+        return _with_mu(arms, lambda r: BASE_BPB + (d if _is_fused(r["qat_start"], r["warmdown"], r["qat_lr_restart"])
                                                      else 0.0))
 
     return {"true": Scenario(arm(0.0), "fusion matches the separate cooldown (d = 0)"),
@@ -393,10 +393,10 @@ def decide_r3(table: pd.DataFrame, claim, *, part: str) -> Verdict:
 
 def _r3_shape(table: pd.DataFrame, claim) -> Verdict:
     what = f"{claim.id}[shape]"
-    t, metric, delta, alpha, min_pairs, stats = _common(claim, table, ["size", "bits", "wd", "wd_shape"], what)
+    t, metric, delta, alpha, min_pairs, stats = _common(claim, table, ["size", "bits", "warmdown", "warmdown_shape"], what)
     target = str(claim.threshold("shape_target"))
     others = [str(o) for o in claim.threshold("shape_others")]
-    arms = ArmTable(t, metric, ["wd_shape"], what=what)
+    arms = ArmTable(t, metric, ["warmdown_shape"], what=what)
     need = [target, *others]
     if set(need) - {k[0] for k in arms}:
         raise ValueError(f"{what}: shapes {sorted(set(need) - {k[0] for k in arms})} missing from the table "
@@ -464,10 +464,10 @@ def scenarios_r3(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
     true effect / delta / 0."""
     delta, true = claim_delta(claim), _true_effect(claim)
     target = str(claim.threshold("shape_target"))
-    if "wd_shape" in arms.columns and arms["wd_shape"].nunique() > 1:
+    if "warmdown_shape" in arms.columns and arms["warmdown_shape"].nunique() > 1:
         def shape(lin: float, step: float):
-            return _with_mu(arms, lambda r: BASE_BPB + (0.0 if r["wd_shape"] == target else
-                                                        lin if r["wd_shape"] == "linear" else step))
+            return _with_mu(arms, lambda r: BASE_BPB + (0.0 if r["warmdown_shape"] == target else
+                                                        lin if r["warmdown_shape"] == "linear" else step))
         return {"true": Scenario(shape(true, true), f"1-sqrt beats linear and step by {true:.4g}"),
                 "boundary": Scenario(shape(delta, true), f"1-sqrt beats linear by exactly delta = {delta:g}"),
                 "violation": Scenario(shape(0.0, true), "1-sqrt no better than linear")}
@@ -498,13 +498,13 @@ def decide_r4(table: pd.DataFrame, claim) -> Verdict:
     delta to cut and the verdict is inconclusive.
     """
     what = f"{claim.id}[long-warmdown]"
-    t, metric, delta, alpha, min_pairs, stats = _common(claim, table, ["size", "bits", "wd"], what)
+    t, metric, delta, alpha, min_pairs, stats = _common(claim, table, ["size", "bits", "warmdown"], what)
     bits = int(claim.threshold("bits"))
     if set(t["bits"].astype(int)) != {bits}:
         raise ValueError(f"{what}: R4 is about {bits}-bit (full-precision) runs; the table has bits "
                          f"{sorted(t['bits'].unique())}")
     wd_default, wd_long = float(claim.threshold("wd_default")), float(claim.threshold("wd_long"))
-    arms = ArmTable(t, metric, ["wd"], what=what)
+    arms = ArmTable(t, metric, ["warmdown"], what=what)
     for w in (wd_default, wd_long):
         if not any(abs(k[0] - w) <= TOL for k in arms):
             raise ValueError(f"{what}: no runs at warmdown {w:g} (the table has {sorted(k[0] for k in arms)})")
@@ -533,7 +533,7 @@ def decide_r4(table: pd.DataFrame, claim) -> Verdict:
     for col, key in (("val_bpb", "val_bpb"), ("val_bpb_int8", "val_bpb_int8")):
         if col in t.columns:
             side = ArmTable(t.assign(**{"finite": t["finite"] & np.isfinite(pd.to_numeric(t[col], errors="coerce"))}),
-                            col, ["wd"], what=what)
+                            col, ["warmdown"], what=what)
             vd = next(v for k, v in side.items() if abs(k[0] - wd_default) <= TOL)
             vl = next(v for k, v in side.items() if abs(k[0] - wd_long) <= TOL)
             both, (x_def, x_long) = paired(vd, vl)
@@ -553,7 +553,7 @@ def scenarios_r4(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
     """R4's scenarios: the default warmdown's int8 penalty above the long one's by the true
     effect (``true_effect`` x delta: PR #61's cut in deltas), by exactly delta, or by 0."""
     wd_default = float(claim.threshold("wd_default"))
-    return _directional_scenarios(claim, arms, lambda r, e: e if abs(float(r["wd"]) - wd_default) <= TOL else 0.0,
+    return _directional_scenarios(claim, arms, lambda r, e: e if abs(float(r["warmdown"]) - wd_default) <= TOL else 0.0,
                                   "the long warmdown cuts the int8 penalty")
 
 

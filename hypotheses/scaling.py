@@ -40,23 +40,23 @@ from hypotheses.verdict import (
     verdict,
 )
 
-_PAIR_KEY = ["size", "wd", "lr_mult", "seed"]
+_PAIR_KEY = ["size", "warmdown", "lr_mult", "seed"]
 
 
 def _pair_arrays(t: pd.DataFrame, metric: str, quant_bits: int, ref_bits: int) -> dict:
     """Matched pairs as arrays: size, n_params, wd, lr_mult, seed, penalty, one entry per
     (size, wd, lr_mult, seed) with both members finite, ordered by size (as the table first
     shows it), wd, lr_mult, seed."""
-    pairs = ArmTable(t, metric, ("bits", "size", "wd", "lr_mult")).matched("bits", quant_bits, ref_bits)
+    pairs = ArmTable(t, metric, ("bits", "size", "warmdown", "lr_mult")).matched("bits", quant_bits, ref_bits)
     order = {z: i for i, z in enumerate(dict.fromkeys(t["size"].tolist()))}
-    pairs.sort(key=lambda p: (order[p.key["size"]], p.key["wd"], p.key["lr_mult"]))
+    pairs.sort(key=lambda p: (order[p.key["size"]], p.key["warmdown"], p.key["lr_mult"]))
     n_params = dict(zip(t["size"].tolist(), t["n_params"].to_numpy(dtype=float).tolist()))
-    cols: dict[str, list] = {"size": [], "n_params": [], "wd": [], "lr_mult": [], "seed": [], "penalty": []}
+    cols: dict[str, list] = {"size": [], "n_params": [], "warmdown": [], "lr_mult": [], "seed": [], "penalty": []}
     for p in pairs:
         k = len(p.seeds)
         cols["size"] += [p.key["size"]] * k
         cols["n_params"] += [n_params[p.key["size"]]] * k
-        cols["wd"] += [p.key["wd"]] * k
+        cols["warmdown"] += [p.key["warmdown"]] * k
         cols["lr_mult"] += [p.key["lr_mult"]] * k
         cols["seed"] += p.seeds
         cols["penalty"] += p.d.tolist()
@@ -86,7 +86,7 @@ def _common_settings(p: dict, fit_sizes, heldout_sizes):
     predicted by a line fitted on wd 0.33 runs, not on a mix of warmdowns. The shared
     settings are those of the fit that every held-out size with >= 2 pairs also has.
     """
-    settings = list(zip(p["wd"].tolist(), p["lr_mult"].tolist()))
+    settings = list(zip(p["warmdown"].tolist(), p["lr_mult"].tolist()))
     fit_set, held_set = set(fit_sizes), set(heldout_sizes)
     is_fit = np.fromiter((s in fit_set for s in p["size"]), dtype=bool, count=len(settings))
     is_held = np.fromiter((s in held_set for s in p["size"]), dtype=bool, count=len(settings))
@@ -265,7 +265,7 @@ def _c6_slice(table: pd.DataFrame, claim, fit_sizes: list[str], heldout_sizes: l
     overlap = sorted(set(fit_sizes) & set(heldout_sizes))
     if overlap:
         raise ValueError(f"{what}: sizes both fitted and held out: {overlap}")
-    t = require_table(table, ["size", "n_params", "bits", "wd", "lr_mult"], metric, what=what)
+    t = require_table(table, ["size", "n_params", "bits", "warmdown", "lr_mult"], metric, what=what)
     t["size"] = t["size"].astype(str)
     t = t[t["bits"].isin([quant_bits, ref_bits]) & t["size"].isin(fit_sizes + heldout_sizes)]
     if t.empty:
@@ -288,7 +288,7 @@ def _c6_stats(sl: _Slice, claim, delta: float, alpha: float) -> dict:
     t = sl.t
     if sl.settings:
         shared = set(sl.settings)
-        rests_on = t[[st in shared for st in zip(t["wd"].tolist(), t["lr_mult"].tolist())]]
+        rests_on = t[[st in shared for st in zip(t["warmdown"].tolist(), t["lr_mult"].tolist())]]
     else:
         rests_on = t
     return {**count_stats(rests_on), "n_runs_slice": int(len(t)), "metric": claim.threshold("metric"),
@@ -463,7 +463,7 @@ def _deviating_size(arms: pd.DataFrame) -> str:
     those with fewer settings than the most. If every size has the same settings, the
     largest size (an extrapolation in every profile's design) is used.
     """
-    n_set = arms.drop_duplicates(["size", "wd", "lr_mult"]).groupby("size").size()
+    n_set = arms.drop_duplicates(["size", "warmdown", "lr_mult"]).groupby("size").size()
     sizes = n_set.index[n_set < n_set.max()] if n_set.nunique() > 1 else n_set.index
     by_n = arms.drop_duplicates("size").set_index("size")["n_params"]
     return str(by_n.loc[list(sizes)].astype(float).idxmax())
@@ -482,7 +482,7 @@ def scenarios_c6(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
     quant_bits = int(claim.threshold("quant_bits"))
     delta = claim_delta(claim)
     n = arms["n_params"].to_numpy(dtype=float)
-    wd = arms["wd"].to_numpy(dtype=float)
+    wd = arms["warmdown"].to_numpy(dtype=float)
     base = 2.0 - 0.05 * np.log(n) + 0.05 * (wd - 0.33) ** 2
     is_q = (arms["bits"].to_numpy() == quant_bits)
     # The premise (a penalty clearly above delta at some size) must hold for the scenarios to

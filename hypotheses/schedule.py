@@ -48,7 +48,7 @@ from hypotheses.verdict import (
     verdict,
 )
 
-_FACTORS = ("size", "bits", "wd", "lr_mult")
+_FACTORS = ("size", "bits", "warmdown", "lr_mult")
 
 
 # ---------------------------------------------------------------------------------------
@@ -109,7 +109,7 @@ def decide_c1(table: pd.DataFrame, claim, *, bits: int, size: str):
     """
     what = f"{claim.id}[{fmt_bits(bits)}-{size}]"
     cell, ref, ranking, arms, stats = _c1_cell(table, claim, bits, size, what)
-    wds = sorted(cell["wd"].unique())
+    wds = sorted(cell["warmdown"].unique())
     ranked = {w: arms.at(bits, w, ranking.best_lr[w]) for w in wds if math.isfinite(ranking.scores[w])}
     _c1_premise(what, _c1_best_set(ranked, stats["alpha"], stats), stats["delta"], stats)
     diffs = _c1_differences(ranked, wds, ref, what, stats)
@@ -130,7 +130,7 @@ def _c1_cell(table: pd.DataFrame, claim, bits: int, size: str, what: str):
     stats = {**count_stats(cell), "bits": int(bits), "size": str(size), "metric": metric,
              "expected_wd": expected, "delta": delta, "alpha": alpha, "region": f"<= {delta:g}",
              "statistic": "wd33_minus_best_other_bpb", "ci_level": 1 - 2 * alpha}
-    wds = sorted(cell["wd"].unique())
+    wds = sorted(cell["warmdown"].unique())
     n_finite_seeds = cell.loc[cell["finite"], "seed"].nunique()
     if n_finite_seeds < MIN_FINITE_SEEDS:
         raise Inconclusive(f"{what}: only {n_finite_seeds} seed(s) with a finite run.",
@@ -234,7 +234,7 @@ def _group_contrasts(cell: pd.DataFrame, claim, label: str, stats: dict) -> tupl
     metric = claim.threshold("metric")
     ref_bits, ref_wd = int(claim.threshold("ref_bits")), float(claim.threshold("ref_wd"))
     bits = sorted(cell["bits"].unique(), reverse=True)
-    wds = sorted(cell["wd"].unique())
+    wds = sorted(cell["warmdown"].unique())
     if ref_bits not in bits or len(bits) < 2:
         raise Inconclusive(f"{label}: bit-widths {bits} lack the reference {fmt_bits(ref_bits)} or a QAT width.",
                            f"need {fmt_bits(ref_bits)} and at least one QAT bit-width", stats)
@@ -487,7 +487,7 @@ def scenarios_c1(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]:
     """
     delta = claim_delta(claim)
     expected = float(claim.threshold("expected_wd"))
-    wd = arms["wd"].to_numpy(dtype=float)
+    wd = arms["warmdown"].to_numpy(dtype=float)
     rivals = sorted({w for w in wd if abs(w - expected) > 1e-6})
     rival = rivals[0]  # the shortest warmdown: the paper's most-argued alternative (wd10)
     is_rival = np.abs(wd - rival) < 1e-6
@@ -524,7 +524,7 @@ def scenarios_null(claim, arms: pd.DataFrame, noise=None) -> dict[str, Scenario]
     """
     delta = claim_delta(claim)
     ref_wd = float(claim.threshold("ref_wd"))
-    wd = arms["wd"].to_numpy(dtype=float)
+    wd = arms["warmdown"].to_numpy(dtype=float)
     bits = arms["bits"].to_numpy(dtype=int)
     shape = (wd - ref_wd) ** 2
     shape = shape / shape.max() if shape.max() > 0 else shape

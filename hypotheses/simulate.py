@@ -64,7 +64,7 @@ import pandas as pd
 from hypotheses.verdict import fmt_bits
 
 # Spec columns that identify an arm (an arm = everything but the seed) when present.
-ARM_COLUMNS = ("size", "n_params", "bits", "wd", "lr_mult", "steps", "optimizer", "wd_shape")
+ARM_COLUMNS = ("size", "n_params", "bits", "warmdown", "lr_mult", "steps", "optimizer", "warmdown_shape")
 # Spec columns the related claims (R1-R5) vary; they identify an arm only where a table
 # varies them (a column constant over the table, e.g. C1-C9's qat_start 0 and unset
 # cooldown_beta2, leaves every C table's arms and noise fit as they were). An unset
@@ -175,7 +175,7 @@ class _Sampler:
         self.block = _keys(arms, _present(BLOCK_COLUMNS, arms))
         # A restarted schedule (R2's separate arm) leaves the fused one's trajectory as a longer
         # warmdown would: its own seed x schedule draw, like another wd.
-        self.block_wd = _keys(arms, _present(BLOCK_COLUMNS, arms) + _present(("wd", "qat_lr_restart"), arms))
+        self.block_wd = _keys(arms, _present(BLOCK_COLUMNS, arms) + _present(("warmdown", "qat_lr_restart"), arms))
         self.block_bits = _keys(arms, _present(BLOCK_COLUMNS, arms) + _present(("bits",), arms))
         self.mu = arms["mu"].to_numpy(dtype=float)[:, None]
         bits = arms["bits"].to_numpy() if "bits" in arms.columns else np.full(A, 16)
@@ -257,7 +257,7 @@ def estimate_noise(table: pd.DataFrame, metric: str) -> Noise:
         ss["df_resid"] += (A - 1) * (S - 1)
         R = E.copy()
         df_left = (A - 1) * (S - 1)
-        for name in ("wd", "bits"):
+        for name in ("warmdown", "bits"):
             lev = Y.index.get_level_values(name).to_numpy() if name in Y.index.names else np.zeros(A)
             levels = np.unique(lev)
             if not (A >= 2 and 2 <= len(levels) < A):
@@ -278,7 +278,7 @@ def estimate_noise(table: pd.DataFrame, metric: str) -> Noise:
         # seed x bits offset go with the seed means); what is left is run noise plus the
         # seed x warmdown part, removed below with the pooled estimate of the latter.
         bits = Y.index.get_level_values("bits").to_numpy() if "bits" in Y.index.names else np.full(A, 16)
-        wds = Y.index.get_level_values("wd").to_numpy() if "wd" in Y.index.names else np.zeros(A)
+        wds = Y.index.get_level_values("warmdown").to_numpy() if "warmdown" in Y.index.names else np.zeros(A)
         for b in np.unique(bits):
             m = bits == b
             Ab, Wb = int(m.sum()), len(np.unique(wds[m]))
@@ -298,7 +298,7 @@ def estimate_noise(table: pd.DataFrame, metric: str) -> Noise:
         return Noise(seed=0.0, seed_wd=0.0, run=math.sqrt(ms_seed / n_arms), df=float(ss["df_seed"]))
     ms_e = ss["e"] / ss["df_e"]
     var, below_seed = {}, ms_e
-    for name in ("wd", "bits"):
+    for name in ("warmdown", "bits"):
         if ss[f"df_{name}"]:
             per = ss[f"per_{name}"] / ss[f"df_{name}"]
             var[name] = max(0.0, (ss[name] / ss[f"df_{name}"] - ms_e) / per)
@@ -308,9 +308,9 @@ def estimate_noise(table: pd.DataFrame, metric: str) -> Noise:
     var_s = max(0.0, (ms_seed - below_seed) / n_arms)
     levels = sorted({b for b, _ in by_bits})
     run_by_bits = tuple(
-        (b, math.sqrt(max(0.0, (by_bits[(b, "ss")] - by_bits[(b, "sw")] * var["wd"]) / by_bits[(b, "df")])))
+        (b, math.sqrt(max(0.0, (by_bits[(b, "ss")] - by_bits[(b, "sw")] * var["warmdown"]) / by_bits[(b, "df")])))
         for b in levels if by_bits[(b, "df")] > 0) if len(levels) > 1 else ()
-    return Noise(seed=math.sqrt(var_s), seed_wd=math.sqrt(var["wd"]), run=math.sqrt(ms_e),
+    return Noise(seed=math.sqrt(var_s), seed_wd=math.sqrt(var["warmdown"]), run=math.sqrt(ms_e),
                  seed_bits=math.sqrt(var["bits"]), run_by_bits=run_by_bits, df=float(ss["df_resid"]))
 
 

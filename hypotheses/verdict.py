@@ -83,7 +83,7 @@ REQUIRED_STATS = ("n_runs", "n_seeds", "n_diverged", "statistic", "statistic_val
 _STAT_DEFAULTS = {"statistic": "", "statistic_value": math.nan, "ci_low": math.nan,
                   "ci_high": math.nan, "ci_level": math.nan, "region": ""}
 # The factor columns that identify one run inside a design slice.
-RUN_KEY = ("size", "bits", "wd", "lr_mult", "seed")
+RUN_KEY = ("size", "bits", "warmdown", "lr_mult", "seed")
 
 
 # ---------------------------------------------------------------------------------------
@@ -327,7 +327,7 @@ def require_table(
 
     Raises ``ValueError`` (a pipeline error) when the table is not a DataFrame, is empty,
     lacks a column, has an unknown status, or has an 'ok' run whose ``metric`` is not
-    finite. The copy's ``wd`` is rounded to ``WD_DECIMALS`` and a boolean column
+    finite. The copy's ``warmdown`` is rounded to ``WD_DECIMALS`` and a boolean column
     ``finite`` marks the runs that enter means and tests (ok and metric finite).
     """
     if not isinstance(table, pd.DataFrame):
@@ -342,8 +342,8 @@ def require_table(
     if bad:
         raise ValueError(f"{what}: unknown status values {bad} (expected 'ok'/'diverged')")
     out = table.copy()
-    if "wd" in out.columns:
-        out["wd"] = out["wd"].astype(float).round(WD_DECIMALS)
+    if "warmdown" in out.columns:
+        out["warmdown"] = out["warmdown"].astype(float).round(WD_DECIMALS)
     values = out[metric]
     if values.dtype != np.float64:  # to_numeric costs ~3 ms: only for object / int columns
         values = pd.to_numeric(values, errors="coerce").astype(float)
@@ -417,7 +417,7 @@ class WdRanking:
 # ---------------------------------------------------------------------------------------
 
 # The arm key of the schedule claims: one (bit-width, warmdown, LR) combination.
-ARM_KEY = ("bits", "wd", "lr_mult")
+ARM_KEY = ("bits", "warmdown", "lr_mult")
 _KEY_DECIMALS = 6  # float key parts are rounded so 0.33 and 0.3300000001 are one arm (WD_DECIMALS)
 
 
@@ -450,7 +450,7 @@ def paired_difference(a: Mapping[int, float], b: Mapping[int, float]) -> tuple[l
 class Pair:
     """Two arms that differ only in one column (``ArmTable.matched``), on the seeds both have."""
 
-    key: dict  # the values of the columns the two arms share, e.g. {'size': 't20k', 'wd': 0.33, 'lr_mult': 1.0}
+    key: dict  # the values of the columns the two arms share, e.g. {'size': 't20k', 'warmdown': 0.33, 'lr_mult': 1.0}
     seeds: list  # ascending
     a: np.ndarray  # the first arm's values on ``seeds``
     b: np.ndarray  # the second arm's

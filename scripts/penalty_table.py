@@ -4,8 +4,8 @@ profile's bit-widths were chosen (issue 22 item 2; docs/profiles.md).
     python -m engine sweep --profile fixtures/measure/tiny_penalty.toml --cache-dir cache-penalty
     python scripts/penalty_table.py --profile fixtures/measure/tiny_penalty.toml --cache-dir cache-penalty
 
-Penalty = val_bpb_q(INTb) - val_bpb_q(FP16) of runs paired on (size, steps, wd, lr_mult, seed):
-the premise statistic of C2-C6 (hypotheses/schedule.py, scaling.py), with the same one-sided
+Penalty = val_bpb_q(INTb) - val_bpb_q(FP16) of runs paired on (size, steps, warmdown, lr_mult, seed)
+by the deciders' ``ArmTable``: the premise statistic of C2-C6 (hypotheses/schedule.py, scaling.py), with the same one-sided
 lower bound (hypotheses.intervals.lower_bound). A script, not a suite command: it measures a
 design choice, it decides no claim.
 """
@@ -15,32 +15,34 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
 import pandas as pd
 
 from engine.cache import ResultsCache
 from engine.design import load_profile
 from engine.ladder import count_params, get_config
 from hypotheses.intervals import lower_bound
-
-KEY = ["size", "steps", "wd", "lr_mult", "seed"]
-
+from hypotheses.verdict import ArmTable
 
 def penalty_rows(table: pd.DataFrame, alpha: float, delta: float) -> list[dict]:
-    ok = table[table["status"] == "ok"] if "status" in table else table
-    ref = ok[ok["bits"] == 16].set_index(KEY)["val_bpb_q"]
+    """One row per (steps, size, warmdown, lr_mult, bit-width) with >= 2 paired seeds: the INTb - FP16
+    penalty paired by seed through the deciders' own pairing (``ArmTable.matched``)."""
+    metric = pd.to_numeric(table["val_bpb_q"], errors="coerce")
+    t = table.assign(val_bpb_q=metric, finite=(table["status"] == "ok") & np.isfinite(metric))
     rows = []
-    for (steps, size, wd, bits), arm in ok[ok["bits"] != 16].groupby(["steps", "size", "wd", "bits"]):
-        q = arm.set_index(KEY)["val_bpb_q"]
-        common = q.index.intersection(ref.index)
-        if len(common) < 2:
-            continue
-        ci = lower_bound((q.loc[common] - ref.loc[common]).to_numpy(dtype=float), alpha)
-        cfg = get_config(size)
-        n = count_params(cfg, 256)
-        tokens = int(arm["batch_tokens"].iloc[0]) * int(steps)
-        rows.append({"steps": int(steps), "size": size, "params": n, "tokens/param": tokens / n, "wd": wd,
-                     "bits": int(bits), "pairs": len(common), "penalty": ci.mean, "lower95": ci.low,
-                     "premise": "met" if ci.low > delta else "absent"})
+    for (steps, size), g in t.groupby(["steps", "size"], sort=False):
+        arms = ArmTable(g, "val_bpb_q", what=f"penalty table at {size}, {steps} steps")
+        n = count_params(get_config(size), 256)
+        tokens = int(g["batch_tokens"].iloc[0]) * int(steps)
+        for bits in sorted({k[0] for k in arms if k[0] != 16}, reverse=True):
+            for pair in arms.matched("bits", bits, 16):
+                if len(pair.seeds) < 2:
+                    continue
+                ci = lower_bound(pair.d, alpha)
+                rows.append({"steps": int(steps), "size": size, "params": n, "tokens/param": tokens / n,
+                             "warmdown": pair.key["warmdown"], "lr_mult": pair.key["lr_mult"], "bits": int(bits),
+                             "pairs": len(pair.seeds), "penalty": ci.mean, "lower95": ci.low,
+                             "premise": "met" if ci.low > delta else "absent"})
     return rows
 
 
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no cached runs of {args.profile} in {args.cache_dir}: run the sweep first", file=sys.stderr)
         return 2
     rows = penalty_rows(table, args.alpha, args.delta)
-    df = pd.DataFrame(rows).sort_values(["steps", "wd", "size", "bits"], key=lambda c: c if c.name != "size"
+    df = pd.DataFrame(rows).sort_values(["steps", "warmdown", "size", "bits"], key=lambda c: c if c.name != "size"
                                         else c.map(lambda z: count_params(get_config(z), 256)))
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

@@ -51,7 +51,7 @@ def make_fake_result(spec, diverged: bool = False) -> dict:
 
     rng = np.random.default_rng(int(spec.run_id[:8], 16))
     n = count_params(get_config(spec.size), 256)
-    base = 3.2 - 0.08 * math.log(n) + 0.3 * (spec.wd - 0.33) ** 2 + rng.normal(0, 0.005)
+    base = 3.2 - 0.08 * math.log(n) + 0.3 * (spec.warmdown - 0.33) ** 2 + rng.normal(0, 0.005)
     pen = PENALTY[spec.bits] * (20_000 / n) ** 0.3
     curve = [[s, 5.5 * math.exp(-s / 8) + base + 0.1 * rng.random()] for s in range(0, spec.steps, 4)]
     common = {"run_id": spec.run_id, "n_params": n, "device": "cpu (synthetic)", "loss_curve": curve,
@@ -91,7 +91,7 @@ batch_tokens = 128
 seq_len = 16
 
 [designs.phase2]
-grid = { size = ["t10k"], bits = [16, 8, 6], wd = [0.10, 0.33, 0.50], seed = [0, 1, 2, 3] }
+grid = { size = ["t10k"], bits = [16, 8, 6], warmdown = [0.10, 0.33, 0.50], seed = [0, 1, 2, 3] }
 
 [verdicts]
 stability_draws = 30

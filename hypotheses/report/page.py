@@ -350,7 +350,7 @@ def cache_blocks(ctx: PageContext) -> list:
         items = []
         for design, rec in cs.diverged:
             s, r = rec["spec"], rec["result"]
-            items.append([Code(rec["run_id"][:12]), f" ({design}): {s['size']} bits {s['bits']} wd {s['wd']:g} "
+            items.append([Code(rec["run_id"][:12]), f" ({design}): {s['size']} bits {s['bits']} wd {s['warmdown']:g} "
                           f"lr ×{s['lr_mult']:g} {s['optimizer']} seed {s['seed']}, diverged at step "
                           f"{fmt_num(r.get('diverged_step'))}"])
         out.append(Bullets(items))

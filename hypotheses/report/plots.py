@@ -54,9 +54,9 @@ from hypotheses.verdict import FRAGILE_BELOW, ArmTable, fmt_bits
 log = logging.getLogger(__name__)
 
 DPI = 110
-# Factors besides (size, bits, wd, lr_mult, seed) that must match inside a pair.
-PAIR_EXTRA = ("optimizer", "wd_shape", "steps", "schedule")
-PAIR_KEYS = ("size", "bits", "wd", "lr_mult", "seed", *PAIR_EXTRA)
+# Factors besides (size, bits, warmdown, lr_mult, seed) that must match inside a pair.
+PAIR_EXTRA = ("optimizer", "warmdown_shape", "steps", "schedule")
+PAIR_KEYS = ("size", "bits", "warmdown", "lr_mult", "seed", *PAIR_EXTRA)
 WD_DECIMALS = 6
 
 BITS_STYLE = {  # bits -> (label, colour, marker): one look per precision across figures
@@ -65,6 +65,7 @@ BITS_STYLE = {  # bits -> (label, colour, marker): one look per precision across
     6: ("INT6", "#d62728", "^"),
     5: ("INT5", "#ff7f0e", "v"),
     4: ("INT4", "#9467bd", "D"),
+    3: ("INT3", "#8c564b", "P"),  # the tiny profile's stand-in for INT6 (its [verdicts.bit_substitution])
 }
 OUTCOME_COLOUR = {"reproduced": "#2e7d32", "contradicted": "#c62828", "inconclusive": "#b8860b"}
 REGION_COLOUR = "#2e7d32"
@@ -131,7 +132,7 @@ def bits_label(bits: int) -> str:
 
 
 def _style(bits: int) -> tuple[str, str, str]:
-    return BITS_STYLE.get(int(bits), (fmt_bits(bits), "#7f7f7f", "x"))
+    return BITS_STYLE.get(int(bits), (fmt_bits(bits), "#7f7f7f", "X"))  # filled: figures draw hollow markers too
 
 
 def stat(row: dict, key: str) -> float | None:
@@ -186,12 +187,12 @@ def _finite(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     vals = pd.to_numeric(table[metric], errors="coerce")
     t = table[(table["status"] == "ok") & np.isfinite(vals)].copy()
     t[metric] = vals[t.index].astype(float)
-    t["wd"] = t["wd"].astype(float).round(WD_DECIMALS)
+    t["warmdown"] = t["warmdown"].astype(float).round(WD_DECIMALS)
     return t
 
 
 def _pairs(t: pd.DataFrame, col: str, a, b, value: str) -> pd.DataFrame:
-    """One row per seed present in both arms col == a and col == b (col: 'bits' or 'wd'),
+    """One row per seed present in both arms col == a and col == b (col: 'bits' or 'warmdown'),
     matched on every other run factor, with the pairing the deciders use: the verdict's arm
     table (``ArmTable``) of each (size, optimiser, shape, steps, schedule) slice."""
     slice_keys = [k for k in ("size", *PAIR_EXTRA) if k in t]
@@ -204,9 +205,9 @@ def _pairs(t: pd.DataFrame, col: str, a, b, value: str) -> pd.DataFrame:
                 continue
             right = arms.at(b, wd, lr) if col == "bits" else arms.at(bits, b, lr)
             for seed in sorted(left.keys() & right.keys()):
-                out.append({**dict(zip(slice_keys, key)), "bits": bits, "wd": wd, "lr_mult": lr, "seed": seed,
+                out.append({**dict(zip(slice_keys, key)), "bits": bits, "warmdown": wd, "lr_mult": lr, "seed": seed,
                             "a": left[seed], "b": right[seed], "n_params": n_params})
-    return pd.DataFrame(out, columns=[*slice_keys, "bits", "wd", "lr_mult", "seed", "a", "b", "n_params"])
+    return pd.DataFrame(out, columns=[*slice_keys, "bits", "warmdown", "lr_mult", "seed", "a", "b", "n_params"])
 
 
 def _size_order(sizes, params: dict[str, int]) -> list[str]:
@@ -263,7 +264,7 @@ def wd_figure(fi: FigureInput) -> Plot:
                 lr = best_lr.get(w)
                 if lr is None or t.empty:
                     continue
-                sel = t[(t["bits"] == bits) & (t["size"] == size) & (t["wd"] == w) & np.isclose(t["lr_mult"], lr)]
+                sel = t[(t["bits"] == bits) & (t["size"] == size) & (t["warmdown"] == w) & np.isclose(t["lr_mult"], lr)]
                 ax.scatter(np.full(len(sel), w + shift), sel[metric], s=12, marker=marker, facecolor="none",
                            edgecolor=colour, alpha=0.6, lw=0.8)
             if opt is not None and round(opt, WD_DECIMALS) in means:
@@ -417,7 +418,7 @@ def penalty_figure(fi: FigureInput) -> Plot:
     pairs = _pairs(t, "bits", q_bits, r_bits, metric) if len(t) else pd.DataFrame()
     settings = _settings(row)
     if len(pairs) and settings:
-        pairs = pairs[[(round(w, WD_DECIMALS), lr) in settings for w, lr in zip(pairs["wd"], pairs["lr_mult"])]]
+        pairs = pairs[[(round(w, WD_DECIMALS), lr) in settings for w, lr in zip(pairs["warmdown"], pairs["lr_mult"])]]
     fit_sizes = [s for s in stat_text(row, "fit_sizes").split(",") if s]
     compared = fit_sizes + [s for s in stat_text(row, "heldout_compared").split(",") if s]
     if len(pairs) and compared:  # a size the decider left out must not pass for part of its fit
@@ -532,7 +533,7 @@ def int4_figure(fi: FigureInput) -> Plot:
                 claim_of.setdefault(s, c)
     t = _finite(fi.table(design), metric)
     t = t[t["bits"] == bits] if len(t) else t
-    d = _pairs(t, "wd", round(short, WD_DECIMALS), round(long_, WD_DECIMALS), metric) if len(t) else pd.DataFrame()
+    d = _pairs(t, "warmdown", round(short, WD_DECIMALS), round(long_, WD_DECIMALS), metric) if len(t) else pd.DataFrame()
     if len(d):
         d = d.assign(d=d["a"] - d["b"])
     if not per_size and d.empty:
@@ -611,7 +612,7 @@ def grid_figure(fi: FigureInput) -> Plot:
             continue
         pre = next((p for p in r.get("grid_probes") or [] if p.get("label") == "pre_warmdown"), None)
         if pre and pre.get("per_matrix"):
-            key = tuple(s.get(k) for k in ("size", "wd", "lr_mult", "seed", *PAIR_EXTRA))
+            key = tuple(s.get(k) for k in ("size", "warmdown", "lr_mult", "seed", *PAIR_EXTRA))
             by_bits[s["bits"]][key] = [float(v["int6"]) for v in pre["per_matrix"].values()]
     paired = sorted(set(by_bits[q_bits]) & set(by_bits[r_bits]), key=str)
     arms = {"histogram": (rl, ql) if paired else (), "ratio": (f"{ql}/{rl}",)}
@@ -697,23 +698,23 @@ def loss_figure(fi: FigureInput) -> Plot:
     bits_shown = [b for b in (16, 6) if b in present] or present[:: max(1, len(present) - 1)][:2]
     fig = _figure(5.2 * len(bits_shown) + 0.8, 6.6)
     axes = fig.subplots(2, len(bits_shown), squeeze=False, sharex=True, sharey="row", height_ratios=[3, 2])
-    wds = sorted({r["spec"]["wd"] for r in ok})
+    wds = sorted({r["spec"]["warmdown"] for r in ok})
     colours = dict(zip(wds, (f"C{i}" for i in range(10))))
     tail, arms = [], {}
     unit = "nats/byte" if ok[0]["spec"].get("tokenizer") == "byte" else "nats/token"
     for col, bits in enumerate(bits_shown):
         top, bottom = axes[0, col], axes[1, col]
-        runs = sorted((r for r in ok if r["spec"]["bits"] == bits), key=lambda r: r["spec"]["wd"])
-        arms[bits_label(bits)] = tuple(f"wd {r['spec']['wd']:g}" for r in runs)
-        ref_wd = runs[0]["spec"]["wd"]
+        runs = sorted((r for r in ok if r["spec"]["bits"] == bits), key=lambda r: r["spec"]["warmdown"])
+        arms[bits_label(bits)] = tuple(f"wd {r['spec']['warmdown']:g}" for r in runs)
+        ref_wd = runs[0]["spec"]["warmdown"]
         ref = {int(s): v for s, v in runs[0]["result"]["loss_curve"]}
         for rec in runs:
             spec = RunSpec.from_dict(rec["spec"])
             curve = np.asarray(rec["result"]["loss_curve"], dtype=float)
             div = rec["result"].get("status") == "diverged"
-            colour = colours[spec.wd]
+            colour = colours[spec.warmdown]
             top.plot(curve[:, 0], curve[:, 1], color=colour, lw=1.2,
-                     label=f"wd {spec.wd:g}" + (" (diverged)" if div else ""))
+                     label=f"wd {spec.warmdown:g}" + (" (diverged)" if div else ""))
             diff = np.array([[s, v - ref[int(s)]] for s, v in curve if int(s) in ref])
             if len(diff):
                 bottom.plot(diff[:, 0], diff[:, 1], color=colour, lw=1.2)
@@ -772,7 +773,7 @@ def _arm_label(row: pd.Series, varying: list[str]) -> str:
             parts.append(f"QAT from {float(v):g}")
         elif c == "qat_lr_restart":
             parts.append("LR restarted at QAT" if bool(v) else "no LR restart")
-        elif c == "wd":
+        elif c == "warmdown":
             parts.append(f"wd {float(v):g}")
         elif c == "steps":
             parts.append(f"{int(v)} steps")

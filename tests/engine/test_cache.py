@@ -71,7 +71,7 @@ def test_ensure_trains_once_and_table(tmp_path, fake_result):
     assert len(calls) == 2 and len(recs) == 3
     assert c.ensure([spec(0)], lambda s: pytest.fail("retrained a cached run"))[0]["run_id"] == spec(0).run_id
     t = c.table()
-    assert len(t) == 2 and {"size", "bits", "wd", "seed", "val_bpb", "status"} <= set(t.columns)
+    assert len(t) == 2 and {"size", "bits", "warmdown", "seed", "val_bpb", "status"} <= set(t.columns)
     assert "loss_curve" not in t.columns  # only scalars in the table
 
 
@@ -134,3 +134,19 @@ def test_a_record_written_before_an_option_existed_still_reads(tmp_path, fake_re
     path.write_text(json.dumps(old))
     assert c.get(spec(0))["run_id"] == spec(0).run_id
     assert c.table()["qat_lr_restart"].tolist() == [False]
+
+
+def test_a_record_written_before_the_warmdown_rename_still_reads(tmp_path, fake_result):
+    # records written before `wd` was renamed `warmdown` store "wd": read under the new name, same run id
+    c = ResultsCache(tmp_path)
+    s = spec(0).replace(warmdown=0.5)
+    c.put(s, fake_result(s))
+    path = c.record_path(s)
+    old = json.loads(path.read_text())
+    old["spec"]["wd"] = old["spec"].pop("warmdown")
+    path.write_text(json.dumps(old))
+    assert c.get(s)["spec"]["warmdown"] == 0.5 and "wd" not in c.get(s)["spec"]
+    assert [r["spec"]["warmdown"] for r in c.iter_records()] == [0.5]
+    table = c.table()
+    assert table["warmdown"].tolist() == [0.5] and "wd" not in table.columns
+    assert table["run_id"].tolist() == [s.run_id]

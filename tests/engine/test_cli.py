@@ -43,15 +43,15 @@ def cases(tmp: Path, sp: Path) -> dict[str, tuple[list[str], str]]:
     garbage_sp = tmp / "garbage.model"
     garbage_sp.write_bytes(b"not a sentencepiece model")
     unknown_field = tmp / "unknown.json"
-    unknown_field.write_text(json.dumps({"size": "t20k", "warmdown": 0.3}))
+    unknown_field.write_text(json.dumps({"size": "t20k", "weight_decay": 0.3}))
     not_json = tmp / "not.json"
     not_json.write_text("size: t20k")
     return {
         "unknown size": (["train", "--size", "t7k"], "'t7k' is not a ladder name"),
         "bits 2": (["train", "--size", "t20k", "--bits", "2"], "bits=2 is not allowed"),
         "bits 17": (["train", "--size", "t20k", "--bits", "17"], "bits=17 is not allowed"),
-        "warmdown above 4": (["train", "--size", "t20k", "--wd", "4.5"], "wd=4.5"),
-        "warmdown negative": (["train", "--size", "t20k", "--wd", "-0.1"], "wd=-0.1"),
+        "warmdown above 4": (["train", "--size", "t20k", "--wd", "4.5"], "warmdown=4.5"),
+        "warmdown negative": (["train", "--size", "t20k", "--warmdown", "-0.1"], "warmdown=-0.1"),
         "zero steps": (["train", "--size", "t20k", "--steps", "0"], "steps=0"),
         "negative steps": (["train", "--size", "t20k", "--steps", "-4"], "steps=-4"),
         "batch not divisible": (["train", "--size", "t20k", "--batch-tokens", "1000", "--seq-len", "64"],
@@ -69,7 +69,7 @@ def cases(tmp: Path, sp: Path) -> dict[str, tuple[list[str], str]]:
         "unknown profile": (["sweep", "--profile", "huge"], "unknown profile 'huge'"),
         "malformed profile": (["sweep", "--profile", str(bad_toml)], "malformed TOML"),
         "unknown design": (["sweep", "--profile", "tiny", "--design", "phase9"], "no design 'phase9'"),
-        "unknown spec field": (["train", "--spec", str(unknown_field)], "unknown RunSpec field(s) ['warmdown']"),
+        "unknown spec field": (["train", "--spec", str(unknown_field)], "unknown RunSpec field(s) ['weight_decay']"),
         "spec not json": (["train", "--spec", str(not_json)], "cannot read a JSON object"),
         "unknown run id": (["show", "abcdef12"], "no run with id starting 'abcdef12'"),
         "unknown executor": (["sweep", "--profile", "tiny", "--executor", "k8s"], "invalid choice: 'k8s'"),
@@ -284,7 +284,7 @@ def test_show_prints_a_record_with_an_odd_field(tmp_path, fake_result, capsys):
 def test_show_refuses_a_record_whose_spec_is_not_its_run(tmp_path, fake_result, capsys):
     cache, spec = _stored(tmp_path / "cache", fake_result)
     record = json.loads(cache.record_path(spec).read_text())
-    record["spec"]["wd"] = 0.5  # edited by hand: no longer the run it is stored under
+    record["spec"]["warmdown"] = 0.5  # edited by hand: no longer the run it is stored under
     cache.record_path(spec).write_text(json.dumps(record))
     assert main(["show", spec.run_id[:8], "--cache-dir", str(cache.root)]) == 2
     err = capsys.readouterr().err

@@ -42,7 +42,9 @@ def _write(tmp_path, body: str):
 @pytest.mark.parametrize(
     "body, needle",
     [
-        ("[designs.a]\ngrid = { size = ['t10k'], warmdown = [0.1] }", "grid key 'warmdown' is not a RunSpec field"),
+        ("[designs.a]\ngrid = { size = ['t10k'], warmup = [0.1] }", "grid key 'warmup' is not a RunSpec field"),
+        ("[designs.a]\ngrid = { size = ['t10k'], wd = [0.1], warmdown = [0.2] }",
+         "[designs.a] grid names both 'wd' and 'warmdown' (the same field): keep 'warmdown'"),
         ("[designs.a]\ngrid = { size = ['t10k'], bits = [2] }", "makes an invalid run: RunSpec.bits=2"),
         ("[designs.a]\ngrid = { size = [] }", "must be a non-empty list"),
         ("[defaults]\nlr = 1\n[designs.a]\ngrid = { size = ['t10k'] }", "unknown RunSpec field(s) ['lr']"),
@@ -57,6 +59,20 @@ def test_malformed_profiles_name_file_and_key(tmp_path, body, needle):
     with pytest.raises(ProfileError) as e:
         load_profile(_write(tmp_path, body))
     assert needle in str(e.value) and "p.toml" in str(e.value)
+
+
+def test_wd_is_an_alias_of_warmdown_in_a_profile(tmp_path):
+    """`wd`, `wd_shape` (the fields' names before issue 23) still work in defaults, a grid and a set: same runs, same ids."""
+    new = load_profile(_write(tmp_path, "[defaults]\nwarmdown = 0.2\n[designs.a]\ngrid = { size = ['t10k'], "
+                                        "warmdown = [0.1, 0.5] }\n[designs.b]\nset = { warmdown = 0.25, warmdown_shape = 'step' }\n"
+                                        "grid = { size = ['t10k'] }\n[designs.c]\ngrid = { size = ['t10k'] }"))
+    old = load_profile(_write(tmp_path, "[defaults]\nwd = 0.2\n[designs.a]\ngrid = { size = ['t10k'], "
+                                        "wd = [0.1, 0.5] }\n[designs.b]\nset = { wd = 0.25, wd_shape = 'step' }\n"
+                                        "grid = { size = ['t10k'] }\n[designs.c]\ngrid = { size = ['t10k'] }"))
+    assert [s.run_id for s in old.all_specs()] == [s.run_id for s in new.all_specs()]
+    assert sorted(s.warmdown for s in old.all_specs()) == [0.1, 0.2, 0.25, 0.5]
+    assert old.design("a").grid == {"size": ["t10k"], "warmdown": [0.1, 0.5]} and old.design("b").fixed == {
+        "warmdown": 0.25, "warmdown_shape": "step"}
 
 
 def test_a_misspelt_role_size_is_an_error_not_a_dropped_test_case(tmp_path):

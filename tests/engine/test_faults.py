@@ -19,7 +19,7 @@ from engine.spec import RunSpec
 from engine.train import train
 
 REPO = Path(__file__).resolve().parents[2]
-FLAGS = dict(size="t20k", bits=6, wd=0.5, steps=40, batch_tokens=1024, seq_len=64, val_tokens=4096)
+FLAGS = dict(size="t20k", bits=6, warmdown=0.5, steps=40, batch_tokens=1024, seq_len=64, val_tokens=4096)
 EVERY = 10  # checkpoint cadence of the chains
 
 # "point:n" kills at the n-th arrival in that process; a restarted process resumes from the

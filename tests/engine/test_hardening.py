@@ -111,7 +111,7 @@ def cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "[defualts]": (["sweep", "--profile", _profile(tmp, "defualts", whole=PROFILE.format(
             meta="", defaults="", design="").replace("[defaults]", "[defualts]"))], "defualts"),
         "[bogus]": (["sweep", "--profile", _profile(tmp, "bogus", design="[bogus]\nx = 1")], "bogus"),
-        "sett": (["sweep", "--profile", _profile(tmp, "sett", design="sett = { wd = 0.5 }")], "sett"),
+        "sett": (["sweep", "--profile", _profile(tmp, "sett", design="sett = { warmdown = 0.5 }")], "sett"),
         "pakc": (["sweep", "--profile", _profile(tmp, "pakc", meta="pakc = 4")], "pakc"),
         "checkpoint_evry": (["sweep", "--profile", _profile(tmp, "evry", meta="checkpoint_evry = 5")],
                             "checkpoint_evry"),
@@ -122,7 +122,7 @@ def cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "repeated seeds": (["sweep", "--profile", _profile(tmp, "seeds", whole=PROFILE.format(
             meta="", defaults="", design="").replace("seed = [0]", "seed = [0, 0, 1]"))], "repeats"),
         "repeated warmdowns": (["sweep", "--profile", _profile(tmp, "wds", whole=PROFILE.format(
-            meta="", defaults="", design="").replace("seed = [0]", "seed = [0], wd = [0.33, 0.330]"))], "repeats"),
+            meta="", defaults="", design="").replace("seed = [0]", "seed = [0], warmdown = [0.33, 0.330]"))], "repeats"),
         "set and grid": (["sweep", "--profile", _profile(tmp, "both", design="set = { seed = 3 }")], "seed"),
         # --- export policy and data order (issue 13) ---------------------------------------------------
         "scale-floor -1": (["train", *T, "--scale-floor", "-1"], "RunSpec.scale_floor=-1.0"),

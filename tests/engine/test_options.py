@@ -56,7 +56,7 @@ def test_precision_and_compile_are_one_pair_of_flags_everywhere(command):
                                    ["--wd", "0.5", "--wd-shape", "cosine"]])
 def test_warmdown_flags_and_their_short_aliases_set_the_same_spec(flags):
     spec = spec_from_args(build_parser().parse_args(["train", "--size", "t20k", *flags]))
-    assert (spec.wd, spec.wd_shape) == (0.5, "cosine")
+    assert (spec.warmdown, spec.warmdown_shape) == (0.5, "cosine")
 
 
 def test_help_spells_warmdown_out():

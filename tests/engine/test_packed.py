@@ -29,11 +29,11 @@ FALLBACK_RTOL = 2e-2  # only where batched kernels are not bit-identical to sing
 TINY = dict(size="t20k", steps=20, batch_tokens=512, seq_len=64, val_tokens=2048, muon_momentum_warmup_steps=5)
 PACK = [
     RunSpec(**TINY, seed=0, bits=16),
-    RunSpec(**TINY, seed=1, bits=6, wd=0.5, lr_mult=0.5, qat_start=0.3),
-    RunSpec(**TINY, seed=2, bits=4, wd=0.2, wd_shape="cosine", lr_mult=2.0, cooldown_beta2=0.99,
+    RunSpec(**TINY, seed=1, bits=6, warmdown=0.5, lr_mult=0.5, qat_start=0.3),
+    RunSpec(**TINY, seed=2, bits=4, warmdown=0.2, warmdown_shape="cosine", lr_mult=2.0, cooldown_beta2=0.99,
             quantize_embeddings=True),
     # R2's separate arm: the LR restarts when QAT starts (a per-run schedule inside the pack)
-    RunSpec(**TINY, seed=4, bits=5, wd=0.25, qat_start=0.6, qat_lr_restart=True, cooldown_beta2=0.99),
+    RunSpec(**TINY, seed=4, bits=5, warmdown=0.25, qat_start=0.6, qat_lr_restart=True, cooldown_beta2=0.99),
 ]
 DIVERGING = RunSpec(**TINY, seed=3, lr_mult=1e12)
 # Differ by construction between a packed and a single run of the same spec.

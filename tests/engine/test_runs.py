@@ -37,11 +37,11 @@ def cli(monkeypatch):
 @pytest.fixture
 def small_cache(tmp_cache, fake_result):
     """Six runs: t10k FP16/INT6 x warmdown 0.1/0.5 x seed 0, one INT6 seed 1, one diverged t20k INT8."""
-    specs = [RunSpec(bits=b, wd=wd, seed=0, **SMALL) for b in (16, 6) for wd in (0.1, 0.5)]
-    specs.append(RunSpec(bits=6, wd=0.5, seed=1, **SMALL))
+    specs = [RunSpec(bits=b, warmdown=wd, seed=0, **SMALL) for b in (16, 6) for wd in (0.1, 0.5)]
+    specs.append(RunSpec(bits=6, warmdown=0.5, seed=1, **SMALL))
     for s in specs:
         tmp_cache.put(s, fake_result(s))
-    bad = RunSpec(bits=8, wd=0.33, seed=0, **{**SMALL, "size": "t20k"})
+    bad = RunSpec(bits=8, warmdown=0.33, seed=0, **{**SMALL, "size": "t20k"})
     tmp_cache.put(bad, fake_result(bad, diverged=True))
     return tmp_cache, specs, bad
 
@@ -83,7 +83,7 @@ def test_runs_profile_and_design_filter(cli, unit, fake_result, capsys):
     design = profile.design("phase2").specs
     for s in design[:5]:
         cache.put(s, fake_result(s))
-    stray = RunSpec(bits=6, wd=0.2, seed=9, **SMALL)
+    stray = RunSpec(bits=6, warmdown=0.2, seed=9, **SMALL)
     cache.put(stray, fake_result(stray))
     cli(["runs", "--json", "--profile", str(path), "--design", "phase2", "--cache-dir", str(cache.root)])
     assert {r["run_id"] for r in json.loads(capsys.readouterr().out)} == {s.run_id for s in design[:5]}
@@ -182,7 +182,7 @@ def test_export_tensorboard_one_folder_per_run_with_curve_and_hparams(cli, small
     content = ea.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     start = plugin_data_pb2.HParamsPluginData.FromString(content)
     hp = start.session_start_info.hparams
-    assert hp["wd"].number_value == pytest.approx(0.5) and hp["bits"].number_value == 6
+    assert hp["warmdown"].number_value == pytest.approx(0.5) and hp["bits"].number_value == 6
     assert hp["size"].string_value == "t10k" and hp["run_id"].string_value == rec["run_id"]
 
     # the diverged run has its curve and no final metrics; a second export does not double any curve

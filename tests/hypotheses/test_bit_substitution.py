@@ -50,7 +50,7 @@ def test_every_verdict_says_its_bit_widths_were_substituted(claims):
     claim = claims["C2"].at_profile(p)
     cell = cells_for(claim, p)[0]
     rng = np.random.default_rng(0)
-    rows = [{"size": cell.filters["size"], "bits": b, "wd": w, "lr_mult": 1.0, "seed": s, "finite": True,
+    rows = [{"size": cell.filters["size"], "bits": b, "warmdown": w, "lr_mult": 1.0, "seed": s, "finite": True,
              "status": "ok", "val_bpb_q": 3.0 + (0.1 if b == 3 else 0.0) + rng.normal(0, 0.005)}
             for b in (16, 4, 3) for w in (0.1, 0.33, 0.5) for s in range(6)]
     v = cell_decider(claim, cell)(pd.DataFrame(rows))

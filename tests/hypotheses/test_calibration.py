@@ -112,7 +112,7 @@ def test_a_rule_that_ignored_the_noise_would_be_caught():
     flat = arms.assign(mu=2.0)
 
     def argmin_rule(t: pd.DataFrame):
-        means = t.groupby("wd")["val_bpb_q"].mean()
+        means = t.groupby("warmdown")["val_bpb_q"].mean()
         outcome = "reproduced" if abs(means.idxmin() - 0.33) < 1e-6 else "contradicted"
         return verdict(claim, outcome, "", {"n_runs": len(t), "n_seeds": 3, "n_diverged": 0})
 
@@ -150,7 +150,7 @@ def test_every_rule_has_a_least_favourable_true_case():
         shift = edges["edge"].arms["mu"].to_numpy() - t
         assert np.abs(shift).max() == pytest.approx(0.9 * np.abs(b - t).max())
     mirror = edges["edge-mirror-0.4"].arms["mu"].to_numpy() - t
-    wd10 = np.isclose(arms["wd"].to_numpy(dtype=float), 0.10)
+    wd10 = np.isclose(arms["warmdown"].to_numpy(dtype=float), 0.10)
     # a wd10 win (its mean lower) of 0.4 delta at the smallest size, in the contrast wd10 - wd33
     at = {s: (arms["size"] == s).to_numpy() for s in arms["size"].unique()}
     contrast = {s: mirror[m & wd10].mean() - mirror[m & ~wd10].mean() for s, m in at.items()}

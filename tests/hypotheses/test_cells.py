@@ -81,9 +81,9 @@ def test_related_designs_share_runs_with_the_paper_designs(claims, tiny):
     """R3's linear arm and R4's default warmdown are Phase 2's runs (same spec, same run id)."""
     phase2 = {s.run_id for s in tiny.design("phase2").specs}
     shape = cell_specs(tiny, cells_for(claims["R3"], tiny)[0])
-    assert {s.run_id for s in shape if s.wd_shape == "linear"} <= phase2
+    assert {s.run_id for s in shape if s.warmdown_shape == "linear"} <= phase2
     r4 = cell_specs(tiny, cells_for(claims["R4"], tiny)[0])
-    assert {s.run_id for s in r4 if s.wd == 0.10} <= phase2
+    assert {s.run_id for s in r4 if s.warmdown == 0.10} <= phase2
 
 
 @pytest.mark.parametrize("cells,match", [

@@ -44,7 +44,7 @@ def unit_cache(unit):
     path, profile, cache = unit
     rng = np.random.default_rng(0)
     for s in profile.design("phase2").specs:
-        bpb = 2.0 + 0.2 * abs(s.wd - 0.33) + 0.02 * (s.seed - 1.5) + 0.004 * rng.standard_normal()
+        bpb = 2.0 + 0.2 * abs(s.warmdown - 0.33) + 0.02 * (s.seed - 1.5) + 0.004 * rng.standard_normal()
         cache.put(s, {"status": "ok", "diverged_step": None, "val_bpb": bpb, "val_bpb_q": bpb,
                       "val_bpb_int8": bpb, "quant_penalty": 0.0, "n_params": 10_000})
     return path, profile, cache

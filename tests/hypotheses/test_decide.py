@@ -15,7 +15,7 @@ def _fill(cache: ResultsCache, profile, best_wd: float, skip: int = 0) -> None:
     for i, s in enumerate(profile.design("phase2").specs):
         if i < skip:
             continue
-        bpb = 2.0 + 0.2 * abs(s.wd - best_wd) + 0.001 * rng.standard_normal()
+        bpb = 2.0 + 0.2 * abs(s.warmdown - best_wd) + 0.001 * rng.standard_normal()
         # a quantisation penalty well above delta (0.01): C2's premise (issue 22) holds
         penalty = {16: 0.0, 8: 0.02, 6: 0.05}[s.bits]
         cache.put(s, {"status": "ok", "diverged_step": None, "val_bpb": bpb, "val_bpb_q": bpb + penalty,

@@ -50,7 +50,7 @@ def fill(cache_dir: Path, profile_path: Path, better_wd: dict[str, float]) -> No
     rng = np.random.default_rng(0)
     cache = ResultsCache(cache_dir)
     for s in load_profile(profile_path).design("toy").specs:
-        bpb = 2.0 + 0.2 * abs(s.wd - better_wd[s.size]) + 0.001 * rng.standard_normal()
+        bpb = 2.0 + 0.2 * abs(s.warmdown - better_wd[s.size]) + 0.001 * rng.standard_normal()
         cache.put(s, {"status": "ok", "diverged_step": None, "val_bpb": bpb, "val_bpb_q": bpb, "val_bpb_int8": bpb,
                       "quant_penalty": 0.0, "n_params": 10_000 if s.size == "t10k" else 18_400})
 

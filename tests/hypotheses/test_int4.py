@@ -65,8 +65,8 @@ def int4_table(*, sizes, seeds=10, delta=lambda size: 0.0, noise=0.002, lrs=(1.0
                     q = base + offsets[seed] + (delta(size) if wd == 0.1 else 0.0) + rng.normal(0, noise)
                     rows.append({
                         "run_id": f"{size}-b4-wd{wd}-lr{lr}-s{seed}", "status": "ok", "diverged_step": math.nan,
-                        "size": size, "n_params": N_PARAMS[size], "bits": 4, "wd": wd, "lr_mult": lr,
-                        "seed": seed, "optimizer": "muon", "wd_shape": "linear", "steps": 1000,
+                        "size": size, "n_params": N_PARAMS[size], "bits": 4, "warmdown": wd, "lr_mult": lr,
+                        "seed": seed, "optimizer": "muon", "warmdown_shape": "linear", "steps": 1000,
                         "val_bpb": q - 0.05, "val_bpb_q": q, "val_bpb_int8": q - 0.048,
                         "quant_penalty": 0.05, "grid_dist_int6_prewd": 0.245, "grid_dist_own_prewd": 0.245,
                     })
@@ -80,7 +80,7 @@ def diverge(table, mask):
 
 
 def wd_values(table, size, wd):
-    rows = table[(table["size"] == size) & (table["wd"] == wd) & (table["status"] == "ok")]
+    rows = table[(table["size"] == size) & (table["warmdown"] == wd) & (table["status"] == "ok")]
     return rows.sort_values("seed")["val_bpb_q"].to_numpy()
 
 
@@ -172,7 +172,7 @@ def test_c7_inconclusive_with_two_seeds(claims):
 
 def test_c7_diverged_run_drops_its_pair(claims):
     table = int4_table(sizes=["50M"], delta=lambda s: 0.03)
-    table = diverge(table, (table["wd"] == 0.1) & (table["seed"] == 4))
+    table = diverge(table, (table["warmdown"] == 0.1) & (table["seed"] == 4))
     v = decide_c7(table, claims["C7"], size="50M")
     assert v.outcome == "reproduced"
     assert v.stats["n_diverged"] == 1 and v.stats["n_pairs"] == 9
@@ -181,7 +181,7 @@ def test_c7_diverged_run_drops_its_pair(claims):
 
 def test_c7_inconclusive_when_divergence_leaves_two_pairs(claims):
     table = int4_table(sizes=["50M"], seeds=4, delta=lambda s: 0.03)
-    table = diverge(table, (table["wd"] == 0.33) & (table["seed"] <= 1))
+    table = diverge(table, (table["warmdown"] == 0.33) & (table["seed"] <= 1))
     v = decide_c7(table, claims["C7"], size="50M")
     assert v.outcome == "inconclusive"
     assert v.stats["n_diverged"] == 2 and "fewer than 3 paired seeds" in v.reason
@@ -192,22 +192,22 @@ def test_c7_averages_a_seeds_learning_rates(claims):
     v = decide_c7(table, claims["C7"], size="50M")
     assert v.stats["n_pairs"] == 20 and v.stats["n_paired_seeds"] == 10
     assert v.stats["wins_wd_long"] == "10/10"
-    t = require_table(table, ["size", "bits", "wd", "lr_mult"], "val_bpb_q", what="t")
+    t = require_table(table, ["size", "bits", "warmdown", "lr_mult"], "val_bpb_q", what="t")
     d = paired_wd_differences(t, "val_bpb_q", 0.1, 0.33, 1e-6)
     assert len(d) == 10 and v.stats["statistic_value"] == pytest.approx(d["d"].mean())
 
 
 def test_c7_ignores_other_warmdowns_and_bit_widths(claims):
     table = int4_table(sizes=["50M"], delta=lambda s: 0.03)
-    noise = pd.concat([table.assign(wd=0.2), table.assign(bits=6)])
+    noise = pd.concat([table.assign(warmdown=0.2), table.assign(bits=6)])
     v = decide_c7(pd.concat([table, noise]), claims["C7"], size="50M")
     assert v.outcome == "reproduced" and v.stats["n_runs"] == len(table)
 
 
 def test_c7_malformed_input_is_a_pipeline_error(claims):
     table = int4_table(sizes=["50M"])
-    with pytest.raises(ValueError, match="wd"):
-        decide_c7(table.drop(columns=["wd"]), claims["C7"], size="50M")
+    with pytest.raises(ValueError, match="warmdown"):
+        decide_c7(table.drop(columns=["warmdown"]), claims["C7"], size="50M")
     with pytest.raises(ValueError, match="100M"):
         decide_c7(table, claims["C7"], size="100M")
     with pytest.raises(ValueError, match="status"):
@@ -349,7 +349,7 @@ def test_c8_orders_sizes_by_parameter_count(claims):
 
 def test_c8_diverged_runs_are_counted_and_dropped(claims):
     table = int4_table(sizes=SMALL, noise=0.001)
-    table = diverge(table, (table["size"] == "3M") & (table["seed"] < 3) & (table["wd"] == 0.1))
+    table = diverge(table, (table["size"] == "3M") & (table["seed"] < 3) & (table["warmdown"] == 0.1))
     v = decide_c8(table, claims["C8"])
     assert v.stats["n_diverged"] == 3 and v.stats["3M:n_pairs"] == 7
     assert v.outcome == "reproduced"
@@ -369,11 +369,11 @@ def test_c8_malformed_input_is_a_pipeline_error(claims):
 
 def _mean_d(arms, size=None):
     a = arms if size is None else arms[arms["size"] == size]
-    return float(a.loc[a["wd"] == 0.1, "mu"].mean() - a.loc[a["wd"] == 0.33, "mu"].mean())
+    return float(a.loc[a["warmdown"] == 0.1, "mu"].mean() - a.loc[a["warmdown"] == 0.33, "mu"].mean())
 
 
 def _arms(sizes):
-    return pd.DataFrame([{"size": s, "n_params": N_PARAMS[s], "bits": 4, "wd": wd, "lr_mult": 1.0}
+    return pd.DataFrame([{"size": s, "n_params": N_PARAMS[s], "bits": 4, "warmdown": wd, "lr_mult": 1.0}
                          for s in sizes for wd in (0.1, 0.33)])
 
 

@@ -37,8 +37,8 @@ def probe_table(*, ratio=1.04, seeds=5, sizes=("15M", "30M"), wds=(0.2, 0.33), n
                     rows.append({
                         "run_id": f"{size}-b{bits}-wd{wd}-s{seed}", "status": "ok",
                         "diverged_step": math.nan, "size": size, "n_params": 15_000_000,
-                        "bits": bits, "wd": wd, "lr_mult": 1.0, "seed": seed,
-                        "optimizer": "muon", "wd_shape": "linear", "steps": 1000,
+                        "bits": bits, "warmdown": wd, "lr_mult": 1.0, "seed": seed,
+                        "optimizer": "muon", "warmdown_shape": "linear", "steps": 1000,
                         "val_bpb": 1.4, "val_bpb_q": 1.41, "val_bpb_int8": 1.402,
                         "quant_penalty": 0.01, "grid_dist_int6_prewd": g, "grid_dist_own_prewd": g,
                     })
@@ -46,8 +46,8 @@ def probe_table(*, ratio=1.04, seeds=5, sizes=("15M", "30M"), wds=(0.2, 0.33), n
 
 
 def matched(table):
-    q = table[table["bits"] == 6].sort_values(["size", "wd", "seed"])["grid_dist_int6_prewd"].to_numpy()
-    r = table[table["bits"] == 16].sort_values(["size", "wd", "seed"])["grid_dist_int6_prewd"].to_numpy()
+    q = table[table["bits"] == 6].sort_values(["size", "warmdown", "seed"])["grid_dist_int6_prewd"].to_numpy()
+    r = table[table["bits"] == 16].sort_values(["size", "warmdown", "seed"])["grid_dist_int6_prewd"].to_numpy()
     return q, r
 
 
@@ -149,7 +149,7 @@ def test_c9_malformed_input_is_a_pipeline_error(claim):
 
 
 def test_c9_scenarios_set_the_ratio(claim):
-    arms = pd.DataFrame([{"size": "15M", "n_params": 15_000_000, "bits": b, "wd": 0.33, "lr_mult": 1.0}
+    arms = pd.DataFrame([{"size": "15M", "n_params": 15_000_000, "bits": b, "warmdown": 0.33, "lr_mult": 1.0}
                          for b in (16, 6)])
     sc = scenarios_c9(claim, arms)
 

@@ -34,7 +34,7 @@ int4_small = ["t10k", "t20k"]
 int4_large = ["t20k"]
 
 [designs.phase2]
-grid = { size = ["t10k", "t20k"], bits = [16, 8, 6], wd = [0.10, 0.33, 0.50], seed = [0, 1, 2, 3] }
+grid = { size = ["t10k", "t20k"], bits = [16, 8, 6], warmdown = [0.10, 0.33, 0.50], seed = [0, 1, 2, 3] }
 
 [verdicts]
 stability_draws = 20
@@ -51,7 +51,7 @@ def fill(cache_dir: Path, profile_path: Path, best_wd: float, design: str = "pha
     cache = ResultsCache(cache_dir)
     for s in load_profile(profile_path).design(design).specs:
         # QAT penalty 0.03, clearly above C2's delta 0.01: C2's premise (issue 22) holds
-        bpb = 2.0 + 0.2 * abs(s.wd - best_wd) + 0.001 * rng.standard_normal() + 0.03 * (s.bits != 16)
+        bpb = 2.0 + 0.2 * abs(s.warmdown - best_wd) + 0.001 * rng.standard_normal() + 0.03 * (s.bits != 16)
         cache.put(s, {"status": "ok", "diverged_step": None, "val_bpb": bpb, "val_bpb_q": bpb, "val_bpb_int8": bpb,
                       "quant_penalty": 0.0, "n_params": 10_000 if s.size == "t10k" else 18_400,
                       "grid_dist_int6_prewd": 0.24, "grid_dist_own_prewd": 0.24})
@@ -159,7 +159,7 @@ int4_small = ["t10k"]
 int4_large = ["t10k"]
 
 [designs.phase2]
-grid = { size = ["t10k"], bits = [16], wd = [0.10, 0.33], seed = [0, 1] }
+grid = { size = ["t10k"], bits = [16], warmdown = [0.10, 0.33], seed = [0, 1] }
 
 [verdicts]
 stability_draws = 5
@@ -233,7 +233,7 @@ def test_a_cache_made_in_another_identity_stops_training_but_not_deciding(pytest
     profile.write_text(TRAIN_PROFILE)
     cache = ResultsCache(tmp_path / "cache")
     for i, s in enumerate(load_profile(profile).design("phase2").specs):
-        bpb = 2.0 + 0.2 * abs(s.wd - 0.33) + 0.001 * i
+        bpb = 2.0 + 0.2 * abs(s.warmdown - 0.33) + 0.001 * i
         cache.put(s, {"status": "ok", "diverged_step": None, "val_bpb": bpb, "val_bpb_q": bpb, "val_bpb_int8": bpb,
                       "quant_penalty": 0.0, "n_params": 10_000, "grid_dist_int6_prewd": 0.24,
                       "grid_dist_own_prewd": 0.24,
@@ -355,8 +355,8 @@ def test_bad_input_is_one_error_line_before_training(pytester, tmp_path, case):
 # --- stopping the controller while it trains --------------------------------------------------------
 
 LONG_PROFILE = TRAIN_PROFILE.replace("steps = 8", "steps = 100000").replace("pack = 2", "checkpoint_every = 10").replace(
-    'grid = { size = ["t10k"], bits = [16], wd = [0.10, 0.33], seed = [0, 1] }',
-    'grid = { size = ["t10k"], bits = [16], wd = [0.10, 0.33], seed = [0] }')
+    'grid = { size = ["t10k"], bits = [16], warmdown = [0.10, 0.33], seed = [0, 1] }',
+    'grid = { size = ["t10k"], bits = [16], warmdown = [0.10, 0.33], seed = [0] }')
 HANG_GUARD_S = 900  # only a hang guard: each wait ends on an event (checkpoints written, an exit, a death)
 
 

@@ -68,7 +68,7 @@ def test_two_seeds_are_inconclusive(tiny, claim_id, cell_id):
 def test_r2_fusion_clearly_better_is_reproduced_and_flagged(tiny):
     claim, cell, arms = setup(tiny, "R2", "fused")
     scen = claim.scenarios_fn()(claim, arms, QUIET)["true"].arms
-    fused = np.isclose(scen["qat_start"], 1 - scen["wd"]) & ~scen["qat_lr_restart"].astype(bool)
+    fused = np.isclose(scen["qat_start"], 1 - scen["warmdown"]) & ~scen["qat_lr_restart"].astype(bool)
     assert fused.sum() == len(scen) / 2  # the profile's arms: one fused, one restarted
     scen.loc[fused, "mu"] -= 0.05
     t = simulate_table(scen, list(range(6)), QUIET, "val_bpb_q", np.random.default_rng(1))
@@ -80,7 +80,7 @@ def test_r3_shape_one_extreme_winning_contradicts(tiny):
     """The conjunction fails when 1-sqrt only ties step, even though it beats linear."""
     claim, cell, arms = setup(tiny, "R3", "shape")
     scen = claim.scenarios_fn()(claim, arms, QUIET)["true"].arms
-    scen.loc[scen["wd_shape"] == "step", "mu"] = scen.loc[scen["wd_shape"] == "1-sqrt", "mu"].iloc[0]
+    scen.loc[scen["warmdown_shape"] == "step", "mu"] = scen.loc[scen["warmdown_shape"] == "1-sqrt", "mu"].iloc[0]
     v = decide(claim, cell, simulate_table(scen, list(range(6)), QUIET, "val_bpb_q", np.random.default_rng(2)))
     assert v.outcome == "contradicted" and "step" in v.observed
 
@@ -121,7 +121,7 @@ def test_r2_needs_one_fused_and_one_separate_arm(tiny):
     claim, cell, arms = setup(tiny, "R2", "fused")
     t = draw(claim, cell, arms, "true")
     sep = t["qat_lr_restart"].astype(bool)
-    t.loc[sep, ["wd", "qat_start", "qat_lr_restart"]] = [0.5, 0.5, False]  # both arms fused
+    t.loc[sep, ["warmdown", "qat_start", "qat_lr_restart"]] = [0.5, 0.5, False]  # both arms fused
     with pytest.raises(ValueError, match="one fused arm"):
         decide(claim, cell, t)
 

@@ -74,11 +74,11 @@ def test_the_check_catches_the_plug_in_draw():
     from hypotheses.simulate import Noise
 
     def rule(t: pd.DataFrame):  # rows are arm-major, seeds in the same order within each arm
-        wd, y = t["wd"].to_numpy(), t["y"].to_numpy()
+        wd, y = t["warmdown"].to_numpy(), t["y"].to_numpy()
         return _Verdict("reproduced" if (y[wd == 0.5] - y[wd == 0.1]).mean() < -0.01 else "contradicted")
 
-    arms = pd.DataFrame([dict(size="a", bits=16, wd=w, lr_mult=1.0) for w in (0.1, 0.5)])
-    truths = [Scenario(arms.assign(mu=2.9 - e * (arms["wd"] == 0.5)), f"effect {e}")
+    arms = pd.DataFrame([dict(size="a", bits=16, warmdown=w, lr_mult=1.0) for w in (0.1, 0.5)])
+    truths = [Scenario(arms.assign(mu=2.9 - e * (arms["warmdown"] == 0.5)), f"effect {e}")
               for e in (0.0, 0.005, 0.01, 0.015, 0.02, 0.03)]
     found = {}
     for truth in ("plugin", "posterior"):

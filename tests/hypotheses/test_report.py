@@ -37,20 +37,20 @@ int4_small = ["t10k", "t20k"]
 int4_large = ["t60k"]
 
 [designs.phase2]
-grid = { size = ["t20k", "t45k", "t60k"], bits = [16, 6], wd = [0.10, 0.33, 0.50], seed = [0, 1, 2] }
+grid = { size = ["t20k", "t45k", "t60k"], bits = [16, 6], warmdown = [0.10, 0.33, 0.50], seed = [0, 1, 2] }
 
 [designs.phase5_adamw]
-grid = { size = ["t20k"], bits = [16, 6], wd = [0.10, 0.33], seed = [0, 1] }
+grid = { size = ["t20k"], bits = [16, 6], warmdown = [0.10, 0.33], seed = [0, 1] }
 set = { optimizer = "adamw" }
 
 [designs.phase5_sizes]
-grid = { size = ["t10k", "t100k"], bits = [16, 6], wd = [0.33], seed = [0, 1, 2] }
+grid = { size = ["t10k", "t100k"], bits = [16, 6], warmdown = [0.33], seed = [0, 1, 2] }
 
 [designs.phase5_int4]
-grid = { size = ["t10k", "t20k", "t60k"], bits = [4], wd = [0.10, 0.33], seed = [0, 1, 2] }
+grid = { size = ["t10k", "t20k", "t60k"], bits = [4], warmdown = [0.10, 0.33], seed = [0, 1, 2] }
 
 [designs.mechanism_probe]
-grid = { size = ["t20k"], bits = [16, 6], wd = [0.33], seed = [0, 1, 2, 3, 4] }
+grid = { size = ["t20k"], bits = [16, 6], warmdown = [0.33], seed = [0, 1, 2, 3, 4] }
 set = { probe_fracs = [0.5] }
 
 [verdicts]

@@ -102,7 +102,7 @@ def test_r1_figure_draws_every_budget_and_qat_fraction_per_size(related):
 def test_loss_curves_draw_one_line_per_warmdown(reporttest):
     root, profile = reporttest
     plot = _draw(root / "cache", profile, [], root / "plots")["c1_loss_curves"]
-    wds = {f"wd {s.wd:g}" for s in profile.design("phase2").specs}
+    wds = {f"wd {s.warmdown:g}" for s in profile.design("phase2").specs}
     assert plot.arms and all(set(arms) == wds for arms in plot.arms.values())
 
 

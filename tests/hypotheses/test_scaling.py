@@ -65,8 +65,8 @@ def size_sweep_table(
                     rows.append({
                         "run_id": f"{size}-b{bits}-wd{wd}-s{seed}", "status": "ok",
                         "diverged_step": math.nan, "size": size, "n_params": n, "bits": bits,
-                        "wd": wd, "lr_mult": 1.0, "seed": seed, "optimizer": "muon",
-                        "wd_shape": "linear", "steps": 1000, "val_bpb": fp16, "val_bpb_q": q,
+                        "warmdown": wd, "lr_mult": 1.0, "seed": seed, "optimizer": "muon",
+                        "warmdown_shape": "linear", "steps": 1000, "val_bpb": fp16, "val_bpb_q": q,
                         "val_bpb_int8": fp16 + 0.002, "quant_penalty": q - fp16,
                         "grid_dist_int6_prewd": 0.245, "grid_dist_own_prewd": 0.245,
                     })
@@ -190,7 +190,7 @@ def test_c6_inconclusive_without_a_shared_setting(claim):
 
 def test_c6_heldout_size_with_one_pair_makes_it_inconclusive(claim):
     table = size_sweep_table()
-    mask = (table["size"] == "5M") & (table["bits"] == 6) & ~((table["seed"] == 0) & (table["wd"] == 0.2))
+    mask = (table["size"] == "5M") & (table["bits"] == 6) & ~((table["seed"] == 0) & (table["warmdown"] == 0.2))
     table.loc[mask, ["status", "val_bpb", "val_bpb_q"]] = ["diverged", math.nan, math.nan]
     v = decide(table, claim)
     assert v.outcome == "inconclusive"
@@ -231,7 +231,7 @@ def test_c6_counts_the_runs_the_verdict_rests_on(claim):
     fit = size_sweep_table(sizes=FIT, wds=(0.1, 0.33))
     held = size_sweep_table(sizes=HELDOUT, wds=(0.33,), rng_seed=2)
     table = pd.concat([fit, held], ignore_index=True)
-    table.loc[(table["wd"] == 0.1) & (table["seed"] == 0) & (table["bits"] == 6), ["status", "val_bpb_q"]] = [
+    table.loc[(table["warmdown"] == 0.1) & (table["seed"] == 0) & (table["bits"] == 6), ["status", "val_bpb_q"]] = [
         "diverged", math.nan]
     v = decide(table, claim)
     assert v.stats["n_runs"] == 9 * 2 * 3 and v.stats["n_runs_slice"] == len(table)
@@ -240,7 +240,7 @@ def test_c6_counts_the_runs_the_verdict_rests_on(claim):
 def test_c6_fit_matches_statsmodels_ols(claim):
     table = size_sweep_table(noise=0.002, rng_seed=3)
     v = decide(table, claim)
-    t = require_table(table, ["size", "n_params", "bits", "wd", "lr_mult"], "val_bpb_q", what="t")
+    t = require_table(table, ["size", "n_params", "bits", "warmdown", "lr_mult"], "val_bpb_q", what="t")
     pairs = matched_penalties(t, "val_bpb_q", 6, 16)
     fit, held = pairs[pairs["size"].isin(FIT)], pairs[pairs["size"].isin(HELDOUT)]
     ols = sm.OLS(fit["penalty"].to_numpy(), sm.add_constant(np.log(fit["n_params"].to_numpy()))).fit()
@@ -267,12 +267,12 @@ def test_c6_fit_matches_statsmodels_ols(claim):
 
 def test_matched_penalties_pair_on_the_full_key():
     table = size_sweep_table(sizes=["15M"], seeds=2)
-    t = require_table(table, ["size", "n_params", "bits", "wd", "lr_mult"], "val_bpb_q", what="t")
+    t = require_table(table, ["size", "n_params", "bits", "warmdown", "lr_mult"], "val_bpb_q", what="t")
     pairs = matched_penalties(t, "val_bpb_q", 6, 16)
     assert len(pairs) == 4
-    row = table.set_index(["bits", "wd", "seed"])["val_bpb_q"]
+    row = table.set_index(["bits", "warmdown", "seed"])["val_bpb_q"]
     first = pairs.iloc[0]
-    assert (first["wd"], first["seed"]) == (0.2, 0)
+    assert (first["warmdown"], first["seed"]) == (0.2, 0)
     assert first["penalty"] == pytest.approx(row[(6, 0.2, 0)] - row[(16, 0.2, 0)])
 
 
@@ -327,7 +327,7 @@ def test_c6_without_a_profile_delta_is_a_pipeline_error(raw_claim):
 
 
 def _penalties(arms: pd.DataFrame) -> pd.DataFrame:
-    key = ["size", "n_params", "wd", "lr_mult"]
+    key = ["size", "n_params", "warmdown", "lr_mult"]
     q = arms[arms["bits"] == 6].set_index(key)["mu"]
     r = arms[arms["bits"] == 16].set_index(key)["mu"]
     return (q - r).rename("penalty").reset_index()
@@ -340,13 +340,13 @@ def test_scenarios_c6_follow_the_law_then_break_it_at_the_largest_heldout_size(r
     sc = scenarios_c6(claim, arms)
     assert set(sc) == {"true", "boundary", "violation"}
     true = _penalties(sc["true"].arms)
-    at = true[np.isclose(true["wd"], 0.33) & (true["lr_mult"] == 1.0)]
+    at = true[np.isclose(true["warmdown"], 0.33) & (true["lr_mult"] == 1.0)]
     fit = np.polyfit(np.log(at["n_params"]), at["penalty"], 1)
     assert np.allclose(np.polyval(fit, np.log(at["n_params"])), at["penalty"], atol=1e-12)  # exact law
     assert (true["penalty"] > 0).all()
     for name, factor in (("boundary", 1), ("violation", 3)):
-        off = _penalties(sc[name].arms).set_index(["size", "wd", "lr_mult"])["penalty"] - true.set_index(
-            ["size", "wd", "lr_mult"])["penalty"]
+        off = _penalties(sc[name].arms).set_index(["size", "warmdown", "lr_mult"])["penalty"] - true.set_index(
+            ["size", "warmdown", "lr_mult"])["penalty"]
         moved = off[off.abs() > 1e-12]
         assert set(moved.index.get_level_values("size")) == {"350M"}
         assert np.allclose(moved, factor * claim.thresholds["delta"])

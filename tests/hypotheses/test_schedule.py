@@ -74,9 +74,9 @@ def schedule_table(
                         rows.append({
                             "run_id": f"{size}-b{b}-wd{wd}-lr{lr}-s{seed}-{steps}",
                             "status": "ok", "diverged_step": math.nan,
-                            "size": size, "n_params": N_PARAMS[size], "bits": b, "wd": wd,
+                            "size": size, "n_params": N_PARAMS[size], "bits": b, "warmdown": wd,
                             "lr_mult": lr, "seed": seed, "optimizer": "muon",
-                            "wd_shape": "linear", "steps": steps,
+                            "warmdown_shape": "linear", "steps": steps,
                             "val_bpb": bpb, "val_bpb_q": bpb_q, "val_bpb_int8": bpb + 0.002,
                             "quant_penalty": bpb_q - bpb,
                             "grid_dist_int6_prewd": 0.245, "grid_dist_own_prewd": 0.245,
@@ -151,7 +151,7 @@ def test_c1_inconclusive_when_wd33_not_in_design(claims):
 
 def test_c1_diverged_seed_is_excluded_but_counted(claims):
     table = schedule_table(seeds=5)
-    table = diverge(table, (table["bits"] == 6) & (table["wd"] == 0.33) & (table["seed"] == 0))
+    table = diverge(table, (table["bits"] == 6) & (table["warmdown"] == 0.33) & (table["seed"] == 0))
     v = decide_c1(table, claims["C1"], bits=6, size="15M")
     assert v.outcome == "reproduced", v.observed  # four finite seeds remain, still compared
     assert v.stats["n_diverged"] == len(LRS)
@@ -160,7 +160,7 @@ def test_c1_diverged_seed_is_excluded_but_counted(claims):
 
 def test_c1_wd33_diverged_at_every_lr_is_inconclusive(claims):
     table = schedule_table()
-    table = diverge(table, (table["bits"] == 6) & (table["wd"] == 0.33) & (table["seed"] >= 1))
+    table = diverge(table, (table["bits"] == 6) & (table["warmdown"] == 0.33) & (table["seed"] >= 1))
     v = decide_c1(table, claims["C1"], bits=6, size="15M")
     assert v.outcome == "inconclusive"
     assert v.stats["mean_wd0.33"] == math.inf
@@ -169,7 +169,7 @@ def test_c1_wd33_diverged_at_every_lr_is_inconclusive(claims):
 
 def test_c1_diverged_rival_leaves_the_comparison(claims):
     table = schedule_table()
-    table = diverge(table, (table["bits"] == 6) & (table["wd"] == 0.5))
+    table = diverge(table, (table["bits"] == 6) & (table["warmdown"] == 0.5))
     v = decide_c1(table, claims["C1"], bits=6, size="15M")
     assert v.outcome == "reproduced", v.observed
     assert v.stats["dropped_wd"] == "0.5" and "0.5" not in v.stats["compared_wd"]
@@ -246,7 +246,7 @@ def test_c2_ignores_bit_widths_outside_the_claim(claims):
 
 def test_c2_fully_diverged_wd_leaves_its_contrasts_unformed(claims):
     table = schedule_table()
-    table = diverge(table, (table["bits"] == 6) & (table["wd"] == 0.5))
+    table = diverge(table, (table["bits"] == 6) & (table["warmdown"] == 0.5))
     v = decide_c2(table, claims["C2"], size="15M")
     assert v.outcome == "inconclusive", v.observed  # an unformed contrast cannot be shown equivalent
     assert v.stats["missing_contrasts"] == "15M INT6 wd0.5"
@@ -498,8 +498,8 @@ def test_c1_rival_with_too_few_paired_seeds_is_inconclusive(claims):
     finite seeds (0, 1) and wd33 keeps 2 others (3, 4): no seed pairs them."""
     table = schedule_table(seeds=5)
     i6 = table["bits"] == 6
-    table = diverge(table, i6 & (table["wd"] == 0.33) & table["seed"].isin([0, 1, 2]))
-    table = diverge(table, i6 & (table["wd"] == 0.5) & table["seed"].isin([2, 3, 4]))
+    table = diverge(table, i6 & (table["warmdown"] == 0.33) & table["seed"].isin([0, 1, 2]))
+    table = diverge(table, i6 & (table["warmdown"] == 0.5) & table["seed"].isin([2, 3, 4]))
     v = decide_c1(table, claims["C1"], bits=6, size="15M")
     assert v.outcome == "inconclusive", v.observed
     assert v.inconclusive_kind == "seeds" and v.stats["too_few_pairs_wd"] == "0.5"

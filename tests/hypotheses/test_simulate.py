@@ -13,7 +13,7 @@ from hypotheses.simulate import (STABILITY_SEED_GRID, Noise, arm_means, estimate
 
 
 def arms(sizes=("a", "b"), bits=(16, 8, 6), wds=(0.1, 0.33, 0.5), mu=2.9) -> pd.DataFrame:
-    return pd.DataFrame([dict(size=s, bits=b, wd=w, lr_mult=1.0, mu=mu) for s in sizes for b in bits for w in wds])
+    return pd.DataFrame([dict(size=s, bits=b, warmdown=w, lr_mult=1.0, mu=mu) for s in sizes for b in bits for w in wds])
 
 
 def test_simulated_table_has_one_row_per_arm_and_seed():
@@ -75,13 +75,13 @@ class _Verdict:
 
 def _sign_rule(t: pd.DataFrame):
     """A toy decider: 'reproduced' iff wd 0.5 beats wd 0.1 on average."""
-    m = t.groupby("wd")["y"].mean()
+    m = t.groupby("warmdown")["y"].mean()
     return _Verdict("reproduced" if m[0.5] < m[0.1] else "contradicted")
 
 
 def test_stability_is_high_for_a_clear_effect_and_near_a_coin_flip_at_a_tie():
     base = arms(sizes=("a",), bits=(16,))
-    clear = base.assign(mu=2.9 - 0.05 * (base["wd"] == 0.5))
+    clear = base.assign(mu=2.9 - 0.05 * (base["warmdown"] == 0.5))
     tie = base.assign(mu=2.9)
     noise = Noise(0.02, 0.006, 0.004)
     t_clear = simulate_table(clear, range(5), noise, "y", np.random.default_rng(0))
@@ -106,7 +106,7 @@ DELTA = 0.01  # the toy rules' smallest effect of interest
 
 def _paired_diff(t: pd.DataFrame) -> pd.Series:
     """Per seed: mean over bit-widths of y(wd 0.5) - y(wd 0.1)."""
-    by = t.groupby(["seed", "wd"])["y"].mean().unstack("wd")
+    by = t.groupby(["seed", "warmdown"])["y"].mean().unstack("warmdown")
     return by[0.5] - by[0.1]
 
 
@@ -129,7 +129,7 @@ def _observed(effect: float, seeds=range(4), rng_seed: int = 0) -> pd.DataFrame:
     plug-in truth of every projection."""
     base = arms(sizes=("a",), bits=(16, 6))
     t = simulate_table(base, seeds, NOISE, "y", np.random.default_rng(rng_seed))
-    t.loc[t["wd"] == 0.5, "y"] += effect - _paired_diff(t).mean()
+    t.loc[t["warmdown"] == 0.5, "y"] += effect - _paired_diff(t).mean()
     return t
 
 
@@ -207,7 +207,7 @@ def test_correlated_seeds_share_an_arm_offset():
     base = arms(sizes=("a",), bits=(16,))
     rng = np.random.default_rng(0)
     corr = Noise(0.0, 0.0, 0.01, arm_rho=0.3)
-    means = np.array([simulate_table(base, range(40), corr, "y", rng).groupby("wd")["y"].mean().to_numpy()
+    means = np.array([simulate_table(base, range(40), corr, "y", rng).groupby("warmdown")["y"].mean().to_numpy()
                       for _ in range(300)])
     # var of an arm mean over 40 seeds: (rho + (1 - rho) / 40) x total var, total = 0.01^2 / 0.7
     assert means.std(0).mean() == pytest.approx(np.sqrt((0.3 + 0.7 / 40) * 0.01 ** 2 / 0.7), rel=0.15)
