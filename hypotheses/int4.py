@@ -33,6 +33,7 @@ from scipy import optimize
 from scipy import stats as sps
 
 from hypotheses.calibration import Scenario
+from hypotheses.groupstats import SizeDifference
 from hypotheses.intervals import bonferroni, inside, lower_bound, mean_ci, outside
 from hypotheses.verdict import (
     CONTRADICTED,
@@ -332,7 +333,8 @@ def _size_order(t: pd.DataFrame) -> list:
 
 @dataclass
 class _SizeTest:
-    """One small size of C8: its paired differences and their intervals (stats keys ``<size>:...``)."""
+    """One small size of C8: its paired differences and their intervals (reported as a
+    ``groupstats.SizeDifference``)."""
 
     size: str
     d: np.ndarray  # per-seed wd10 - wd33
@@ -341,10 +343,9 @@ class _SizeTest:
     p_holm: float = math.nan
 
     def stats(self) -> dict:
-        z, s, b = self.size, self.ci, self.ci_b
-        return {f"{z}:mean_diff": s.mean, f"{z}:sd_diff": s.sd, f"{z}:dz": s.dz, f"{z}:ci_low": s.low,
-                f"{z}:ci_high": s.high, f"{z}:ci_low_bonf": b.low, f"{z}:ci_high_bonf": b.high,
-                f"{z}:p": s.p_two_sided}
+        s, b = self.ci, self.ci_b
+        return SizeDifference(self.size, mean_diff=s.mean, sd_diff=s.sd, dz=s.dz, ci_low=s.low, ci_high=s.high,
+                              ci_low_bonf=b.low, ci_high_bonf=b.high, p=s.p_two_sided).as_stats()
 
 
 def _c8_test_sizes(t: pd.DataFrame, claim, sizes: list, level: float, what: str, stats: dict) -> tuple[list[_SizeTest], list]:

@@ -20,6 +20,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from hypotheses.calibration import Scenario
+from hypotheses.groupstats import HeldOutStats, settings_text
 from hypotheses.intervals import bonferroni, inside, mean_ci, outside
 from hypotheses.verdict import (
     MIN_FINITE_SEEDS,
@@ -204,7 +205,7 @@ class _Line:
 @dataclass(frozen=True)
 class _HeldOut:
     """One held-out size: its mean penalty against the law's prediction, with three intervals
-    (stats keys ``<size>:...``, as the verdict has always carried them)."""
+    (reported as a ``groupstats.HeldOutStats``)."""
 
     size: str
     n_params: float
@@ -228,15 +229,13 @@ class _HeldOut:
         return abs(self.error) <= self.pi_half
 
     def stats(self) -> dict:
-        z = self.size
-        return {f"{z}:n_params": self.n_params, f"{z}:k": self.k, f"{z}:mean_penalty": self.mean_penalty,
-                f"{z}:predicted": self.predicted, f"{z}:error": self.error, f"{z}:se": self.se,
-                f"{z}:ci_low": self.ci[0], f"{z}:ci_high": self.ci[1], f"{z}:corr_low": self.corr[0],
-                f"{z}:corr_high": self.corr[1], f"{z}:within_delta": int(self.within_delta),
-                f"{z}:outside_delta": int(self.outside_delta), f"{z}:pi_low": self.predicted - self.pi_half,
-                f"{z}:pi_high": self.predicted + self.pi_half, f"{z}:pi_single_low": self.predicted - self.single_half,
-                f"{z}:pi_single_high": self.predicted + self.single_half,
-                f"{z}:inside": int(self.inside)}
+        return HeldOutStats(
+            self.size, n_params=self.n_params, k=self.k, mean_penalty=self.mean_penalty, predicted=self.predicted,
+            error=self.error, se=self.se, ci_low=self.ci[0], ci_high=self.ci[1], corr_low=self.corr[0],
+            corr_high=self.corr[1], within_delta=int(self.within_delta), outside_delta=int(self.outside_delta),
+            pi_low=self.predicted - self.pi_half, pi_high=self.predicted + self.pi_half,
+            pi_single_low=self.predicted - self.single_half, pi_single_high=self.predicted + self.single_half,
+            inside=int(self.inside)).as_stats()
 
 
 @dataclass(frozen=True)
@@ -294,7 +293,7 @@ def _c6_stats(sl: _Slice, claim, delta: float, alpha: float) -> dict:
     return {**count_stats(rests_on), "n_runs_slice": int(len(t)), "metric": claim.threshold("metric"),
             "delta": delta, "alpha": alpha, "region": f"[{-delta:g}, {delta:g}]", "ci_level": 1 - 2 * alpha,
             "statistic": "max_abs_prediction_error", "n_pairs_fit": int(sl.fit_mask.sum()),
-            "settings": ";".join(f"wd{w:g}/lr{lr:g}" for w, lr in sl.settings),
+            "settings": settings_text(sl.settings),
             "fit_sizes": _fmt_sizes(sl.fit_present), "heldout_compared": _fmt_sizes(sl.held_usable),
             "heldout_missing": _fmt_sizes(sl.missing), "pi_level": float(claim.threshold("pi_level"))}
 

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from hypotheses.calibration import Scenario
+from hypotheses.groupstats import ContrastStats, optimum_key
 from hypotheses.intervals import bonferroni, inside, lower_bound, mcb_min, mean_ci, outside
 from hypotheses.verdict import (
     MIN_FINITE_SEEDS,
@@ -246,7 +247,7 @@ def _group_contrasts(cell: pd.DataFrame, claim, label: str, stats: dict) -> tupl
     rankings: dict[int, WdRanking] = {b: arms.ranking(b) for b in bits}
     for b, r in rankings.items():
         if r.n_ranked >= 1:
-            stats[f"{label}:optimal_wd_{fmt_bits(b)}"] = r.best
+            stats[optimum_key(label, fmt_bits(b))] = r.best
     optima = {fmt_wd(r.best) for r in rankings.values() if r.n_ranked >= 1}
     stats[f"{label}:same_optimal_wd"] = int(len(optima) == 1)
 
@@ -340,9 +341,7 @@ def _decide_contrasts(contrasts: list[_Contrast], missing: list[str], claim, sta
     for c in contrasts:
         eq, corr = mean_ci(c.d, tost_level), mean_ci(c.d, corr_level)
         rows.append((c, eq, corr))
-        stats[f"{c.label}:mean"] = eq.mean
-        stats[f"{c.label}:ci90_low"] = eq.low
-        stats[f"{c.label}:ci90_high"] = eq.high
+        stats.update(ContrastStats(c.label, mean=eq.mean, ci90_low=eq.low, ci90_high=eq.high).as_stats())
     # headline: the contrast whose 90 % CI reaches furthest from 0 (the one that binds the decision)
     worst_c, worst_eq, _ = max(rows, key=lambda r: max(abs(r[1].low), abs(r[1].high)))
     stats.update(statistic_value=worst_eq.mean, ci_low=worst_eq.low, ci_high=worst_eq.high,

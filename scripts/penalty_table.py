@@ -21,16 +21,24 @@ import pandas as pd
 from engine.cache import ResultsCache
 from engine.design import load_profile
 from engine.ladder import count_params, get_config
+from engine.spec import field_names
 from hypotheses.intervals import lower_bound
-from hypotheses.verdict import ArmTable
+from hypotheses.verdict import ARM_KEY, ArmTable
 
 def penalty_rows(table: pd.DataFrame, alpha: float, delta: float) -> list[dict]:
     """One row per (steps, size, warmdown, lr_mult, bit-width) with >= 2 paired seeds: the INTb - FP16
     penalty paired by seed through the deciders' own pairing (``ArmTable.matched``)."""
     metric = pd.to_numeric(table["val_bpb_q"], errors="coerce")
     t = table.assign(val_bpb_q=metric, finite=(table["status"] == "ok") & np.isfinite(metric))
+    # a slice is every run factor but the arm's and the seed; the factors that vary besides steps and
+    # size (optimiser, schedule, shape, ... in a study profile) are named in the row's "slice"
+    factors = [c for c in field_names() if c in t.columns and c not in (*ARM_KEY, "seed")]
+    varying = [c for c in factors if c not in ("steps", "size") and t[c].astype(str).nunique() > 1]
+    usual = {c: t[c].astype(str).mode().iloc[0] for c in varying}  # a slice names where it departs from these
     rows = []
-    for (steps, size), g in t.groupby(["steps", "size"], sort=False):
+    for key, g in t.groupby(factors, sort=False, dropna=False):
+        at = dict(zip(factors, key))
+        steps, size = at["steps"], at["size"]
         arms = ArmTable(g, "val_bpb_q", what=f"penalty table at {size}, {steps} steps")
         n = count_params(get_config(size), 256)
         tokens = int(g["batch_tokens"].iloc[0]) * int(steps)
@@ -39,7 +47,7 @@ def penalty_rows(table: pd.DataFrame, alpha: float, delta: float) -> list[dict]:
                 if len(pair.seeds) < 2:
                     continue
                 ci = lower_bound(pair.d, alpha)
-                rows.append({"steps": int(steps), "size": size, "params": n, "tokens/param": tokens / n,
+                rows.append({"slice": " ".join(f"{c}={at[c]}" for c in varying if str(at[c]) != usual[c]) or "-", "steps": int(steps), "size": size, "params": n, "tokens/param": tokens / n,
                              "warmdown": pair.key["warmdown"], "lr_mult": pair.key["lr_mult"], "bits": int(bits),
                              "pairs": len(pair.seeds), "penalty": ci.mean, "lower95": ci.low,
                              "premise": "met" if ci.low > delta else "absent"})
@@ -59,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no cached runs of {args.profile} in {args.cache_dir}: run the sweep first", file=sys.stderr)
         return 2
     rows = penalty_rows(table, args.alpha, args.delta)
-    df = pd.DataFrame(rows).sort_values(["steps", "warmdown", "size", "bits"], key=lambda c: c if c.name != "size"
+    df = pd.DataFrame(rows).sort_values(["slice", "steps", "warmdown", "size", "bits"], key=lambda c: c if c.name != "size"
                                         else c.map(lambda z: count_params(get_config(z), 256)))
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

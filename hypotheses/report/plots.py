@@ -35,6 +35,7 @@ from matplotlib.patches import Patch
 from engine.design import Profile
 from engine.spec import RunSpec
 from hypotheses.claims import Claim
+from hypotheses.groupstats import ContrastStats, HeldOutStats, SizeDifference, read_optima, read_settings
 from hypotheses.report.inputs import (
     ERROR,
     OUTCOMES,
@@ -300,29 +301,15 @@ def wd_figure(fi: FigureInput) -> Plot:
 # --- C2..C5: interaction contrasts ---------------------------------------------------------
 
 
-def _contrasts(row: dict) -> list[tuple[str, float, float, float]]:
-    """(label, mean, low, high) of every '<group> INT<b> wd<w>' contrast the row reports."""
-    out = []
-    for k in row:
-        if not (k.startswith("stat_") and k.endswith(":mean")):
-            continue
-        label = k[len("stat_"):-len(":mean")]
-        if " wd" not in label:
-            continue
-        m, lo, hi = stat(row, f"{label}:mean"), stat(row, f"{label}:ci90_low"), stat(row, f"{label}:ci90_high")
-        if m is not None and lo is not None and hi is not None:
-            out.append((label, m, lo, hi))
-    return out
+def _contrasts(row: dict) -> list[ContrastStats]:
+    """Every interaction contrast the row reports with its mean and both ends of its interval."""
+    return [c for c in ContrastStats.read(row, "stat_").values()
+            if None not in (c.mean, c.ci90_low, c.ci90_high)]
 
 
 def _optima(row: dict) -> dict[str, str]:
-    """group -> 'FP16 0.33 · INT6 0.1' from '<group>:optimal_wd_<bits>' stats."""
-    by_group: dict[str, list[str]] = {}
-    for k, v in row.items():
-        if k.startswith("stat_") and ":optimal_wd_" in k and as_float(v) is not None:
-            group, bits = k[len("stat_"):].split(":optimal_wd_", 1)
-            by_group.setdefault(group, []).append(f"{bits} {as_float(v):g}")
-    return {g: " · ".join(v) for g, v in by_group.items()}
+    """group -> 'FP16 0.33 · INT6 0.1': the bare optimal warmdown per bit-width the decider reported."""
+    return {g: " · ".join(f"{b} {w:g}" for b, w in by.items()) for g, by in read_optima(row, "stat_").items()}
 
 
 def contrast_figure(fi: FigureInput) -> Plot:
@@ -338,9 +325,11 @@ def contrast_figure(fi: FigureInput) -> Plot:
     items, optima = [], {}
     for row in rows:
         optima.update(_optima(row))
-        items += [(row, *c) for c in _contrasts(row)]
+        items += [(row, c.group, c.mean, c.ci90_low, c.ci90_high, c) for c in _contrasts(row)]
     shared = {lbl for _, lbl, *_ in items if sum(lbl == other for _, other, *_ in items) > 1}
     items = [(r, f"{r.get('cell')}: {lbl}" if lbl in shared else lbl, *rest) for r, lbl, *rest in items]
+    kinds = [c for *_, c in items]
+    items = [tuple(it[:5]) for it in items]
     if not items:
         return Plot(fi.name, heading, "", caption, skipped=fi.missing_numbers(claim, "interaction contrasts"))
     deltas = [stat(r, "delta") for r in rows if stat(r, "delta") is not None]
@@ -352,9 +341,9 @@ def contrast_figure(fi: FigureInput) -> Plot:
         ax.axvspan(-delta, delta, color=REGION_COLOUR, alpha=0.12, label=f"claim's region ±δ = ±{delta:g}")
     ax.axvline(0, color="grey", lw=0.8)
     n_in, seen_bits, group_ticks = 0, set(), {}
-    for i, (row, label, m, lo, hi) in enumerate(items):
+    for i, ((row, label, m, lo, hi), c) in enumerate(zip(items, kinds)):
         y = len(items) - 1 - i
-        bits = next((int(tok[3:]) for tok in label.split() if tok.startswith("INT") and tok[3:].isdigit()), 0)
+        bits = c.bits
         lab, colour, marker = _style(bits)
         inside = delta is not None and -delta <= lo and hi <= delta
         n_in += inside
@@ -362,8 +351,7 @@ def contrast_figure(fi: FigureInput) -> Plot:
                     ms=6, capsize=3, lw=1.4,
                     label=f"{lab} contrast (filled: CI inside ±δ)" if bits not in seen_bits else None)
         seen_bits.add(bits)
-        group = label.rsplit(" ", 2)[0]
-        group_ticks.setdefault(group, y)
+        group_ticks.setdefault(c.cell_group, y)
     ax.set_yticks(range(len(items)))
     ax.set_yticklabels([lbl for _, lbl, *_ in reversed(items)], fontsize=8)
     ax.set_ylim(-0.7, len(items) - 0.3)
@@ -387,11 +375,8 @@ def contrast_figure(fi: FigureInput) -> Plot:
 
 
 def _settings(row: dict) -> set[tuple[float, float]]:
-    """The (wd, lr_mult) settings the C6 fit used ('wd0.33/lr1;...'), empty if unreadable."""
-    out = set()
-    for w, lr in re.findall(r"wd([-+0-9.eE]+)/lr([-+0-9.eE]+)", stat_text(row, "settings")):
-        out.add((round(float(w), WD_DECIMALS), float(lr)))
-    return out
+    """The (warmdown, lr_mult) settings the C6 fit used, empty if unreadable."""
+    return {(round(w, WD_DECIMALS), lr) for w, lr in read_settings(stat_text(row, "settings"))}
 
 
 def penalty_figure(fi: FigureInput) -> Plot:
@@ -446,14 +431,13 @@ def penalty_figure(fi: FigureInput) -> Plot:
             ax.annotate(size, (g["n_params"].iloc[0], g["penalty"].max()), textcoords="offset points",
                         xytext=(4, 6), fontsize=8)
         xs_all += [float(v) for v in pairs["n_params"]]
-    held = [s for s in stat_text(row, "heldout_compared").split(",") if s and stat(row, f"{s}:n_params")]
+    reported = HeldOutStats.read(row, "stat_")
+    held = [reported[s] for s in stat_text(row, "heldout_compared").split(",") if s in reported and reported[s].n_params]
     numbers: dict = {}
     n_within = 0
-    for i, size in enumerate(held):
-        x0 = stat(row, f"{size}:n_params")
-        pred, obs = stat(row, f"{size}:predicted"), stat(row, f"{size}:mean_penalty")
-        lo, hi = stat(row, f"{size}:ci_low"), stat(row, f"{size}:ci_high")
-        pl, ph = stat(row, f"{size}:pi_low"), stat(row, f"{size}:pi_high")
+    for i, h in enumerate(held):
+        size, x0 = h.group, h.n_params
+        pred, obs, lo, hi, pl, ph = h.predicted, h.mean_penalty, h.ci_low, h.ci_high, h.pi_low, h.pi_high
         xs_all.append(x0)
         numbers[size] = {"n_params": x0, "predicted": pred, "mean_penalty": obs, "ci_low": lo, "ci_high": hi}
         if pred is None:
@@ -502,10 +486,11 @@ def _int4_numbers(claim: Claim, rows: list[dict]) -> dict[str, tuple[float, floa
         if size and stat(row, "mean_diff") is not None and stat(row, "ci_low") is not None:
             out[str(size)] = (stat(row, "mean_diff"), stat(row, "ci_low"), stat(row, "ci_high"), row)
             continue
+        per_size = SizeDifference.read(row, "stat_")
         for s in stat_text(row, "sizes").split(","):
-            m, lo, hi = stat(row, f"{s}:mean_diff"), stat(row, f"{s}:ci_low"), stat(row, f"{s}:ci_high")
-            if s and None not in (m, lo, hi):
-                out[s] = (m, lo, hi, row)
+            d = per_size.get(s)
+            if d is not None and None not in (d.mean_diff, d.ci_low, d.ci_high):
+                out[s] = (d.mean_diff, d.ci_low, d.ci_high, row)
     return out
 
 
