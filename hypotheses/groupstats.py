@@ -20,15 +20,16 @@ from typing import Any, TypeVar
 G = TypeVar("G", bound="GroupStats")
 
 
-def _num(v: Any) -> float | None:
-    """A stored number as a float (None for missing, NaN, or text)."""
-    if v is None or isinstance(v, str):
+def as_float(v: Any) -> float | None:
+    """A stats value as a finite float, else None: JSON and JUnit properties may carry strings,
+    a decider NaN for "not computed". The report reads every number through this."""
+    if isinstance(v, bool) or v is None:
         return None
     try:
         f = float(v)
     except (TypeError, ValueError):
         return None
-    return None if math.isnan(f) else f
+    return f if math.isfinite(f) else None
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class GroupStats:
         marker = f":{names[0]}"
         groups = [k[len(prefix):-len(marker)] for k in stats
                   if k.startswith(prefix) and k.endswith(marker) and len(k) > len(prefix) + len(marker)]
-        return {g: cls(g, **{n: _num(stats.get(f"{prefix}{g}:{n}")) for n in names}) for g in groups}
+        return {g: cls(g, **{n: as_float(stats.get(f"{prefix}{g}:{n}")) for n in names}) for g in groups}
 
 
 @dataclass(frozen=True)
@@ -127,9 +128,9 @@ def read_optima(stats: Mapping[str, Any], prefix: str = "") -> dict[str, dict[st
     out: dict[str, dict[str, float]] = {}
     tag = ":optimal_wd_"
     for k, v in stats.items():
-        if k.startswith(prefix) and tag in k and _num(v) is not None:
+        if k.startswith(prefix) and tag in k and as_float(v) is not None:
             group, bits = k[len(prefix):].split(tag, 1)
-            out.setdefault(group, {})[bits] = _num(v)
+            out.setdefault(group, {})[bits] = as_float(v)
     return out
 
 

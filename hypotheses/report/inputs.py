@@ -29,6 +29,7 @@ from engine.cache import CorruptRecordError, ResultsCache, records_to_table
 from engine.design import Design, Profile, ProfileError, available_profiles, load_profile
 from engine.spec import RunSpec
 from hypotheses.claims import Claim
+from hypotheses.groupstats import as_float  # noqa: F401 (the report imports it from here)
 from hypotheses.decide import decide_all, verdict_row
 from hypotheses.verdict import (
     CONTRADICTED,
@@ -53,17 +54,6 @@ NOT_RUN = "not_run"  # a claim with no row at all
 
 
 # --- formatting ------------------------------------------------------------------------
-
-
-def as_float(v) -> float | None:
-    """A row value as a finite float, else None (JSON and JUnit properties may carry strings)."""
-    if isinstance(v, bool) or v is None:
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def fmt_num(v) -> str:
