@@ -1,14 +1,14 @@
 """Learning-rate schedules as pure functions of the step.
 
 `lr_factor` multiplies every base LR. WSD ("warmup-stable-decay", the parameter-golf
-shape): linear warm-up, constant, then a warmdown over the last `wd` fraction of the
+shape): linear warm-up, constant, then a warmdown over the last `warmdown` fraction of the
 steps. As in parameter-golf the warmdown factor at its first step is 1 and at the last
 step 1/n_decay (never 0: an update with LR 0 is wasted compute).
 
-A warmdown longer than the run (`wd` > 1, R4: parameter-golf PR #61 ran WARMDOWN_ITERS
+A warmdown longer than the run (`warmdown` > 1, R4: parameter-golf PR #61 ran WARMDOWN_ITERS
 20000 in about 12,200 steps) starts before step 0: the run is the last `steps` of a
-`wd x steps` warmdown, so its LR decays from step 0, starting part-way down (linear:
-1 - (wd - 1) / wd of peak, 61 % for PR #61), exactly as parameter-golf's
+`warmdown x steps` warmdown, so its LR decays from step 0, starting part-way down (linear:
+1 - (warmdown - 1) / warmdown of peak, 61 % for PR #61), exactly as parameter-golf's
 `(iterations - step) / warmdown_iters`.
 
 Shapes (R3 orders them from gradual to abrupt): cosine, linear, 1-sqrt, and "step", the
@@ -21,9 +21,9 @@ from __future__ import annotations
 import math
 
 
-def warmdown_start(total_steps: int, wd: float) -> int:
-    """First step of the warmdown; `total_steps` when there is none, negative when `wd` > 1."""
-    return total_steps - int(round(wd * total_steps))
+def warmdown_start(total_steps: int, warmdown: float) -> int:
+    """First step of the warmdown; `total_steps` when there is none, negative when `warmdown` > 1."""
+    return total_steps - int(round(warmdown * total_steps))
 
 
 def decay_shape(progress: float, shape: str) -> float:
@@ -42,7 +42,7 @@ def decay_shape(progress: float, shape: str) -> float:
 
 
 def lr_factor(
-    step: int, total_steps: int, *, warmup_steps: int, wd: float, shape: str = "linear", schedule: str = "wsd"
+    step: int, total_steps: int, *, warmup_steps: int, warmdown: float, shape: str = "linear", schedule: str = "wsd"
 ) -> float:
     if not 0 <= step < total_steps:
         raise ValueError(f"step {step} outside [0, {total_steps})")
@@ -52,7 +52,7 @@ def lr_factor(
         return decay_shape((step - warmup_steps) / max(1, total_steps - warmup_steps), "cosine")
     if schedule != "wsd":
         raise ValueError(f"unknown schedule {schedule!r}; allowed: wsd, cosine_to_zero")
-    start = warmdown_start(total_steps, wd)
+    start = warmdown_start(total_steps, warmdown)
     if step < start:
         return 1.0
     n_decay = total_steps - start
@@ -63,35 +63,35 @@ def lr_factor(
     return decay_shape((step - start) / n_decay, shape)
 
 
-def restart_lr_factor(step: int, total_steps: int, qat_step: int, *, warmup_steps: int, wd: float,
+def restart_lr_factor(step: int, total_steps: int, qat_step: int, *, warmup_steps: int, warmdown: float,
                       shape: str = "linear") -> float:
     """LR factor of a run whose schedule restarts when QAT starts at `qat_step` (R2's separate arm).
 
     Full-precision steps [0, qat_step): warm-up, constant, then a warmdown over the last
-    round(wd x total_steps) of them (the FP cooldown). QAT steps [qat_step, total_steps): back
+    round(warmdown x total_steps) of them (the FP cooldown). QAT steps [qat_step, total_steps): back
     at the peak at once, then a decay to the end in `shape`: exactly the LR a fused run (the
     warmdown is the QAT phase) has there, so the two arms differ only before QAT starts.
     """
     if not 0 <= step < total_steps:
         raise ValueError(f"step {step} outside [0, {total_steps})")
-    if step < qat_step:  # wd as a fraction of the FP steps: the same number of warmdown steps
-        return lr_factor(step, qat_step, warmup_steps=warmup_steps, wd=round(wd * total_steps) / qat_step,
+    if step < qat_step:  # warmdown as a fraction of the FP steps: the same number of warmdown steps
+        return lr_factor(step, qat_step, warmup_steps=warmup_steps, warmdown=round(warmdown * total_steps) / qat_step,
                          shape=shape)
-    return lr_factor(step - qat_step, total_steps - qat_step, warmup_steps=0, wd=1.0, shape=shape)
+    return lr_factor(step - qat_step, total_steps - qat_step, warmup_steps=0, warmdown=1.0, shape=shape)
 
 
-def restart_warmdown_start(total_steps: int, qat_step: int, wd: float) -> int:
-    """First step of a restarting run's FP cooldown: round(wd x total_steps) steps before QAT starts."""
-    return qat_step - int(round(wd * total_steps))
+def restart_warmdown_start(total_steps: int, qat_step: int, warmdown: float) -> int:
+    """First step of a restarting run's FP cooldown: round(warmdown x total_steps) steps before QAT starts."""
+    return qat_step - int(round(warmdown * total_steps))
 
 
-def in_restart_warmdown(step: int, total_steps: int, qat_step: int, wd: float) -> bool:
+def in_restart_warmdown(step: int, total_steps: int, qat_step: int, warmdown: float) -> bool:
     """Whether `step` of a restarting run is cooling: in the FP warmdown or in the QAT decay after it."""
-    return step >= restart_warmdown_start(total_steps, qat_step, wd)
+    return step >= restart_warmdown_start(total_steps, qat_step, warmdown)
 
 
-def in_warmdown(step: int, total_steps: int, wd: float, schedule: str = "wsd") -> bool:
-    return schedule == "cosine_to_zero" or step >= warmdown_start(total_steps, wd)
+def in_warmdown(step: int, total_steps: int, warmdown: float, schedule: str = "wsd") -> bool:
+    return schedule == "cosine_to_zero" or step >= warmdown_start(total_steps, warmdown)
 
 
 def muon_momentum(step: int, start: float, end: float, warmup_steps: int) -> float:

@@ -54,11 +54,11 @@ def schedule_at(spec: RunSpec, step: int) -> tuple[float, float, float]:
     if spec.qat_lr_restart:
         q = spec.qat_start_step
         cooling = in_restart_warmdown(step, spec.steps, q, spec.warmdown)
-        factor = restart_lr_factor(step, spec.steps, q, warmup_steps=spec.warmup_steps, wd=spec.warmdown,
+        factor = restart_lr_factor(step, spec.steps, q, warmup_steps=spec.warmup_steps, warmdown=spec.warmdown,
                                    shape=spec.warmdown_shape)
     else:
         cooling = in_warmdown(step, spec.steps, spec.warmdown, spec.schedule)
-        factor = lr_factor(step, spec.steps, warmup_steps=spec.warmup_steps, wd=spec.warmdown, shape=spec.warmdown_shape,
+        factor = lr_factor(step, spec.steps, warmup_steps=spec.warmup_steps, warmdown=spec.warmdown, shape=spec.warmdown_shape,
                            schedule=spec.schedule)
     return (
         factor,
