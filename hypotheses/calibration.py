@@ -247,7 +247,7 @@ RELIABILITY_BINS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 RELIABILITY_MIN_BIN = 30  # datasets a bin needs before its gap counts against the rule
 RELIABILITY_GAP = 0.05  # mean absolute gap (dataset-weighted) at most this
 RELIABILITY_OVERCONFIDENT = 0.10  # no bin's predicted above its actual by more than this
-RELIABILITY_CLAIMS = ("C1", "C2", "C7", "C8")  # near-boundary verdicts of issue 22: C1, C7, C8, and C2 for C2-C5
+RELIABILITY_CLAIMS = ("C1", "C2", "C6", "C7", "C8")  # issue 22: C1, C7, C8 (near-boundary), C2 for C2-C5, C6 (the tiny FRAGILE law)
 
 
 def reliability_truths(claim: Claim, arms: pd.DataFrame, noise: Noise,
