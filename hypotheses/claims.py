@@ -280,8 +280,8 @@ def rules_markdown(claims: Mapping[str, Claim]) -> str:
     """Every claim's decision rule (and premise) as claims.toml states them: the block docs/claims.md
     carries between ``RULES_BEGIN`` and ``RULES_END`` (a test keeps the two equal)."""
     lines = [RULES_BEGIN, ""]
-    for c in claims.values():
-        lines.append(f"**{c.id}** ({c.source}). {c.rule}")
+    for c in claims.values():  # a heading per claim: its anchor (#c1) is what the README links to
+        lines += [f"#### {c.id}", "", f"*{c.source}.* {c.rule}"]
         if c.premise:
             lines += ["", f"*Premise ({c.id}):* {c.premise}"]
         lines.append("")

@@ -83,6 +83,34 @@ def test_named_repository_paths_exist(page):
     assert not missing, f"{_page_id(page)} names missing paths: {missing}"
 
 
+def heading_anchors(text: str) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped but '-' and
+    '_', spaces as '-' (a repeated heading's '-1' suffix is not needed here)."""
+    out = set()
+    for title in re.findall(r"^#{1,6}\s+(.+?)\s*#*$", text, re.M):
+        out.add(re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-"))
+    return out
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_page_id)
+def test_anchors_into_markdown_pages_name_a_heading(page):
+    """A link such as docs/claims.md#c6 (the README's one click to a rule) lands on a heading."""
+    broken = []
+    for target in LINK.findall(_prose(page)):
+        path, _, anchor = target.partition("#")
+        if not anchor or not path.endswith(".md") or re.match(r"^[a-z][a-z0-9+.-]*:", path, re.I):
+            continue
+        dest = page.parent / path
+        if dest.exists() and anchor not in heading_anchors(dest.read_text(encoding="utf-8")):
+            broken.append(target)
+    assert not broken, f"{_page_id(page)} links to anchors no heading has: {broken}"
+
+
+def test_the_anchor_check_knows_githubs_slugs():
+    assert heading_anchors("## Smallest effects of interest (δ) and seeds\n#### C6\n") == {
+        "smallest-effects-of-interest-δ-and-seeds", "c6"}
+
+
 def test_readme_is_short():
     lines = len((ROOT / "README.md").read_text(encoding="utf-8").splitlines())
     assert lines <= README_MAX_LINES, f"README.md has {lines} lines (at most {README_MAX_LINES})"
