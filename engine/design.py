@@ -141,17 +141,14 @@ def _typed(meta: dict, key: str, kind: type, default: Any, path: Path, minimum: 
     return v
 
 
-# Old field names a profile may still use (`wd` = `warmdown`, `wd_shape` = `warmdown_shape`: renamed
-# because `wd` reads as weight decay).
-FIELD_ALIASES = OLD_FIELD_NAMES
-
-
 def _aliased(table: dict, path: Path, where: str) -> dict:
-    """`table` (defaults, a grid or a set) with each old field name under its new name."""
-    for old, new in FIELD_ALIASES.items():
+    """`table` (defaults, a grid or a set) with each old field name (`spec.OLD_FIELD_NAMES`: `wd`,
+    `wd_shape`) under its new name. Unlike a record's spec (`spec.renamed_fields`), a profile naming
+    both is an error even with equal values: one of the two lines is a leftover to delete."""
+    for old, new in OLD_FIELD_NAMES.items():
         if old in table and new in table:
             raise ProfileError(f"{path}: {where}names both {old!r} and {new!r} (the same field): keep {new!r}")
-    return {FIELD_ALIASES.get(k, k): v for k, v in table.items()}  # in place: the grid's order is the runs' order
+    return {OLD_FIELD_NAMES.get(k, k): v for k, v in table.items()}  # in place: the grid's order is the runs' order
 
 
 def _parse(raw: dict, path: Path) -> Profile:

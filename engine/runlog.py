@@ -258,7 +258,7 @@ def cpu_model() -> str:
             key, _, value = line.partition(":")
             if key.strip() in ("model name", "Model", "cpu model") and value.strip():
                 return value.strip()
-    except OSError:
+    except OSError:  # no /proc (macOS, a sandbox): what platform knows, below
         pass
     return platform.processor() or platform.machine() or "unknown"
 

@@ -118,18 +118,20 @@ class HeldOutStats(GroupStats):
     inside: int | None
 
 
+_OPTIMUM = ":optimal_wd_"
+
+
 def optimum_key(group: str, bits_label: str) -> str:
     """The stats key of a group's bare optimal warmdown at one bit-width (C2-C5, reported only)."""
-    return f"{group}:optimal_wd_{bits_label}"
+    return f"{group}{_OPTIMUM}{bits_label}"
 
 
 def read_optima(stats: Mapping[str, Any], prefix: str = "") -> dict[str, dict[str, float]]:
     """{group: {bits label: optimal warmdown}} of the keys ``optimum_key`` wrote."""
     out: dict[str, dict[str, float]] = {}
-    tag = ":optimal_wd_"
     for k, v in stats.items():
-        if k.startswith(prefix) and tag in k and as_float(v) is not None:
-            group, bits = k[len(prefix):].split(tag, 1)
+        if k.startswith(prefix) and _OPTIMUM in k and as_float(v) is not None:
+            group, bits = k[len(prefix):].split(_OPTIMUM, 1)
             out.setdefault(group, {})[bits] = as_float(v)
     return out
 

@@ -321,14 +321,12 @@ def contrast_figure(fi: FigureInput) -> Plot:
                f"CI at the row's level. Shaded: the region the claim predicts (±δ). A filled dot's CI lies inside the "
                f"region. Right axis: the bare optimal warmdown per bit-width of each group (reported, not decided on).")
     rows = fi.claim_rows(claim)
-    items, optima = [], {}
+    items, optima = [], {}  # items: (row, its contrast)
     for row in rows:
         optima.update(_optima(row))
-        items += [(row, c.group, c.mean, c.ci90_low, c.ci90_high, c) for c in _contrasts(row)]
-    shared = {lbl for _, lbl, *_ in items if sum(lbl == other for _, other, *_ in items) > 1}
-    items = [(r, f"{r.get('cell')}: {lbl}" if lbl in shared else lbl, *rest) for r, lbl, *rest in items]
-    kinds = [c for *_, c in items]
-    items = [tuple(it[:5]) for it in items]
+        items += [(row, c) for c in _contrasts(row)]
+    groups = [c.group for _, c in items]  # a contrast two rows share is named with its cell
+    labels = [f"{r.get('cell')}: {c.group}" if groups.count(c.group) > 1 else c.group for r, c in items]
     if not items:
         return Plot(fi.name, heading, "", caption, skipped=fi.missing_numbers(claim, "interaction contrasts"))
     deltas = [stat(r, "delta") for r in rows if stat(r, "delta") is not None]
@@ -340,9 +338,8 @@ def contrast_figure(fi: FigureInput) -> Plot:
         ax.axvspan(-delta, delta, color=REGION_COLOUR, alpha=0.12, label=f"claim's region ±δ = ±{delta:g}")
     ax.axvline(0, color="grey", lw=0.8)
     n_in, seen_bits, group_ticks = 0, set(), {}
-    for i, ((row, label, m, lo, hi), c) in enumerate(zip(items, kinds)):
-        y = len(items) - 1 - i
-        bits = c.bits
+    for i, (_, c) in enumerate(items):
+        y, bits, m, lo, hi = len(items) - 1 - i, c.bits, c.mean, c.ci90_low, c.ci90_high
         lab, colour, marker = _style(bits)
         inside = delta is not None and -delta <= lo and hi <= delta
         n_in += inside
@@ -352,7 +349,7 @@ def contrast_figure(fi: FigureInput) -> Plot:
         seen_bits.add(bits)
         group_ticks.setdefault(c.cell_group, y)
     ax.set_yticks(range(len(items)))
-    ax.set_yticklabels([lbl for _, lbl, *_ in reversed(items)], fontsize=8)
+    ax.set_yticklabels(labels[::-1], fontsize=8)
     ax.set_ylim(-0.7, len(items) - 0.3)
     right = ax.twinx()
     right.set_ylim(ax.get_ylim())
@@ -365,8 +362,9 @@ def contrast_figure(fi: FigureInput) -> Plot:
     band = f"±{delta:g} bpb" if delta is not None else "±δ (no δ reported)"
     title = f"{claim.id}: {n_in}/{len(items)} interaction contrasts have their {ci} inside {band}; verdict: {counts_text(rows)}"
     _suptitle(fig, title, fi.note)
-    numbers = {f"{r.get('cell')}|{label}": {"mean": m, "low": lo, "high": hi} for r, label, m, lo, hi in items}
-    arms = {"contrasts": tuple(label for _, label, *_ in items)}
+    numbers = {f"{r.get('cell')}|{label}": {"mean": c.mean, "low": c.ci90_low, "high": c.ci90_high}
+               for (r, c), label in zip(items, labels)}
+    arms = {"contrasts": tuple(labels)}
     return Plot(fi.name, heading, title, caption, _save(fig, fi.out_dir, fi.name), numbers=numbers, arms=arms)
 
 

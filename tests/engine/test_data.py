@@ -418,7 +418,7 @@ for step in range(50):
     batch_at(corpus.train, step, 8, 1024, 0, "sequential")
     batch_at(corpus.train, step, 8, 1024, 0, "random")
 for _ in val_batches(corpus.val, 1024, 8, None):
-    pass
+    pass  # every validation batch is made: their memory is what is measured
 print(json.dumps({"private_growth": private() - before, "rss_growth": psutil.Process().memory_info().rss - rss_before,
                   "train_tokens": len(corpus.train)}))
 """

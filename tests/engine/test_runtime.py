@@ -144,7 +144,7 @@ def test_a_build_held_by_a_live_process_is_waited_for_then_named_with_the_fix(tm
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         with pytest.raises(runtime.OpBuildError) as e, runtime._build_guard(guard, OP, timeout=0.5):
-            pass
+            pass  # entering must raise: the guard is held
     finally:
         os.close(fd)
     assert str(guard) in str(e.value) and "delete" in str(e.value)
